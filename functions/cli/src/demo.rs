@@ -1,0 +1,43 @@
+//! `cloudify demo`: the main job on the embedded default — a sample NetCDF4 file in a local
+//! bucket folder, indexed and served, with the line to paste into Python.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+
+/// A small multi-variable NetCDF4 file (monthly temperature and precipitation on a 4° grid),
+/// written by `tests/data/make_sample.py`.
+const SAMPLE: &[u8] = include_bytes!("../../../tests/data/sample.nc");
+/// Where the sample goes inside the bucket, so the index names it by a bucket-relative key.
+const SAMPLE_KEY: &str = "sources/sample.nc";
+/// Its dataset id.
+const DATASET: &str = "sample";
+
+/// Write, index and serve the sample.
+///
+/// # Errors
+/// When the bucket folder cannot be written or the address bound.
+pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let source = bucket.join(SAMPLE_KEY);
+    if let Some(dir) = source.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if std::fs::read(&source).ok().as_deref() != Some(SAMPLE) {
+        std::fs::write(&source, SAMPLE)
+            .with_context(|| format!("cannot write {}", source.display()))?;
+    }
+    let published = crate::sources::index(bucket, DATASET, &[&source]).await?;
+    println!(
+        "indexed {} as dataset {DATASET} (version {})",
+        source.display(),
+        published.version
+    );
+    crate::serve::run(bucket, addr, |bound| {
+        println!("open it with xarray:");
+        println!(
+            "  import xarray as xr; ds = xr.open_dataset(\"http://{bound}/datasets/{DATASET}/kerchunk\", engine=\"zarr\")"
+        );
+    })
+    .await
+}

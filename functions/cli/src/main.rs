@@ -1,0 +1,82 @@
+//! `cloudify`: the precompute job (`index`), the function as a local server (`serve`), and a
+//! self-contained demo (`demo`).
+
+mod demo;
+mod serve;
+mod sources;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cloudify",
+    version,
+    about = "NetCDF/HDF5 in a bucket, served as Zarr"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index NetCDF4/HDF5 sources into a bucket folder as one dataset.
+    Index {
+        /// The bucket: a local folder.
+        #[arg(long)]
+        bucket: PathBuf,
+        /// Dataset id ([A-Za-z0-9._-]).
+        #[arg(long)]
+        dataset: String,
+        /// Source files.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+    },
+    /// Serve a bucket folder over HTTP, as the function does.
+    Serve {
+        /// The bucket: a local folder.
+        #[arg(long)]
+        bucket: PathBuf,
+        /// Address to listen on (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
+    /// Write a sample NetCDF4 file, index it into a local bucket and serve it.
+    Demo {
+        /// The bucket folder to create.
+        #[arg(long, default_value = "cloudify-demo")]
+        bucket: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Index {
+            bucket,
+            dataset,
+            sources,
+        } => {
+            let p = sources::index(&bucket, &dataset, &sources).await?;
+            println!(
+                "dataset {dataset} version {} ({} objects written{})",
+                p.version,
+                p.objects_written,
+                if p.registry_changed {
+                    ", index.json updated"
+                } else {
+                    ", index.json unchanged"
+                }
+            );
+            Ok(())
+        }
+        Command::Serve { bucket, addr } => serve::run(&bucket, addr, |_| {}).await,
+        Command::Demo { bucket, addr } => demo::run(&bucket, addr).await,
+    }
+}

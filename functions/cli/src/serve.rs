@@ -1,0 +1,61 @@
+//! The core router as a local HTTP server: the same function the Lambda and the Worker run.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use cloudify_core::App;
+use cloudify_stores::LocalStore;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+/// Serve the bucket folder on `addr`; `ready` is called with the bound address.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn run(
+    bucket: &Path,
+    addr: SocketAddr,
+    ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let app = Arc::new(
+        App::new(Arc::new(LocalStore::new(bucket)))
+            .with_scheme("file", Arc::new(LocalStore::new("/"))),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    println!("cloudify serving {} on http://{bound}", bucket.display());
+    ready(bound);
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move {
+                    let resp = app.handle(&req).await;
+                    Ok::<_, Infallible>(resp.map(Full::<Bytes>::new))
+                }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                eprintln!("connection error: {e}");
+            }
+        });
+    }
+}

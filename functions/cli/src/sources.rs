@@ -1,0 +1,77 @@
+//! Turning command-line source paths into indexed, published datasets.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use cloudify_core::Store;
+use cloudify_index::{LocalFile, Published, SourceSpec};
+use cloudify_stores::LocalStore;
+
+/// Index `sources` into the bucket folder as dataset `id`, and publish it.
+///
+/// # Errors
+/// A message naming the file and fault; nothing is written then.
+pub async fn index(
+    bucket: &Path,
+    id: &str,
+    sources: &[impl AsRef<Path>],
+) -> anyhow::Result<Published> {
+    std::fs::create_dir_all(bucket)
+        .with_context(|| format!("cannot create bucket folder {}", bucket.display()))?;
+    let bucket_root = bucket
+        .canonicalize()
+        .with_context(|| format!("bucket folder {}", bucket.display()))?;
+    let store = LocalStore::new(&bucket_root);
+    let mut specs = Vec::new();
+    for s in sources {
+        specs.push(spec(&bucket_root, &store, s.as_ref()).await?);
+    }
+    let indexed = tokio::task::spawn_blocking({
+        let id = id.to_owned();
+        move || cloudify_index::read_dataset(&id, &specs)
+    })
+    .await??;
+    for w in &indexed.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(cloudify_index::publish(&store, &indexed).await?)
+}
+
+/// Name a source as DESIGN.md says: a key when it lives in the bucket, else a `file://` URL.
+async fn spec(bucket_root: &Path, bucket: &LocalStore, path: &Path) -> anyhow::Result<SourceSpec> {
+    let shown = path.display();
+    let abs = path
+        .canonicalize()
+        .map_err(|e| anyhow!("{shown}: cannot open source: {e}"))?;
+    if !abs.is_file() {
+        return Err(anyhow!("{shown}: not a file"));
+    }
+    let reader = LocalFile::open(&abs).map_err(|e| anyhow!("{shown}: cannot read source: {e}"))?;
+    let abs_str = abs
+        .to_str()
+        .ok_or_else(|| anyhow!("{shown}: path is not UTF-8"))?;
+    let (url, meta) = match abs.strip_prefix(bucket_root) {
+        Ok(rel) => {
+            let key = rel
+                .to_str()
+                .ok_or_else(|| anyhow!("{shown}: path is not UTF-8"))?
+                .to_owned();
+            let meta = bucket.head(&key).await?;
+            (key, meta)
+        }
+        Err(_) => {
+            let meta = LocalStore::new("/")
+                .head(abs_str.trim_start_matches('/'))
+                .await?;
+            (format!("file://{abs_str}"), meta)
+        }
+    };
+    let meta = meta.ok_or_else(|| anyhow!("{shown}: source vanished while indexing"))?;
+    Ok(SourceSpec {
+        url,
+        absolute_url: format!("file://{abs_str}"),
+        meta,
+        reader: Arc::new(reader),
+    })
+}

@@ -1,0 +1,272 @@
+//! Parsing request paths into routes and Zarr keys, strictly: nothing a client sends becomes a
+//! storage key unless it names something the index holds.
+
+use percent_encoding::percent_decode_str;
+
+use crate::error::{Error, Result};
+
+/// A dataset reference from a URL: `{id}` or `{id}@{version}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetRef {
+    /// Dataset id.
+    pub id: String,
+    /// Pinned version, if the URL names one.
+    pub version: Option<String>,
+}
+
+/// What a request path asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /`.
+    Root,
+    /// `GET /datasets`.
+    Datasets,
+    /// `GET /datasets/{id}/` and `/datasets/{id}/info`.
+    Info(DatasetRef),
+    /// `GET /datasets/{id}/kerchunk/{key}`; `None` for the store root itself.
+    Kerchunk(DatasetRef, Option<ZarrKey>),
+}
+
+/// A Zarr v2 key within a dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZarrKey {
+    /// `.zgroup`, `.zattrs` or `.zmetadata` at the root.
+    Group(GroupDoc),
+    /// `{var}/.zarray` or `{var}/.zattrs`.
+    Array(String, ArrayDoc),
+    /// `{var}/{i}.{j}...`: a chunk index.
+    Chunk(String, Vec<u64>),
+}
+
+/// Root metadata documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupDoc {
+    /// `.zgroup`.
+    Zgroup,
+    /// `.zattrs`.
+    Zattrs,
+    /// `.zmetadata` (consolidated).
+    Zmetadata,
+}
+
+/// Per-array metadata documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArrayDoc {
+    /// `.zarray`.
+    Zarray,
+    /// `.zattrs`.
+    Zattrs,
+}
+
+/// Longest path the router looks at; longer ones are refused before any parsing.
+const MAX_PATH: usize = 4096;
+
+/// Parse a raw (still percent-encoded) request path.
+///
+/// # Errors
+/// [`Error::BadRequest`] for traversal, encoded separators, malformed ids or keys;
+/// [`Error::NotFound`] for paths that match no route or keys that name no document.
+pub fn parse_path(raw: &str) -> Result<Route> {
+    if raw.len() > MAX_PATH {
+        return Err(Error::BadRequest(format!(
+            "path of {} bytes is longer than {MAX_PATH}",
+            raw.len()
+        )));
+    }
+    let lower = raw.to_ascii_lowercase();
+    if raw.contains('\\') || lower.contains("%2f") || lower.contains("%5c") {
+        return Err(Error::BadRequest(
+            "path contains a backslash or a percent-encoded separator".into(),
+        ));
+    }
+    let decoded = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| Error::BadRequest("path is not valid UTF-8 once percent-decoded".into()))?;
+    if decoded.chars().any(char::is_control) {
+        return Err(Error::BadRequest("path contains control characters".into()));
+    }
+    let Some(rest) = decoded.strip_prefix('/') else {
+        return Err(Error::BadRequest("path must start with '/'".into()));
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    if segments.iter().any(|s| *s == ".." || *s == ".") {
+        return Err(Error::BadRequest(
+            "path contains '.' or '..' segments".into(),
+        ));
+    }
+    match segments.as_slice() {
+        [""] => Ok(Route::Root),
+        ["datasets"] | ["datasets", ""] => Ok(Route::Datasets),
+        ["datasets", id] | ["datasets", id, ""] | ["datasets", id, "info"] => {
+            Ok(Route::Info(parse_dataset(id)?))
+        }
+        ["datasets", id, "kerchunk"] | ["datasets", id, "kerchunk", ""] => {
+            Ok(Route::Kerchunk(parse_dataset(id)?, None))
+        }
+        ["datasets", id, "kerchunk", key @ ..] => Ok(Route::Kerchunk(
+            parse_dataset(id)?,
+            Some(parse_zarr_key(key)?),
+        )),
+        _ => Err(Error::NotFound(format!("no route for {decoded}"))),
+    }
+}
+
+/// Parse `{id}` or `{id}@{version}`.
+///
+/// # Errors
+/// [`Error::BadRequest`] when the id or version has characters outside `[A-Za-z0-9._-]`.
+pub fn parse_dataset(segment: &str) -> Result<DatasetRef> {
+    let (id, version) = match segment.split_once('@') {
+        Some((id, v)) => (id, Some(v)),
+        None => (segment, None),
+    };
+    if !is_valid_id(id) {
+        return Err(Error::BadRequest(format!(
+            "dataset id {id:?} must be 1-128 characters of [A-Za-z0-9._-], not starting with '.'"
+        )));
+    }
+    if let Some(v) = version
+        && (v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(Error::BadRequest(format!(
+            "version {v:?} must be alphanumeric"
+        )));
+    }
+    Ok(DatasetRef {
+        id: id.to_owned(),
+        version: version.map(str::to_owned),
+    })
+}
+
+/// Whether `id` may name a dataset (also used by the indexer, so ids it writes are servable).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn parse_zarr_key(segments: &[&str]) -> Result<ZarrKey> {
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(Error::BadRequest(
+            "Zarr key has an empty segment (a leading, doubled or trailing '/')".into(),
+        ));
+    }
+    match segments {
+        [".zgroup"] => Ok(ZarrKey::Group(GroupDoc::Zgroup)),
+        [".zattrs"] => Ok(ZarrKey::Group(GroupDoc::Zattrs)),
+        [".zmetadata"] => Ok(ZarrKey::Group(GroupDoc::Zmetadata)),
+        [var, ".zarray"] => Ok(ZarrKey::Array((*var).to_owned(), ArrayDoc::Zarray)),
+        [var, ".zattrs"] => Ok(ZarrKey::Array((*var).to_owned(), ArrayDoc::Zattrs)),
+        [var, doc] if doc.starts_with('.') || doc.ends_with(".json") => Err(Error::NotFound(
+            format!("no metadata document {doc:?} for {var:?} in a Zarr v2 store"),
+        )),
+        [var, chunk] => Ok(ZarrKey::Chunk((*var).to_owned(), parse_chunk_index(chunk)?)),
+        [doc] => Err(Error::NotFound(format!(
+            "no document {doc:?} at the store root"
+        ))),
+        _ => Err(Error::BadRequest(format!(
+            "Zarr key {:?} is nested deeper than variable/chunk",
+            segments.join("/")
+        ))),
+    }
+}
+
+fn parse_chunk_index(s: &str) -> Result<Vec<u64>> {
+    s.split('.')
+        .map(|p| {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::BadRequest(format!(
+                    "chunk key {s:?} is not dot-separated non-negative integers"
+                )));
+            }
+            p.parse::<u64>()
+                .map_err(|_| Error::BadRequest(format!("chunk index {p:?} is out of range")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ds(id: &str) -> DatasetRef {
+        DatasetRef {
+            id: id.into(),
+            version: None,
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(parse_path("/").unwrap(), Route::Root);
+        assert_eq!(parse_path("/datasets").unwrap(), Route::Datasets);
+        assert_eq!(
+            parse_path("/datasets/a/info").unwrap(),
+            Route::Info(ds("a"))
+        );
+        assert_eq!(
+            parse_path("/datasets/a/kerchunk/tas/0.1.2").unwrap(),
+            Route::Kerchunk(ds("a"), Some(ZarrKey::Chunk("tas".into(), vec![0, 1, 2])))
+        );
+        assert_eq!(
+            parse_path("/datasets/a/kerchunk/my%20var/.zarray").unwrap(),
+            Route::Kerchunk(
+                ds("a"),
+                Some(ZarrKey::Array("my var".into(), ArrayDoc::Zarray))
+            )
+        );
+        assert_eq!(
+            parse_path("/datasets/a@abc123/kerchunk/.zmetadata").unwrap(),
+            Route::Kerchunk(
+                DatasetRef {
+                    id: "a".into(),
+                    version: Some("abc123".into())
+                },
+                Some(ZarrKey::Group(GroupDoc::Zmetadata))
+            )
+        );
+    }
+
+    #[test]
+    fn hostile_paths_are_bad_requests() {
+        for p in [
+            "/datasets/a/kerchunk/../../etc/passwd",
+            "/datasets/a/kerchunk/%2e%2e/x/0",
+            "/datasets/a/kerchunk/tas%2F0.0",
+            "/datasets/a/kerchunk/tas%5c0.0",
+            "/datasets/a/kerchunk/tas\\0.0",
+            "/datasets/a/kerchunk//etc/passwd",
+            "/datasets/..%2fx/info",
+            "/datasets/.hidden/info",
+            "/datasets/a/kerchunk/tas/0.x",
+            "/datasets/a/kerchunk/tas/-1.0",
+            "/datasets/a/kerchunk/tas/99999999999999999999999",
+            "/datasets/a/kerchunk/a/b/c",
+            "/datasets/a/kerchunk/tas/0%00",
+            "/datasets/a/kerchunk/%ff/0",
+            "datasets",
+        ] {
+            assert!(
+                matches!(parse_path(p), Err(Error::BadRequest(_))),
+                "{p} -> {:?}",
+                parse_path(p)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_documents_are_not_found() {
+        for p in [
+            "/nowhere",
+            "/datasets/a/kerchunk/zarr.json",
+            "/datasets/a/kerchunk/tas/zarr.json",
+            "/datasets/a/kerchunk/tas/.zfoo",
+        ] {
+            assert!(matches!(parse_path(p), Err(Error::NotFound(_))), "{p}");
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The served form of one dataset: metadata JSON plus one binary chunk table per array.
+//!
+//! Bucket layout (DESIGN.md): `datasets/{id}/{version}/manifest.json` and
+//! `datasets/{id}/{version}/{array.table}`. A table is a 16-byte header (magic, format version,
+//! record size) followed by one fixed-width record per chunk of the source grid, in C order, so a
+//! cold function resolves any chunk with one small range read and never loads a whole table.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Version of the manifest and table formats; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Magic bytes that open every chunk table.
+pub const TABLE_MAGIC: &[u8; 8] = b"CLDYTBL\0";
+/// Bytes before the first record.
+pub const TABLE_HEADER_LEN: u64 = 16;
+/// Bytes per record: source (u32), filter mask (u32), offset (u64), length (u64), little-endian.
+pub const RECORD_LEN: u64 = 24;
+/// The `source` value of a chunk that was never written (it reads as fill).
+const ABSENT: u32 = u32::MAX;
+
+/// One dataset as the functions serve it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Dataset id.
+    pub id: String,
+    /// Group (global) attributes.
+    pub attrs: Map<String, Value>,
+    /// The files the chunk tables point into; records name them by position.
+    pub sources: Vec<SourceInfo>,
+    /// Arrays by name, in source order.
+    pub arrays: IndexMap<String, ArrayMeta>,
+    /// Variables the indexer could not serve, with the reason.
+    #[serde(default)]
+    pub skipped: Map<String, Value>,
+}
+
+/// A source file as recorded at index time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// A key relative to the bucket, or an absolute `file://`, `s3://` or `https://` URL.
+    pub url: String,
+    /// Size in bytes when indexed.
+    pub size: u64,
+    /// ETag (or size-and-mtime tag on a local folder) when indexed.
+    pub etag: Option<String>,
+}
+
+/// One source codec, named and configured as numcodecs names it (the Zarr v2 codec JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "id", rename_all = "lowercase")]
+pub enum Codec {
+    /// HDF5 deflate: zlib stream.
+    Zlib {
+        /// Compression level the file declares.
+        level: u32,
+    },
+    /// HDF5 byte shuffle.
+    Shuffle {
+        /// Element size in bytes.
+        elementsize: u32,
+    },
+    /// HDF5 Fletcher-32 checksum, 4 bytes appended.
+    Fletcher32,
+}
+
+/// One array of a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArrayMeta {
+    /// Shape; a variable shorter than its unlimited dimension has the dimension's length.
+    pub shape: Vec<u64>,
+    /// Dimension names, one per axis.
+    pub dims: Vec<String>,
+    /// NumPy type string with byte order (`<f4`, `>f8`, `|S1`).
+    pub dtype: String,
+    /// Source chunk shape (the whole shape for contiguous storage).
+    pub chunks: Vec<u64>,
+    /// Zarr v2 `fill_value` (`"NaN"` for NaN, `null` when none applies).
+    pub fill_value: Value,
+    /// Attributes, `_FillValue` and netCDF-4 internals removed.
+    pub attrs: Map<String, Value>,
+    /// Source codecs in the file's pipeline (write) order.
+    pub codecs: Vec<Codec>,
+    /// Table key relative to the manifest's folder.
+    pub table: String,
+    /// Number of table records (the chunk grid's size).
+    pub records: u64,
+    /// Chunks actually stored.
+    pub stored_chunks: u64,
+    /// Why `/kerchunk` leaves this array out, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kerchunk_excluded: Option<String>,
+}
+
+impl ArrayMeta {
+    /// Chunks per dimension.
+    pub fn grid(&self) -> Vec<u64> {
+        self.shape
+            .iter()
+            .zip(&self.chunks)
+            .map(|(s, c)| s.div_ceil((*c).max(1)))
+            .collect()
+    }
+
+    /// Bytes per element, from the dtype string.
+    pub fn item_size(&self) -> Option<u32> {
+        self.dtype.get(2..)?.parse().ok()
+    }
+
+    /// Linear (C-order) index of chunk `idx`, or `None` when it lies outside the grid.
+    pub fn linear_index(&self, idx: &[u64]) -> Option<u64> {
+        let grid = self.grid();
+        if idx.len() != grid.len() {
+            return None;
+        }
+        let mut linear = 0u64;
+        for (i, g) in idx.iter().zip(&grid) {
+            if i >= g {
+                return None;
+            }
+            linear = linear.checked_mul(*g)?.checked_add(*i)?;
+        }
+        Some(linear)
+    }
+}
+
+impl Manifest {
+    /// Parse and check the format version.
+    ///
+    /// # Errors
+    /// [`Error::Json`] for malformed JSON, [`Error::Corrupt`] for an unknown format version.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| Error::json("manifest", e))?;
+        if m.format_version != FORMAT_VERSION {
+            return Err(Error::Corrupt(format!(
+                "manifest format {} is not {FORMAT_VERSION}; reindex with this version",
+                m.format_version
+            )));
+        }
+        Ok(m)
+    }
+
+    /// The named array's metadata.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown name.
+    pub fn array(&self, name: &str) -> Result<&ArrayMeta> {
+        self.arrays
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("no variable {name:?} in dataset {}", self.id)))
+    }
+}
+
+/// Where one chunk's stored bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRef {
+    /// Index into [`Manifest::sources`].
+    pub source: u32,
+    /// HDF5 filter mask: bit i set means filter i was skipped for this chunk.
+    pub filter_mask: u32,
+    /// Byte offset in the source.
+    pub offset: u64,
+    /// Stored length in bytes.
+    pub length: u64,
+}
+
+/// Byte range of record `index` within a table.
+pub fn record_range(index: u64) -> std::ops::Range<u64> {
+    let start = TABLE_HEADER_LEN + index * RECORD_LEN;
+    start..start + RECORD_LEN
+}
+
+/// Encode a table of `records` chunks; chunks not in `stored` are absent.
+pub fn encode_table(records: u64, stored: &[(u64, ChunkRef)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity((TABLE_HEADER_LEN + records * RECORD_LEN) as usize);
+    out.extend_from_slice(TABLE_MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(RECORD_LEN as u32).to_le_bytes());
+    let mut body = vec![0u8; (records * RECORD_LEN) as usize];
+    for rec in body.chunks_exact_mut(RECORD_LEN as usize) {
+        rec[..4].copy_from_slice(&ABSENT.to_le_bytes());
+    }
+    for (i, c) in stored {
+        let at = (*i * RECORD_LEN) as usize;
+        if let Some(rec) = body.get_mut(at..at + RECORD_LEN as usize) {
+            rec[..4].copy_from_slice(&c.source.to_le_bytes());
+            rec[4..8].copy_from_slice(&c.filter_mask.to_le_bytes());
+            rec[8..16].copy_from_slice(&c.offset.to_le_bytes());
+            rec[16..24].copy_from_slice(&c.length.to_le_bytes());
+        }
+    }
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decode one record; `None` for a chunk that was never written.
+///
+/// # Errors
+/// [`Error::Corrupt`] when `bytes` is not one record.
+pub fn decode_record(bytes: &[u8]) -> Result<Option<ChunkRef>> {
+    let field = |r: std::ops::Range<usize>| {
+        bytes
+            .get(r)
+            .ok_or_else(|| Error::Corrupt(format!("chunk table record of {} bytes", bytes.len())))
+    };
+    if bytes.len() as u64 != RECORD_LEN {
+        return Err(Error::Corrupt(format!(
+            "chunk table record of {} bytes, expected {RECORD_LEN}",
+            bytes.len()
+        )));
+    }
+    let u32_at =
+        |r| -> Result<u32> { Ok(u32::from_le_bytes(field(r)?.try_into().unwrap_or_default())) };
+    let u64_at =
+        |r| -> Result<u64> { Ok(u64::from_le_bytes(field(r)?.try_into().unwrap_or_default())) };
+    let source = u32_at(0..4)?;
+    if source == ABSENT {
+        return Ok(None);
+    }
+    Ok(Some(ChunkRef {
+        source,
+        filter_mask: u32_at(4..8)?,
+        offset: u64_at(8..16)?,
+        length: u64_at(16..24)?,
+    }))
+}
+
+/// Check a table's header, so a stale or foreign object is reported, not misread.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a wrong magic, format or record size.
+pub fn check_table_header(header: &[u8]) -> Result<()> {
+    let ok = header.len() as u64 == TABLE_HEADER_LEN
+        && &header[..8] == TABLE_MAGIC
+        && header[8..12] == FORMAT_VERSION.to_le_bytes()
+        && header[12..16] == (RECORD_LEN as u32).to_le_bytes();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Corrupt(
+            "chunk table header is not cloudify's".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn array(shape: Vec<u64>, chunks: Vec<u64>) -> ArrayMeta {
+        ArrayMeta {
+            shape,
+            dims: vec![],
+            dtype: "<f4".into(),
+            chunks,
+            fill_value: Value::Null,
+            attrs: Map::new(),
+            codecs: vec![],
+            table: "t.bin".into(),
+            records: 0,
+            stored_chunks: 0,
+            kerchunk_excluded: None,
+        }
+    }
+
+    #[test]
+    fn grid_and_linear_index() {
+        let a = array(vec![10, 7], vec![4, 3]);
+        assert_eq!(a.grid(), vec![3, 3]);
+        assert_eq!(a.linear_index(&[2, 1]), Some(7));
+        assert_eq!(a.linear_index(&[3, 0]), None);
+        assert_eq!(a.linear_index(&[0]), None);
+        let scalar = array(vec![], vec![]);
+        assert_eq!(scalar.linear_index(&[]), Some(0));
+        assert_eq!(a.item_size(), Some(4));
+    }
+
+    #[test]
+    fn table_round_trip() {
+        let c = ChunkRef {
+            source: 0,
+            filter_mask: 2,
+            offset: 1 << 40,
+            length: 77,
+        };
+        let t = encode_table(3, &[(1, c)]);
+        assert_eq!(t.len() as u64, TABLE_HEADER_LEN + 3 * RECORD_LEN);
+        check_table_header(&t[..16]).unwrap();
+        let rec = |i| &t[record_range(i).start as usize..record_range(i).end as usize];
+        assert_eq!(decode_record(rec(0)).unwrap(), None);
+        assert_eq!(decode_record(rec(1)).unwrap(), Some(c));
+        assert!(decode_record(&t[16..30]).is_err());
+        assert!(check_table_header(b"not a table head").is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! `index.json`: the bucket's registry of datasets and their current versions.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::manifest::FORMAT_VERSION;
+use crate::store::{Precondition, Store};
+
+/// Key of the registry in the bucket.
+pub const INDEX_KEY: &str = "index.json";
+
+/// How often a conditional registry write is retried after losing a race.
+const PUBLISH_ATTEMPTS: usize = 20;
+
+/// The registry document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registry {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Dataset id → entry.
+    pub datasets: BTreeMap<String, Entry>,
+}
+
+/// One dataset in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Content hash of the dataset's current manifest.
+    pub version: String,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            datasets: BTreeMap::new(),
+        }
+    }
+}
+
+/// Folder of one dataset version in the bucket.
+pub fn version_dir(id: &str, version: &str) -> String {
+    format!("datasets/{id}/{version}")
+}
+
+/// Key of one dataset version's manifest.
+pub fn manifest_key(id: &str, version: &str) -> String {
+    format!("{}/manifest.json", version_dir(id, version))
+}
+
+impl Registry {
+    /// Read the registry; an empty one when the bucket has none yet.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the read fails, [`Error::Json`]/[`Error::Corrupt`] when the document
+    /// is malformed or of another format version.
+    pub async fn load(store: &dyn Store) -> Result<Self> {
+        Ok(Self::load_tagged(store).await?.0)
+    }
+
+    async fn load_tagged(store: &dyn Store) -> Result<(Self, Precondition)> {
+        let Some(meta) = store.head(INDEX_KEY).await? else {
+            return Ok((Self::default(), Precondition::Absent));
+        };
+        let Some(bytes) = store.get(INDEX_KEY).await? else {
+            return Ok((Self::default(), Precondition::Absent));
+        };
+        let registry: Registry =
+            serde_json::from_slice(&bytes).map_err(|e| Error::json(INDEX_KEY, e))?;
+        if registry.format_version != FORMAT_VERSION {
+            return Err(Error::Corrupt(format!(
+                "{INDEX_KEY} has format {} where {FORMAT_VERSION} is expected",
+                registry.format_version
+            )));
+        }
+        let pre = meta.etag.map_or(Precondition::None, Precondition::Matches);
+        Ok((registry, pre))
+    }
+
+    /// The current version of `id`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown dataset.
+    pub fn version(&self, id: &str) -> Result<&str> {
+        self.datasets
+            .get(id)
+            .map(|e| e.version.as_str())
+            .ok_or_else(|| Error::NotFound(format!("no dataset {id:?}")))
+    }
+
+    /// Point `id` at `version` by read-merge-write guarded by a conditional write, so concurrent
+    /// indexers never drop each other's datasets. Returns `false` when nothing had to change.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store fails or the race is lost [`PUBLISH_ATTEMPTS`] times.
+    pub async fn publish(store: &dyn Store, id: &str, version: &str) -> Result<bool> {
+        for _ in 0..PUBLISH_ATTEMPTS {
+            let (mut registry, pre) = Self::load_tagged(store).await?;
+            if registry
+                .datasets
+                .get(id)
+                .is_some_and(|e| e.version == version)
+            {
+                return Ok(false);
+            }
+            registry.datasets.insert(
+                id.to_owned(),
+                Entry {
+                    version: version.to_owned(),
+                },
+            );
+            let body =
+                serde_json::to_vec_pretty(&registry).map_err(|e| Error::json(INDEX_KEY, e))?;
+            if store.put(INDEX_KEY, Bytes::from(body), pre).await? {
+                return Ok(true);
+            }
+        }
+        Err(Error::Storage(format!(
+            "{INDEX_KEY} kept changing under {PUBLISH_ATTEMPTS} attempts to publish {id}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::MemoryStore;
+    use futures_executor::block_on;
+
+    #[test]
+    fn publish_merges_and_is_idempotent() {
+        block_on(async {
+            let s = MemoryStore::new();
+            assert!(Registry::publish(&s, "a", "v1").await.unwrap());
+            assert!(Registry::publish(&s, "b", "v2").await.unwrap());
+            assert!(!Registry::publish(&s, "b", "v2").await.unwrap());
+            let r = Registry::load(&s).await.unwrap();
+            assert_eq!(r.version("a").unwrap(), "v1");
+            assert_eq!(r.version("b").unwrap(), "v2");
+            assert!(matches!(r.version("c"), Err(Error::NotFound(_))));
+        });
+    }
+}

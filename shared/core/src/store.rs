@@ -1,0 +1,278 @@
+//! The storage trait every runtime implements, an in-memory store and a read-counting decorator.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+
+/// `Send + Sync` on native targets, nothing on wasm32 where JS-backed values are neither.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send + Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + Sync + ?Sized> MaybeSend for T {}
+/// `Send + Sync` on native targets, nothing on wasm32 where JS-backed values are neither.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
+/// What a store knows about an object without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Size in bytes.
+    pub size: u64,
+    /// The store's version tag: an S3/R2 ETag, or size and mtime on a local folder.
+    pub etag: Option<String>,
+}
+
+/// How a conditional write must find the object it replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// Write whatever is there.
+    None,
+    /// Write only if the object does not exist.
+    Absent,
+    /// Write only if the object's current tag is this one.
+    Matches(String),
+}
+
+/// An object store addressed by `/`-separated keys.
+///
+/// A missing object is `Ok(None)`, never an error, so callers decide whether absence is a 404
+/// (an unknown dataset) or a 502 (a source the index names has gone).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Store: MaybeSend {
+    /// The whole object.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the backend fails.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+
+    /// Bytes `range` of the object; a range past its end is [`Error::RangeNotSatisfiable`].
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the backend fails, [`Error::RangeNotSatisfiable`] past the end.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>>;
+
+    /// Size and tag of the object.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the backend fails.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+
+    /// Write an object if `precondition` holds; `Ok(false)` when it does not.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the backend fails.
+    async fn put(&self, key: &str, bytes: Bytes, precondition: Precondition) -> Result<bool>;
+
+    /// Keys under `prefix`, sorted.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the backend fails.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+}
+
+/// A store held in memory: for tests, and as the model the other backends are tested against.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<String, (Bytes, u64)>>,
+    generation: AtomicU64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Bytes, u64)>> {
+        // A poisoned lock only means another test thread panicked; the map is still whole.
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Slice `range` out of `bytes`, or say why it cannot be.
+///
+/// # Errors
+/// [`Error::RangeNotSatisfiable`] when the range is empty-inverted or runs past the end.
+pub fn slice_range(key: &str, bytes: &Bytes, range: Range<u64>) -> Result<Bytes> {
+    let len = bytes.len() as u64;
+    if range.start > range.end || range.end > len {
+        return Err(Error::RangeNotSatisfiable(format!(
+            "bytes {}..{} of {key} requested, object has {len} bytes",
+            range.start, range.end
+        )));
+    }
+    // Both bounds are <= len, which is a usize.
+    Ok(bytes.slice(range.start as usize..range.end as usize))
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.objects().get(key).map(|(b, _)| b.clone()))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
+        match self.objects().get(key) {
+            Some((b, _)) => slice_range(key, b, range).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        Ok(self.objects().get(key).map(|(b, generation)| ObjectMeta {
+            size: b.len() as u64,
+            etag: Some(format!("\"{generation}\"")),
+        }))
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes, precondition: Precondition) -> Result<bool> {
+        let mut objects = self.objects();
+        let current = objects.get(key).map(|(_, g)| format!("\"{g}\""));
+        let ok = match (&precondition, &current) {
+            (Precondition::None, _) | (Precondition::Absent, None) => true,
+            (Precondition::Matches(want), Some(have)) => want == have,
+            _ => false,
+        };
+        if ok {
+            let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+            objects.insert(key.to_owned(), (bytes, generation));
+        }
+        Ok(ok)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .objects()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}
+
+/// One read a [`CountingStore`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// The object read.
+    pub key: String,
+    /// The byte range, or `None` for a whole-object `get`.
+    pub range: Option<Range<u64>>,
+}
+
+/// A decorator that records every read passed to the inner store: the instrument behind the
+/// "one range read per chunk" guarantees and, later, `Server-Timing`.
+#[derive(Debug)]
+pub struct CountingStore<S> {
+    inner: S,
+    reads: Mutex<Vec<Read>>,
+}
+
+impl<S> CountingStore<S> {
+    /// Wrap `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            reads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every read so far, oldest first; clears the log.
+    pub fn take_reads(&self) -> Vec<Read> {
+        std::mem::take(&mut *self.reads.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn record(&self, key: &str, range: Option<Range<u64>>) {
+        self.reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Read {
+                key: key.to_owned(),
+                range,
+            });
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl<S: Store> Store for CountingStore<S> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.record(key, None);
+        self.inner.get(key).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
+        self.record(key, Some(range.clone()));
+        self.inner.get_range(key, range).await
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        self.inner.head(key).await
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes, precondition: Precondition) -> Result<bool> {
+        self.inner.put(key, bytes, precondition).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use futures_executor::block_on;
+
+    #[test]
+    fn memory_store_ranges_and_preconditions() {
+        block_on(async {
+            let s = MemoryStore::new();
+            assert!(
+                s.put("a", Bytes::from_static(b"hello"), Precondition::Absent)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !s.put("a", Bytes::from_static(b"x"), Precondition::Absent)
+                    .await
+                    .unwrap()
+            );
+            let tag = s.head("a").await.unwrap().unwrap().etag.unwrap();
+            assert_eq!(
+                s.get_range("a", 1..4).await.unwrap().unwrap(),
+                Bytes::from_static(b"ell")
+            );
+            assert!(matches!(
+                s.get_range("a", 3..9).await,
+                Err(Error::RangeNotSatisfiable(_))
+            ));
+            assert!(
+                s.put(
+                    "a",
+                    Bytes::from_static(b"bye"),
+                    Precondition::Matches(tag.clone())
+                )
+                .await
+                .unwrap()
+            );
+            assert!(
+                !s.put("a", Bytes::from_static(b"no"), Precondition::Matches(tag))
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(s.get("missing").await.unwrap(), None);
+            assert_eq!(s.list("").await.unwrap(), vec!["a".to_owned()]);
+        });
+    }
+}

@@ -1,0 +1,152 @@
+//! Zarr v2 documents for the raw (`/kerchunk`) route and the kerchunk v1 reference export.
+//!
+//! Spec: <https://zarr-specs.readthedocs.io/en/latest/v2/v2.0.html>; kerchunk references:
+//! <https://fsspec.github.io/kerchunk/spec.html>. Source codecs are declared as the numcodecs
+//! configurations clients already decode; the HDF5 pipeline's write order maps onto Zarr v2's
+//! `filters` (applied in order) followed by the `compressor` (the last deflate, if any).
+
+use serde_json::{Map, Value, json};
+
+use crate::manifest::{ArrayMeta, ChunkRef, Codec, Manifest};
+
+/// `.zgroup`.
+pub fn zgroup() -> Value {
+    json!({ "zarr_format": 2 })
+}
+
+/// `.zarray` of an array served with its source codecs.
+pub fn zarray(a: &ArrayMeta) -> Value {
+    let (filters, compressor) = match a.codecs.split_last() {
+        Some((last @ Codec::Zlib { .. }, rest)) => (rest, Some(last)),
+        _ => (a.codecs.as_slice(), None),
+    };
+    json!({
+        "zarr_format": 2,
+        "shape": a.shape,
+        "chunks": a.chunks,
+        "dtype": a.dtype,
+        "fill_value": a.fill_value,
+        "order": "C",
+        "filters": if filters.is_empty() { Value::Null } else { json!(filters) },
+        "compressor": compressor,
+        "dimension_separator": ".",
+    })
+}
+
+/// An array's `.zattrs`: its attributes plus xarray's `_ARRAY_DIMENSIONS`.
+pub fn array_attrs(a: &ArrayMeta) -> Value {
+    let mut attrs = a.attrs.clone();
+    attrs.insert("_ARRAY_DIMENSIONS".into(), json!(a.dims));
+    Value::Object(attrs)
+}
+
+/// Arrays the raw route serves, in order.
+pub fn kerchunk_arrays(m: &Manifest) -> impl Iterator<Item = (&String, &ArrayMeta)> {
+    m.arrays
+        .iter()
+        .filter(|(_, a)| a.kerchunk_excluded.is_none())
+}
+
+/// The metadata documents of the raw route, by key, in order.
+pub fn kerchunk_documents(m: &Manifest) -> Map<String, Value> {
+    let mut docs = Map::new();
+    docs.insert(".zgroup".into(), zgroup());
+    docs.insert(".zattrs".into(), Value::Object(m.attrs.clone()));
+    for (name, a) in kerchunk_arrays(m) {
+        docs.insert(format!("{name}/.zarray"), zarray(a));
+        docs.insert(format!("{name}/.zattrs"), array_attrs(a));
+    }
+    docs
+}
+
+/// `.zmetadata`: the consolidated metadata of the raw route.
+pub fn zmetadata(m: &Manifest) -> Value {
+    json!({ "zarr_consolidated_format": 1, "metadata": kerchunk_documents(m) })
+}
+
+/// The Zarr chunk key (`i.j.k`, or `0` for a scalar) of linear chunk `linear` of `a`.
+pub fn chunk_key(a: &ArrayMeta, linear: u64) -> String {
+    let grid = a.grid();
+    if grid.is_empty() {
+        return "0".into();
+    }
+    let mut idx = vec![0u64; grid.len()];
+    let mut rest = linear;
+    for (slot, g) in idx.iter_mut().zip(&grid).rev() {
+        *slot = rest % g.max(&1);
+        rest /= g.max(&1);
+    }
+    idx.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// A kerchunk version-1 reference set for the raw route: every document as a JSON string and
+/// every stored chunk as `[url, offset, length]`. `chunks(name)` lists an array's stored chunks
+/// by linear index; `urls` are the sources' absolute URLs.
+pub fn kerchunk_refs<'a>(
+    m: &'a Manifest,
+    urls: &[String],
+    mut chunks: impl FnMut(&'a str) -> Vec<(u64, ChunkRef)>,
+) -> Value {
+    let mut refs = Map::new();
+    for (key, doc) in kerchunk_documents(m) {
+        refs.insert(key, Value::String(doc.to_string()));
+    }
+    for (name, a) in kerchunk_arrays(m) {
+        for (linear, c) in chunks(name) {
+            let url = urls.get(c.source as usize).cloned().unwrap_or_default();
+            refs.insert(
+                format!("{name}/{}", chunk_key(a, linear)),
+                json!([url, c.offset, c.length]),
+            );
+        }
+    }
+    json!({ "version": 1, "refs": refs })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn array(codecs: Vec<Codec>) -> ArrayMeta {
+        ArrayMeta {
+            shape: vec![5, 4],
+            dims: vec!["y".into(), "x".into()],
+            dtype: ">f8".into(),
+            chunks: vec![2, 4],
+            fill_value: json!("NaN"),
+            attrs: Map::new(),
+            codecs,
+            table: "t".into(),
+            records: 3,
+            stored_chunks: 3,
+            kerchunk_excluded: None,
+        }
+    }
+
+    #[test]
+    fn pipeline_maps_to_filters_then_compressor() {
+        let z = zarray(&array(vec![
+            Codec::Fletcher32,
+            Codec::Shuffle { elementsize: 8 },
+            Codec::Zlib { level: 4 },
+        ]));
+        assert_eq!(z["compressor"], json!({"id": "zlib", "level": 4}));
+        assert_eq!(
+            z["filters"],
+            json!([{"id": "fletcher32"}, {"id": "shuffle", "elementsize": 8}])
+        );
+        let plain = zarray(&array(vec![]));
+        assert_eq!(plain["filters"], Value::Null);
+        assert_eq!(plain["compressor"], Value::Null);
+        assert_eq!(plain["fill_value"], json!("NaN"));
+    }
+
+    #[test]
+    fn chunk_keys_invert_linear_index() {
+        let a = array(vec![]);
+        assert_eq!(chunk_key(&a, 0), "0.0");
+        assert_eq!(chunk_key(&a, 2), "2.0");
+        assert_eq!(a.linear_index(&[2, 0]), Some(2));
+    }
+}

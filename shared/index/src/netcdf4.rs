@@ -1,0 +1,498 @@
+//! Reading one NetCDF4/HDF5 source into a manifest: variables, dimensions, codecs and the
+//! location of every stored chunk.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cloudify_core::manifest::{FORMAT_VERSION, encode_table};
+use cloudify_core::{ArrayMeta, ChunkRef, Codec, Manifest, SourceInfo};
+use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, Layout};
+use serde_json::{Map, Value, json};
+
+use crate::attrs;
+use crate::error::{IndexError, Result};
+use crate::source::{HdfSource, SourceSpec};
+
+/// HDF5 filter ids this reader maps onto numcodecs.
+const FILTER_DEFLATE: u16 = 1;
+const FILTER_SHUFFLE: u16 = 2;
+const FILTER_FLETCHER32: u16 = 3;
+
+/// What netCDF-C writes as the `NAME` of a dimension that has no coordinate variable.
+const PURE_DIMENSION: &str = "This is a netCDF dimension but not a netCDF variable";
+
+/// A dataset read from its sources, ready to publish.
+#[derive(Debug, Clone)]
+pub struct Indexed {
+    /// The manifest (without a version: that is its hash).
+    pub manifest: Manifest,
+    /// Per array, in manifest order: its table bytes and its stored chunks by linear index.
+    pub tables: Vec<(Vec<u8>, Vec<(u64, ChunkRef)>)>,
+    /// Absolute source URLs, for interchange formats.
+    pub absolute_urls: Vec<String>,
+    /// Warnings for the operator (skipped variables), each naming file and variable.
+    pub warnings: Vec<String>,
+}
+
+/// One dimension of the netCDF data model.
+#[derive(Debug, Clone)]
+struct Dimension {
+    name: String,
+    len: u64,
+}
+
+/// A dataset of the file with the attributes the dimension logic needs.
+struct Member {
+    name: String,
+    ds: Dataset,
+    raw_attrs: HashMap<String, AttrValue>,
+    shape: Vec<u64>,
+}
+
+impl Member {
+    fn is_scale(&self) -> bool {
+        self.raw_attrs
+            .get("CLASS")
+            .and_then(attrs::string)
+            .is_some_and(|c| c == "DIMENSION_SCALE")
+    }
+
+    fn is_pure_dimension(&self) -> bool {
+        self.is_scale()
+            && self
+                .raw_attrs
+                .get("NAME")
+                .and_then(attrs::string)
+                .is_some_and(|n| n.starts_with(PURE_DIMENSION))
+    }
+}
+
+/// Read the dataset `id` from its sources (one file for now).
+///
+/// # Errors
+/// [`IndexError::Source`] for a missing, unreadable or non-HDF5 file, [`IndexError::Variable`]
+/// for a variable with a filter no Zarr codec matches; nothing is returned then.
+pub fn read_dataset(id: &str, sources: &[SourceSpec]) -> Result<Indexed> {
+    if !cloudify_core::key::is_valid_id(id) {
+        return Err(IndexError::Invalid(format!(
+            "dataset id {id:?} must be 1-128 characters of [A-Za-z0-9._-], not starting with '.'"
+        )));
+    }
+    let [source] = sources else {
+        return Err(IndexError::Invalid(format!(
+            "dataset {id}: {} sources given; a dataset is one file until multi-file \
+             aggregation (--concat-dim) lands",
+            sources.len()
+        )));
+    };
+    let reader = SourceReader::open(source)?;
+    let mut indexed = reader.read(id, 0)?;
+    indexed.manifest.sources = vec![SourceInfo {
+        url: source.url.clone(),
+        size: source.meta.size,
+        etag: source.meta.etag.clone(),
+    }];
+    indexed.absolute_urls = vec![source.absolute_url.clone()];
+    Ok(indexed)
+}
+
+struct SourceReader {
+    file_name: String,
+    file: File,
+}
+
+impl SourceReader {
+    fn open(source: &SourceSpec) -> Result<Self> {
+        let fault = |fault: String| IndexError::Source {
+            file: source.url.clone(),
+            fault,
+        };
+        if source.reader.len() < 8 {
+            return Err(fault("not an HDF5/NetCDF4 file (too short)".into()));
+        }
+        let file = File::from_source(HdfSource(source.reader.clone()))
+            .map_err(|e| fault(format!("not a readable HDF5/NetCDF4 file: {e}")))?;
+        Ok(Self {
+            file_name: source.url.clone(),
+            file,
+        })
+    }
+
+    fn source_err(&self, fault: impl std::fmt::Display) -> IndexError {
+        IndexError::Source {
+            file: self.file_name.clone(),
+            fault: fault.to_string(),
+        }
+    }
+
+    fn var_err(&self, variable: &str, fault: impl std::fmt::Display) -> IndexError {
+        IndexError::Variable {
+            file: self.file_name.clone(),
+            variable: variable.to_owned(),
+            fault: fault.to_string(),
+        }
+    }
+
+    fn read(&self, id: &str, source_index: u32) -> Result<Indexed> {
+        let root = self.file.root();
+        let group_attrs = root.attrs().map_err(|e| self.source_err(e))?;
+        let mut members = Vec::new();
+        for (name, ds) in root.iter_datasets().map_err(|e| self.source_err(e))? {
+            let raw_attrs = ds.attrs().map_err(|e| self.var_err(&name, e))?;
+            let shape = ds.shape().map_err(|e| self.var_err(&name, e))?;
+            members.push(Member {
+                name,
+                ds,
+                raw_attrs,
+                shape,
+            });
+        }
+        let dims = dimensions(&members);
+        let mut manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            id: id.to_owned(),
+            attrs: attrs::visible(&group_attrs, &[]),
+            sources: Vec::new(),
+            arrays: Default::default(),
+            skipped: Map::new(),
+        };
+        let mut tables = Vec::new();
+        let mut warnings = Vec::new();
+        for m in members.iter().filter(|m| !m.is_pure_dimension()) {
+            let axes = axes_of(m, &dims);
+            match self.array(m, &axes, source_index, tables.len())? {
+                Ok((meta, stored)) => {
+                    let table = encode_table(meta.records, &stored);
+                    manifest.arrays.insert(m.name.clone(), meta);
+                    tables.push((table, stored));
+                }
+                Err(reason) => {
+                    warnings.push(format!(
+                        "{}: skipping variable {:?}: {reason}",
+                        self.file_name, m.name
+                    ));
+                    manifest.skipped.insert(m.name.clone(), json!(reason));
+                }
+            }
+        }
+        Ok(Indexed {
+            manifest,
+            tables,
+            absolute_urls: Vec::new(),
+            warnings,
+        })
+    }
+
+    /// One variable: `Ok(Ok(..))` indexed, `Ok(Err(reason))` skipped, `Err` fatal.
+    fn array(
+        &self,
+        m: &Member,
+        axes: &[Dimension],
+        source_index: u32,
+        position: usize,
+    ) -> Result<std::result::Result<(ArrayMeta, Vec<(u64, ChunkRef)>), String>> {
+        let ds = &m.ds;
+        let datatype = ds.datatype().map_err(|e| self.var_err(&m.name, e))?;
+        let Some(dtype) = typestr(&datatype) else {
+            return Ok(Err(format!("{} has no Zarr v2 dtype", describe(&datatype))));
+        };
+        // A variable shorter than its (unlimited) dimension has the dimension's length.
+        let shape: Vec<u64> = m
+            .shape
+            .iter()
+            .zip(axes)
+            .map(|(s, d)| (*s).max(d.len))
+            .collect();
+        let layout = ds.layout().map_err(|e| self.var_err(&m.name, e))?;
+        let (chunks, located) = match layout {
+            Layout::Chunked { chunk_shape, .. } => {
+                let list = match ds.chunks() {
+                    Ok(l) => l,
+                    Err(e) => return Ok(Err(format!("its chunk index cannot be read: {e}"))),
+                };
+                let located: Vec<(Vec<u64>, ChunkRef)> = list
+                    .into_iter()
+                    .map(|c| {
+                        let idx = c
+                            .offset
+                            .iter()
+                            .zip(&chunk_shape)
+                            .map(|(o, cs)| o / cs.max(&1))
+                            .collect();
+                        let r = ChunkRef {
+                            source: source_index,
+                            filter_mask: c.filter_mask,
+                            offset: c.address,
+                            length: c.storage_size,
+                        };
+                        (idx, r)
+                    })
+                    .collect();
+                (chunk_shape, located)
+            }
+            Layout::Contiguous { address, size } => {
+                let located = address
+                    .map(|a| {
+                        let r = ChunkRef {
+                            source: source_index,
+                            filter_mask: 0,
+                            offset: a,
+                            length: size,
+                        };
+                        (vec![0; shape.len()], r)
+                    })
+                    .into_iter()
+                    .collect();
+                (m.shape.clone(), located)
+            }
+            Layout::Compact { .. } => return Ok(Err("compact storage is not served yet".into())),
+            _ => return Ok(Err("virtual datasets are not served".into())),
+        };
+        let chunks: Vec<u64> = chunks.into_iter().map(|c| c.max(1)).collect();
+        let codecs = self.codecs(m, &dtype)?;
+        let mut meta = ArrayMeta {
+            shape,
+            dims: axes.iter().map(|d| d.name.clone()).collect(),
+            dtype,
+            chunks,
+            fill_value: Value::Null,
+            attrs: attrs::visible(
+                &m.raw_attrs,
+                if m.is_scale() {
+                    &["CLASS", "NAME"]
+                } else {
+                    &[]
+                },
+            ),
+            codecs,
+            table: format!("tables/{position}.bin"),
+            records: 0,
+            stored_chunks: 0,
+            kerchunk_excluded: None,
+        };
+        meta.records = meta.grid().iter().product();
+        let mut stored = Vec::with_capacity(located.len());
+        for (idx, r) in located {
+            let linear = meta.linear_index(&idx).ok_or_else(|| {
+                self.var_err(&m.name, format!("chunk at {idx:?} lies outside the shape"))
+            })?;
+            stored.push((linear, r));
+        }
+        stored.sort_by_key(|(i, _)| *i);
+        meta.stored_chunks = stored.len() as u64;
+        meta.fill_value = fill_value(m, &meta, &datatype, stored.len() as u64 != meta.records);
+        meta.kerchunk_excluded = kerchunk_exclusion(&meta, &stored);
+        Ok(Ok((meta, stored)))
+    }
+
+    fn codecs(&self, m: &Member, dtype: &str) -> Result<Vec<Codec>> {
+        let item = dtype.get(2..).and_then(|s| s.parse().ok()).unwrap_or(1);
+        m.ds.filter_pipeline()
+            .into_iter()
+            .map(|f| match f.id {
+                FILTER_DEFLATE => Ok(Codec::Zlib {
+                    level: f.client_data.first().copied().unwrap_or(6),
+                }),
+                FILTER_SHUFFLE => Ok(Codec::Shuffle { elementsize: item }),
+                FILTER_FLETCHER32 => Ok(Codec::Fletcher32),
+                other => Err(self.var_err(
+                    &m.name,
+                    format!(
+                        "HDF5 filter {other} ({}) has no supported Zarr codec",
+                        f.name.as_deref().unwrap_or("unnamed")
+                    ),
+                )),
+            })
+            .collect()
+    }
+}
+
+/// NumPy type string of an HDF5 datatype, or `None` for kinds Zarr v2 cannot describe here.
+fn typestr(dt: &Datatype) -> Option<String> {
+    let order = |b: &DatatypeByteOrder, size: u32| match (b, size) {
+        (_, 1) => Some('|'),
+        (DatatypeByteOrder::LittleEndian, _) => Some('<'),
+        (DatatypeByteOrder::BigEndian, _) => Some('>'),
+        _ => None,
+    };
+    match dt {
+        Datatype::FixedPoint {
+            size,
+            byte_order,
+            layout,
+        } if matches!(size, 1 | 2 | 4 | 8) => Some(format!(
+            "{}{}{size}",
+            order(byte_order, *size)?,
+            if layout.signed { 'i' } else { 'u' }
+        )),
+        Datatype::FloatingPoint {
+            size, byte_order, ..
+        } if matches!(size, 2 | 4 | 8) => Some(format!("{}f{size}", order(byte_order, *size)?)),
+        Datatype::String { size, .. } => Some(format!("|S{size}")),
+        _ => None,
+    }
+}
+
+/// A datatype's kind in words, for warnings.
+fn describe(dt: &Datatype) -> &'static str {
+    match dt {
+        Datatype::VariableLength {
+            is_string: true, ..
+        } => "a variable-length string type",
+        Datatype::VariableLength { .. } => "a variable-length sequence type",
+        Datatype::Compound { .. } => "a compound type",
+        Datatype::Reference { .. } => "a reference type",
+        Datatype::Enumeration { .. } => "an enumeration type",
+        Datatype::Opaque { .. } => "an opaque type",
+        Datatype::Array { .. } => "an array type",
+        _ => "this datatype",
+    }
+}
+
+/// The dimensions of the file in netCDF-4 dimension-id order: from `_Netcdf4Dimid` on the
+/// dimension scales, each as long as the longest variable along it.
+fn dimensions(members: &[Member]) -> BTreeMap<i64, Dimension> {
+    let mut dims = BTreeMap::new();
+    let mut next_id = members
+        .iter()
+        .filter_map(|m| m.raw_attrs.get("_Netcdf4Dimid").and_then(attrs::integers))
+        .flatten()
+        .max()
+        .map_or(0, |m| m + 1);
+    for m in members
+        .iter()
+        .filter(|m| m.is_scale() && m.shape.len() == 1)
+    {
+        let id = match m
+            .raw_attrs
+            .get("_Netcdf4Dimid")
+            .and_then(attrs::integers)
+            .and_then(|v| v.first().copied())
+        {
+            Some(id) => id,
+            None => {
+                next_id += 1;
+                next_id - 1
+            }
+        };
+        dims.insert(
+            id,
+            Dimension {
+                name: m.name.clone(),
+                len: m.shape[0],
+            },
+        );
+    }
+    // Unlimited dimensions are as long as their longest variable.
+    for m in members {
+        if let Some(ids) = m
+            .raw_attrs
+            .get("_Netcdf4Coordinates")
+            .and_then(attrs::integers)
+        {
+            for (id, len) in ids.iter().zip(&m.shape) {
+                if let Some(d) = dims.get_mut(id) {
+                    d.len = d.len.max(*len);
+                }
+            }
+        }
+    }
+    dims
+}
+
+/// The dimensions of one variable: `_Netcdf4Coordinates` when netCDF-C wrote it, the scale
+/// itself for a coordinate variable, else the scale of the same length when exactly one has it,
+/// else a phony dimension named like h5netcdf's.
+fn axes_of(m: &Member, dims: &BTreeMap<i64, Dimension>) -> Vec<Dimension> {
+    if let Some(ids) = m
+        .raw_attrs
+        .get("_Netcdf4Coordinates")
+        .and_then(attrs::integers)
+        && ids.len() == m.shape.len()
+        && let Some(found) = ids
+            .iter()
+            .map(|i| dims.get(i).cloned())
+            .collect::<Option<Vec<_>>>()
+    {
+        return found;
+    }
+    if m.is_scale() && m.shape.len() == 1 {
+        return vec![Dimension {
+            name: m.name.clone(),
+            len: dims
+                .values()
+                .find(|d| d.name == m.name)
+                .map_or(m.shape[0], |d| d.len),
+        }];
+    }
+    m.shape
+        .iter()
+        .map(|len| {
+            let same: Vec<&Dimension> = dims.values().filter(|d| d.len == *len).collect();
+            match same.as_slice() {
+                [one] => (*one).clone(),
+                _ => Dimension {
+                    name: format!("phony_dim_{len}"),
+                    len: *len,
+                },
+            }
+        })
+        .collect()
+}
+
+/// Zarr v2 `fill_value`: `_FillValue` when the variable declares one; else, where chunks are
+/// absent, the HDF5 fill those chunks read as (when it is not HDF5's implicit zero); else none,
+/// so that no legitimate value is masked by xarray.
+fn fill_value(m: &Member, a: &ArrayMeta, dt: &Datatype, has_absent: bool) -> Value {
+    let is_float = a.dtype.as_bytes().get(1) == Some(&b'f');
+    let as_json = |v: &AttrValue| -> Option<Value> {
+        let j = attrs::to_json(v)?;
+        match j {
+            Value::Array(mut a) if a.len() == 1 => a.pop(),
+            Value::Number(_) => Some(j),
+            Value::String(ref s)
+                if is_float && ["NaN", "Infinity", "-Infinity"].contains(&s.as_str()) =>
+            {
+                Some(j)
+            }
+            _ => None,
+        }
+    };
+    if a.dtype.starts_with("|S") {
+        return Value::Null;
+    }
+    if let Some(v) = m.raw_attrs.get("_FillValue").and_then(as_json) {
+        return v;
+    }
+    if !has_absent {
+        return Value::Null;
+    }
+    let hdf5_fill = if is_float {
+        m.ds.fill_value::<f64>().ok().flatten().map(attrs::float)
+    } else if matches!(dt, Datatype::FixedPoint { layout, .. } if !layout.signed) {
+        m.ds.fill_value::<u64>().ok().flatten().map(|v| json!(v))
+    } else {
+        m.ds.fill_value::<i64>().ok().flatten().map(|v| json!(v))
+    };
+    match hdf5_fill {
+        Some(v) if v != json!(0) && v != json!(0.0) => v,
+        _ => Value::Null,
+    }
+}
+
+/// Why stock zarr-python cannot decode this array's stored chunks as they are, if it cannot.
+fn kerchunk_exclusion(a: &ArrayMeta, stored: &[(u64, ChunkRef)]) -> Option<String> {
+    if let Some((i, c)) = stored.iter().find(|(_, c)| c.filter_mask != 0) {
+        return Some(format!(
+            "chunk #{i} skips filters (mask {:#x}), so its codecs differ from the array's",
+            c.filter_mask
+        ));
+    }
+    let checksum_at = a.codecs.iter().position(|c| *c == Codec::Fletcher32)?;
+    a.codecs[checksum_at..].iter().find_map(|c| match c {
+        Codec::Shuffle { elementsize } if !matches!(elementsize, 1 | 2 | 4) => Some(format!(
+            "fletcher32 precedes shuffle on {elementsize}-byte elements: the shuffled stream is \
+             not a whole number of elements, which numcodecs' Shuffle rejects"
+        )),
+        _ => None,
+    })
+}

@@ -1,0 +1,74 @@
+//! Byte-range access to a source file, and its adapter to `hdf5_pure::Source`.
+
+use std::sync::Arc;
+
+use cloudify_core::ObjectMeta;
+use hdf5_pure::FormatError;
+
+/// Random access to a source's bytes: all the metadata reader ever does to a file.
+pub trait RangeRead: Send + Sync {
+    /// Size in bytes.
+    fn len(&self) -> u64;
+    /// Fill `buf` from `offset`.
+    ///
+    /// # Errors
+    /// Any I/O failure, or a read past the end.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+}
+
+/// A local file read with positioned reads (no shared cursor, so it is `Sync`).
+#[derive(Debug)]
+pub struct LocalFile {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl LocalFile {
+    /// Open `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or its size read.
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Self { file, len })
+    }
+}
+
+impl RangeRead for LocalFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+    }
+}
+
+/// One source of a dataset: how the index names it, how to read it, and what it was.
+#[derive(Clone)]
+pub struct SourceSpec {
+    /// Bucket-relative key or absolute URL, as recorded in the manifest.
+    pub url: String,
+    /// Absolute URL for interchange formats (kerchunk references).
+    pub absolute_url: String,
+    /// Size and tag when indexed.
+    pub meta: ObjectMeta,
+    /// The bytes.
+    pub reader: Arc<dyn RangeRead>,
+}
+
+/// `hdf5_pure`'s view of a [`RangeRead`].
+pub(crate) struct HdfSource(pub(crate) Arc<dyn RangeRead>);
+
+impl hdf5_pure::Source for HdfSource {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), FormatError> {
+        self.0
+            .read_at(offset, buf)
+            .map_err(|e| FormatError::Source(e.to_string()))
+    }
+}

@@ -1,0 +1,259 @@
+//! The spine end to end in Rust: index the demo sample into an in-memory bucket, serve every key
+//! through the core router, and count the store reads each request makes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cloudify_core::store::{CountingStore, Precondition, Read};
+use cloudify_core::zarr_v2::chunk_key;
+use cloudify_core::{App, MemoryStore, ObjectMeta, Store};
+use cloudify_index::{Indexed, LocalFile, SourceSpec, publish, read_dataset};
+use serde_json::Value;
+
+const SOURCE_KEY: &str = "sources/sample.nc";
+
+fn sample_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/sample.nc")
+}
+
+fn index_sample(id: &str) -> Indexed {
+    let path = sample_path();
+    let reader = LocalFile::open(&path).unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let spec = SourceSpec {
+        url: SOURCE_KEY.into(),
+        absolute_url: format!("file://{}", path.display()),
+        meta: ObjectMeta { size, etag: None },
+        reader: Arc::new(reader),
+    };
+    read_dataset(id, &[spec]).unwrap()
+}
+
+/// A bucket holding the sample as a source and its index.
+async fn bucket() -> (Arc<CountingStore<MemoryStore>>, Indexed) {
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
+    let bytes = std::fs::read(sample_path()).unwrap();
+    store
+        .put(SOURCE_KEY, Bytes::from(bytes), Precondition::None)
+        .await
+        .unwrap();
+    let indexed = index_sample("sample");
+    publish(store.as_ref(), &indexed).await.unwrap();
+    store.take_reads();
+    (store, indexed)
+}
+
+async fn get(app: &App, path: &str) -> (u16, Bytes) {
+    let req = http::Request::get(path).body(()).unwrap();
+    let resp = app.handle(&req).await;
+    (resp.status().as_u16(), resp.into_body())
+}
+
+#[tokio::test]
+async fn every_chunk_is_one_range_read_of_its_length() {
+    let (store, indexed) = bucket().await;
+    let app = App::new(store.clone());
+    let file = std::fs::read(sample_path()).unwrap();
+    let mut chunks = 0;
+    for ((name, a), (_, stored)) in indexed.manifest.arrays.iter().zip(&indexed.tables) {
+        for (linear, c) in stored {
+            let (status, body) = get(
+                &app,
+                &format!("/datasets/sample/kerchunk/{name}/{}", chunk_key(a, *linear)),
+            )
+            .await;
+            assert_eq!(status, 200, "{name} chunk {linear}");
+            let at = c.offset as usize;
+            assert_eq!(&body[..], &file[at..at + c.length as usize]);
+            let source_reads: Vec<Read> = store
+                .take_reads()
+                .into_iter()
+                .filter(|r| r.key == SOURCE_KEY)
+                .collect();
+            assert_eq!(
+                source_reads,
+                vec![Read {
+                    key: SOURCE_KEY.into(),
+                    range: Some(c.offset..c.offset + c.length)
+                }]
+            );
+            chunks += 1;
+        }
+    }
+    assert!(chunks > 40, "the sample has many chunks, saw {chunks}");
+}
+
+#[tokio::test]
+async fn a_warm_chunk_request_reads_one_table_record() {
+    let (store, _) = bucket().await;
+    let app = App::new(store.clone());
+    assert_eq!(get(&app, "/datasets/sample/kerchunk/pr/1.2.2").await.0, 200);
+    store.take_reads();
+    assert_eq!(get(&app, "/datasets/sample/kerchunk/pr/0.1.0").await.0, 200);
+    let reads = store.take_reads();
+    let table_reads: Vec<&Read> = reads
+        .iter()
+        .filter(|r| r.key.contains("/tables/"))
+        .collect();
+    assert_eq!(table_reads.len(), 1);
+    assert_eq!(
+        table_reads[0].range.as_ref().map(|r| r.end - r.start),
+        Some(24)
+    );
+    assert!(
+        reads.iter().all(|r| !r.key.ends_with("manifest.json")),
+        "manifest is cached"
+    );
+}
+
+#[tokio::test]
+async fn metadata_matches_the_source() {
+    let (store, _) = bucket().await;
+    let app = App::new(store);
+    let (status, body) = get(&app, "/datasets/sample/kerchunk/.zmetadata").await;
+    assert_eq!(status, 200);
+    let z: Value = serde_json::from_slice(&body).unwrap();
+    let md = &z["metadata"];
+    assert_eq!(md["tas/.zarray"]["dtype"], "<f4");
+    assert_eq!(md["tas/.zarray"]["chunks"], serde_json::json!([6, 45, 90]));
+    assert_eq!(md["tas/.zarray"]["compressor"]["id"], "zlib");
+    assert_eq!(md["tas/.zarray"]["filters"][0]["id"], "shuffle");
+    // The float32 fill value, widened exactly.
+    assert_eq!(md["tas/.zarray"]["fill_value"], f64::from(1e20_f32));
+    assert_eq!(
+        md["tas/.zattrs"]["_ARRAY_DIMENSIONS"],
+        serde_json::json!(["time", "lat", "lon"])
+    );
+    assert_eq!(md["pr/.zarray"]["fill_value"], -32767);
+    assert_eq!(
+        md["time_bnds/.zattrs"]["_ARRAY_DIMENSIONS"],
+        serde_json::json!(["time", "bnds"])
+    );
+    assert!(
+        md.get("bnds/.zarray").is_none(),
+        "a dimension without variable is no array"
+    );
+    for internal in [
+        "_Netcdf4Dimid",
+        "_Netcdf4Coordinates",
+        "DIMENSION_LIST",
+        "CLASS",
+        "NAME",
+    ] {
+        assert!(
+            md["lat/.zattrs"].get(internal).is_none(),
+            "{internal} leaked"
+        );
+        assert!(
+            md["tas/.zattrs"].get(internal).is_none(),
+            "{internal} leaked"
+        );
+    }
+    assert!(md[".zattrs"].get("_NCProperties").is_none());
+}
+
+#[tokio::test]
+async fn error_statuses() {
+    let (store, _) = bucket().await;
+    let app = App::new(store.clone()).with_read_budget(1000);
+    for (path, status) in [
+        ("/datasets/nope/kerchunk/.zmetadata", 404),
+        ("/datasets/sample/kerchunk/nope/.zarray", 404),
+        ("/datasets/sample/kerchunk/tas/4.0.0", 404),
+        ("/datasets/sample/kerchunk/tas/0.0", 400),
+        ("/datasets/sample/kerchunk/tas/0.0.x", 400),
+        ("/datasets/sample/kerchunk/../../index.json", 400),
+        ("/datasets/sample/kerchunk/%2e%2e/%2e%2e/index.json", 400),
+        ("/datasets/sample/kerchunk/tas%2f0.0.0", 400),
+        ("/datasets/sample/kerchunk//sources/sample.nc", 400),
+        ("/datasets/sample@0123456789/kerchunk/.zgroup", 404),
+        ("/datasets/sample/kerchunk/zarr.json", 404),
+        // A chunk over the budget: tas chunks are zlib streams of ~90 kB.
+        ("/datasets/sample/kerchunk/tas/0.0.0", 413),
+    ] {
+        let (got, body) = get(&app, path).await;
+        assert_eq!(got, status, "{path}: {}", String::from_utf8_lossy(&body));
+        let err: Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            err["error"].is_string() && err["detail"].is_string(),
+            "{path}"
+        );
+    }
+    let post = http::Request::post("/datasets").body(()).unwrap();
+    let resp = app.handle(&post).await;
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.headers()["allow"], "GET, HEAD, OPTIONS");
+}
+
+#[tokio::test]
+async fn missing_truncated_and_corrupt_objects_are_bad_gateway() {
+    let indexed = index_sample("sample");
+    let file = Bytes::from(std::fs::read(sample_path()).unwrap());
+    let chunk = "/datasets/sample/kerchunk/tas/3.0.0";
+
+    // The source is missing.
+    let bucket = Arc::new(MemoryStore::new());
+    let p = publish(bucket.as_ref(), &indexed).await.unwrap();
+    let app = App::new(bucket.clone());
+    let (status, body) = get(&app, chunk).await;
+    assert_eq!(status, 502);
+    assert!(String::from_utf8_lossy(&body).contains(SOURCE_KEY));
+
+    // The source is truncated.
+    bucket
+        .put(SOURCE_KEY, file.slice(..file.len() / 2), Precondition::None)
+        .await
+        .unwrap();
+    let (status, body) = get(&app, chunk).await;
+    assert_eq!(status, 502);
+    assert!(String::from_utf8_lossy(&body).contains("shorter"));
+
+    // A chunk table is cut short.
+    bucket
+        .put(SOURCE_KEY, file, Precondition::None)
+        .await
+        .unwrap();
+    let table = format!("datasets/sample/{}/tables/0.bin", p.version);
+    bucket
+        .put(&table, Bytes::from_static(b"CLDYTBL\0"), Precondition::None)
+        .await
+        .unwrap();
+    let (status, _) = get(&app, "/datasets/sample/kerchunk/time/0").await;
+    assert_eq!(status, 502);
+    assert_eq!(get(&app, chunk).await.0, 200, "other arrays still serve");
+}
+
+#[tokio::test]
+async fn head_has_headers_and_no_body() {
+    let (store, _) = bucket().await;
+    let app = App::new(store);
+    let req = http::Request::head("/datasets/sample/kerchunk/tas/.zarray")
+        .body(())
+        .unwrap();
+    let resp = app.handle(&req).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.body().is_empty());
+    let len: usize = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(len > 50);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn republishing_unchanged_writes_nothing_and_datasets_coexist() {
+    let (store, indexed) = bucket().await;
+    let again = publish(store.as_ref(), &indexed).await.unwrap();
+    assert_eq!(again.objects_written, 0);
+    assert!(!again.registry_changed);
+    let other = index_sample("other");
+    publish(store.as_ref(), &other).await.unwrap();
+    let app = App::new(store);
+    let (_, body) = get(&app, "/datasets").await;
+    let ids: Vec<String> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ids, vec!["other".to_owned(), "sample".to_owned()]);
+}

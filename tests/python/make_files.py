@@ -1,0 +1,146 @@
+"""Generate the NetCDF4 files the end-to-end tests index and serve.
+
+Each file exercises one or more storage cases of NetCDF4/HDF5 (codecs, layouts, byte orders,
+fill and packing, partial writes, odd shapes); `mixed.nc` alone has more than 20 variables.
+Run directly to write them into a folder: python make_files.py OUTDIR
+"""
+import os
+import sys
+
+import netCDF4
+import numpy as np
+
+
+def _mixed(path):
+    rng = np.random.default_rng(7)
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.title = "every storage case"
+        nc.history = "written by tests/python/make_files.py"
+        nc.answer = np.int32(42)
+        nc.weights = np.array([0.25, 0.5, 0.25])
+        for name, size in [("time", None), ("lat", 30), ("lon", 40), ("y", 5), ("x", 6),
+                           ("bnds", 2), ("z", 7), ("strlen", 8)]:
+            nc.createDimension(name, size)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units = "days since 1850-01-01 00:00:00"
+        t.calendar = "noleap"
+        t.standard_name = "time"
+        t[:] = np.arange(10) * 30.0 + 15
+        tb = nc.createVariable("time_bnds", "f8", ("time", "bnds"))
+        tb[:] = np.stack([np.arange(10) * 30.0, np.arange(10) * 30.0 + 30], axis=1)
+        lat = nc.createVariable("lat", "f4", ("lat",))
+        lat.units = "degrees_north"
+        lat[:] = np.linspace(-87, 87, 30)
+        lon = nc.createVariable("lon", "f8", ("lon",))
+        lon.units = "degrees_east"
+        lon[:] = np.arange(40) * 9.0
+        lat2d = nc.createVariable("lat2d", "f4", ("y", "x"))
+        lat2d[:] = rng.uniform(-90, 90, (5, 6))
+        lon2d = nc.createVariable("lon2d", "f4", ("y", "x"))
+        lon2d[:] = rng.uniform(0, 360, (5, 6))
+        field = rng.normal(280, 10, (10, 30, 40))
+
+        v = nc.createVariable("zlib_shuffle", "f4", ("time", "lat", "lon"), zlib=True,
+                              shuffle=True, complevel=6, chunksizes=(4, 10, 20))
+        v.units = "K"
+        v.long_name = "deflate and shuffle"
+        v[:] = field
+        v = nc.createVariable("fletcher_i2", "i2", ("time", "lat", "lon"), fletcher32=True,
+                              chunksizes=(5, 15, 20))
+        v[:] = (field - 200).astype("i2")
+        v = nc.createVariable("fletcher_shuffle_zlib_i2", "i2", ("time", "lat", "lon"),
+                              fletcher32=True, zlib=True, shuffle=True, chunksizes=(5, 15, 20))
+        v[:] = (field - 250).astype("i2")
+        v = nc.createVariable("fletcher_f8", "f8", ("lat", "lon"), fletcher32=True,
+                              chunksizes=(10, 10))
+        v[:] = field[0]
+        v = nc.createVariable("fletcher_shuffle_f8", "f8", ("lat", "lon"), fletcher32=True,
+                              shuffle=True, zlib=True, chunksizes=(10, 10))
+        v[:] = field[1]
+        v = nc.createVariable("uncompressed_chunked", "f4", ("time", "lat", "lon"),
+                              chunksizes=(2, 30, 40))
+        v[:] = field
+        v = nc.createVariable("contiguous", "f8", ("lat", "lon"), contiguous=True)
+        v[:] = field[2]
+        v = nc.createVariable("big_endian", ">f8", ("lat", "lon"), endian="big", zlib=True,
+                              chunksizes=(15, 20))
+        v[:] = field[3]
+        v = nc.createVariable("big_endian_i4", ">i4", ("lat", "lon"), endian="big",
+                              contiguous=True)
+        v[:] = np.arange(1200).reshape(30, 40)
+        v = nc.createVariable("packed", "i2", ("time", "lat", "lon"), zlib=True,
+                              chunksizes=(5, 30, 40), fill_value=np.int16(-32767))
+        v.scale_factor = np.float32(0.5)
+        v.add_offset = np.float32(100.0)
+        v.units = "K"
+        data = np.ma.masked_array(field, mask=field > 295)
+        v[:] = data
+        v = nc.createVariable("partial", "f4", ("time", "lat", "lon"), zlib=True,
+                              chunksizes=(5, 10, 10), fill_value=np.float32(np.nan))
+        v[0:5, 0:10, 0:20] = field[0:5, 0:10, 0:20]
+        v[5:10, 20:30, 30:40] = field[5:10, 20:30, 30:40]
+        v = nc.createVariable("never_written", "f4", ("lat", "lon"), chunksizes=(10, 10),
+                              fill_value=np.float32(-999.0))
+        v.comment = "no chunk of this variable is stored"
+        v = nc.createVariable("short", "f4", ("time", "lat"), chunksizes=(2, 30),
+                              fill_value=np.float32(-1.0))
+        v.comment = "written for 3 of the 10 time steps"
+        v[0:3, :] = field[0:3, :, 0]
+        v = nc.createVariable("uneven", "f4", ("z", "lat", "lon"), zlib=True,
+                              chunksizes=(3, 7, 9))
+        v[:] = rng.normal(0, 1, (7, 30, 40))
+        v = nc.createVariable("scalar", "f8", ())
+        v.units = "1"
+        v.assignValue(3.25)
+        v = nc.createVariable("scalar_int", "i4", ())
+        v.assignValue(7)
+        v = nc.createVariable("curvilinear", "f4", ("y", "x"), zlib=True)
+        v.coordinates = "lat2d lon2d"
+        v[:] = rng.normal(0, 1, (5, 6))
+        for dt in ["u1", "i1", "u2", "u4", "i8", "u8"]:
+            v = nc.createVariable(f"int_{dt}", dt, ("lat",))
+            info = np.iinfo(dt)
+            v[:] = np.linspace(info.min // 2, info.max // 2, 30).astype(dt)
+        v = nc.createVariable("chars", "S1", ("y", "strlen"))
+        v[:] = netCDF4.stringtochar(np.array([f"name{i}" for i in range(5)], dtype="S8"))
+        v = nc.createVariable("vlen_strings", str, ("y",))
+        v[:] = np.array([f"label {i}" for i in range(5)], dtype=object)
+
+
+def _many_chunks(path):
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.createDimension("time", None)
+        nc.createDimension("cell", 400)
+        t = nc.createVariable("time", "i4", ("time",))
+        t.units = "hours since 2000-01-01"
+        t[:] = np.arange(120)
+        v = nc.createVariable("values", "f4", ("time", "cell"), zlib=True, chunksizes=(2, 20))
+        v[:] = np.arange(120 * 400, dtype="f4").reshape(120, 400)
+
+
+def _two_unlimited(path):
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.createDimension("a", None)
+        nc.createDimension("b", None)
+        v = nc.createVariable("grown", "f4", ("a", "b"), chunksizes=(2, 2))
+        v[:] = np.arange(36, dtype="f4").reshape(6, 6)
+        w = nc.createVariable("plain", "f4", ("a",))
+        w[:] = np.arange(6, dtype="f4")
+
+
+GENERATORS = {"mixed": _mixed, "many_chunks": _many_chunks, "two_unlimited": _two_unlimited}
+
+
+def write_all(outdir):
+    """Write every test file into `outdir`; return {name: path}."""
+    os.makedirs(outdir, exist_ok=True)
+    paths = {}
+    for name, make in GENERATORS.items():
+        path = os.path.join(outdir, f"{name}.nc")
+        make(path)
+        paths[name] = path
+    return paths
+
+
+if __name__ == "__main__":
+    print(write_all(sys.argv[1] if len(sys.argv) > 1 else "."))
