@@ -1,6 +1,7 @@
 """Shared fixtures: the cloudify binary, the test sources, one bucket holding all of them, and
 a `cloudify serve` process on a free loopback port."""
 import glob
+import hashlib
 import os
 import re
 import subprocess
@@ -31,8 +32,10 @@ def sample_files():
 
 
 def sample_id(path):
+    """A dataset id for a sample file: its name, made unique by a hash of its path."""
     stem = os.path.basename(path)[:-3]
-    return re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:100] + "-" + str(abs(hash(path)) % 10**6)
+    digest = hashlib.sha1(path.encode()).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:100] + "-" + digest
 
 
 @pytest.fixture(scope="session")

@@ -25,13 +25,25 @@ const PURE_DIMENSION: &str = "This is a netCDF dimension but not a netCDF variab
 pub struct Indexed {
     /// The manifest (without a version: that is its hash).
     pub manifest: Manifest,
-    /// Per array, in manifest order: its table bytes and its stored chunks by linear index.
-    pub tables: Vec<(Vec<u8>, Vec<(u64, ChunkRef)>)>,
+    /// Per array, in manifest order: its chunk table.
+    pub tables: Vec<ArrayTable>,
     /// Absolute source URLs, for interchange formats.
     pub absolute_urls: Vec<String>,
     /// Warnings for the operator (skipped variables), each naming file and variable.
     pub warnings: Vec<String>,
 }
+
+/// One array's chunk table, encoded and as a list.
+#[derive(Debug, Clone)]
+pub struct ArrayTable {
+    /// The encoded table, as published.
+    pub bytes: Vec<u8>,
+    /// Stored chunks by linear index, ascending.
+    pub stored: Vec<(u64, ChunkRef)>,
+}
+
+/// An array's metadata and stored chunks, or why it is skipped.
+type ArrayOutcome = std::result::Result<(ArrayMeta, Vec<(u64, ChunkRef)>), String>;
 
 /// One dimension of the netCDF data model.
 #[derive(Debug, Clone)]
@@ -106,7 +118,7 @@ impl SourceReader {
             file: source.url.clone(),
             fault,
         };
-        if source.reader.len() < 8 {
+        if source.reader.size() < 8 {
             return Err(fault("not an HDF5/NetCDF4 file (too short)".into()));
         }
         let file = File::from_source(HdfSource(source.reader.clone()))
@@ -161,9 +173,9 @@ impl SourceReader {
             let axes = axes_of(m, &dims);
             match self.array(m, &axes, source_index, tables.len())? {
                 Ok((meta, stored)) => {
-                    let table = encode_table(meta.records, &stored);
+                    let bytes = encode_table(meta.records, &stored);
                     manifest.arrays.insert(m.name.clone(), meta);
-                    tables.push((table, stored));
+                    tables.push(ArrayTable { bytes, stored });
                 }
                 Err(reason) => {
                     warnings.push(format!(
@@ -189,7 +201,7 @@ impl SourceReader {
         axes: &[Dimension],
         source_index: u32,
         position: usize,
-    ) -> Result<std::result::Result<(ArrayMeta, Vec<(u64, ChunkRef)>), String>> {
+    ) -> Result<ArrayOutcome> {
         let ds = &m.ds;
         let datatype = ds.datatype().map_err(|e| self.var_err(&m.name, e))?;
         let Some(dtype) = typestr(&datatype) else {

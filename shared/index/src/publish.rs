@@ -27,8 +27,8 @@ pub struct Published {
 fn version_of(manifest_json: &[u8], indexed: &Indexed) -> String {
     let mut h = Sha256::new();
     h.update(manifest_json);
-    for (table, _) in &indexed.tables {
-        h.update(table);
+    for table in &indexed.tables {
+        h.update(&table.bytes);
     }
     let digest = h.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -52,14 +52,14 @@ pub async fn publish(bucket: &dyn Store, indexed: &Indexed) -> Result<Published>
         m.arrays
             .get_index_of(name)
             .and_then(|i| indexed.tables.get(i))
-            .map(|(_, stored)| stored.clone())
+            .map(|t| t.stored.clone())
             .unwrap_or_default()
     });
     let mut objects: Vec<(String, Bytes)> = m
         .arrays
         .values()
         .zip(&indexed.tables)
-        .map(|(a, (t, _))| (format!("{dir}/{}", a.table), Bytes::from(t.clone())))
+        .map(|(a, t)| (format!("{dir}/{}", a.table), Bytes::from(t.bytes.clone())))
         .collect();
     objects.push((format!("{dir}/refs.json"), Bytes::from(refs.to_string())));
     // The manifest last: a version folder with a manifest is complete.

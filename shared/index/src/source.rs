@@ -8,7 +8,7 @@ use hdf5_pure::FormatError;
 /// Random access to a source's bytes: all the metadata reader ever does to a file.
 pub trait RangeRead: Send + Sync {
     /// Size in bytes.
-    fn len(&self) -> u64;
+    fn size(&self) -> u64;
     /// Fill `buf` from `offset`.
     ///
     /// # Errors
@@ -36,7 +36,7 @@ impl LocalFile {
 }
 
 impl RangeRead for LocalFile {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.len
     }
 
@@ -63,7 +63,7 @@ pub(crate) struct HdfSource(pub(crate) Arc<dyn RangeRead>);
 
 impl hdf5_pure::Source for HdfSource {
     fn len(&self) -> u64 {
-        self.0.len()
+        self.0.size()
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), FormatError> {

@@ -57,8 +57,8 @@ async fn every_chunk_is_one_range_read_of_its_length() {
     let app = App::new(store.clone());
     let file = std::fs::read(sample_path()).unwrap();
     let mut chunks = 0;
-    for ((name, a), (_, stored)) in indexed.manifest.arrays.iter().zip(&indexed.tables) {
-        for (linear, c) in stored {
+    for ((name, a), table) in indexed.manifest.arrays.iter().zip(&indexed.tables) {
+        for (linear, c) in &table.stored {
             let (status, body) = get(
                 &app,
                 &format!("/datasets/sample/kerchunk/{name}/{}", chunk_key(a, *linear)),
