@@ -111,6 +111,28 @@ def test_cli_errors_name_the_file_and_write_nothing(cloudify, generated, tmp_pat
         assert not os.path.exists(os.path.join(bucket, "datasets"))
     r = index(cloudify, bucket, "../escape", generated["mixed"])
     assert r.returncode != 0 and "dataset id" in r.stderr
+    assert not os.path.exists(os.path.join(bucket, "index.json"))
+
+
+def test_unsupported_filter_is_an_error_naming_variable_and_filter(cloudify, tmp_path):
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "lzf.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("fine", data=np.arange(10.0))
+        f.create_dataset("squeezed", data=np.ones((10, 10)), compression="lzf", chunks=(5, 5))
+    bucket = str(tmp_path / "bucket")
+    r = index(cloudify, bucket, "lzf", str(path))
+    assert r.returncode != 0
+    assert "lzf.h5" in r.stderr and '"squeezed"' in r.stderr and "32000 (lzf)" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(bucket, "index.json"))
+
+
+def test_skipped_variables_are_warned_about(cloudify, generated, tmp_path):
+    r = index(cloudify, str(tmp_path / "bucket"), "mixed", generated["mixed"])
+    assert r.returncode == 0
+    assert "warning:" in r.stderr and '"vlen_strings"' in r.stderr and "mixed.nc" in r.stderr
 
 
 def test_two_datasets_in_one_bucket_and_idempotent_reindex(cloudify, generated, tmp_path,
