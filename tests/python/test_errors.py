@@ -77,7 +77,7 @@ def index(cloudify, bucket, ds_id, *paths):
                           capture_output=True, text=True)
 
 
-def test_missing_and_truncated_sources_are_502(cloudify, generated, tmp_path, start_server):
+def test_truncated_sources_are_409_and_missing_ones_502(cloudify, generated, tmp_path, start_server):
     bucket = str(tmp_path / "bucket")
     src = tmp_path / "copy.nc"
     shutil.copy(generated["mixed"], src)
@@ -88,7 +88,7 @@ def test_missing_and_truncated_sources_are_502(cloudify, generated, tmp_path, st
     with open(src, "r+b") as f:
         f.truncate(4096)  # keeps the superblock, cuts every chunk
     r = server.get(chunk)
-    assert r.status_code == 502 and "shorter" in r.json()["detail"], r.text
+    assert r.status_code == 409 and "reindex" in r.json()["detail"], r.text
     os.remove(src)
     r = server.get(chunk)
     assert r.status_code == 502 and str(src) in r.json()["detail"], r.text

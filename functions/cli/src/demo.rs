@@ -27,7 +27,7 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         std::fs::write(&source, SAMPLE)
             .with_context(|| format!("cannot write {}", source.display()))?;
     }
-    let published = crate::sources::index(bucket, DATASET, &[&source]).await?;
+    let published = crate::sources::index(bucket, DATASET, &[&source], &Default::default()).await?;
     println!(
         "indexed {} as dataset {DATASET} (version {})",
         source.display(),
@@ -36,8 +36,9 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     crate::serve::run(bucket, addr, |bound| {
         println!("open it with xarray:");
         println!(
-            "  import xarray as xr; ds = xr.open_dataset(\"http://{bound}/datasets/{DATASET}/kerchunk\", engine=\"zarr\")"
+            "  import xarray as xr; ds = xr.open_dataset(\"http://{bound}/datasets/{DATASET}/zarr\", engine=\"zarr\")"
         );
+        println!("(/kerchunk serves the source's own chunks; /zarr3 is Zarr v3)");
     })
     .await
 }

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use cloudify_core::codecs::ServedCodec;
+use cloudify_index::ServeOptions;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +33,12 @@ enum Command {
         /// Dataset id ([A-Za-z0-9._-]).
         #[arg(long)]
         dataset: String,
+        /// Codec of the re-encoding routes: none, zlib[:LEVEL] (gzip in Zarr v3), zstd[:LEVEL].
+        #[arg(long, default_value = "zlib:1")]
+        codec: String,
+        /// Served chunk lengths of the re-encoding routes, e.g. time=12,lat=90.
+        #[arg(long, default_value = "")]
+        chunks: String,
         /// Source files.
         #[arg(required = true)]
         sources: Vec<PathBuf>,
@@ -72,9 +80,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index {
             bucket,
             dataset,
+            codec,
+            chunks,
             sources,
         } => {
-            let p = sources::index(&bucket, &dataset, &sources).await?;
+            let options = ServeOptions {
+                codec: ServedCodec::parse(&codec)?,
+                chunks: ServeOptions::parse_chunks(&chunks)?,
+            };
+            let p = sources::index(&bucket, &dataset, &sources, &options).await?;
             println!(
                 "dataset {dataset} version {} ({} objects written{})",
                 p.version,

@@ -14,6 +14,16 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+/// Milliseconds since the first call: the clock of `Server-Timing`.
+fn now_ms() -> f64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+        * 1000.0
+}
+
 /// Serve the bucket folder on `addr`; `ready` is called with the bound address.
 ///
 /// # Errors
@@ -25,7 +35,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let app = Arc::new(
         App::new(Arc::new(LocalStore::new(bucket)))
-            .with_scheme("file", Arc::new(LocalStore::new("/"))),
+            .with_scheme("file", Arc::new(LocalStore::new("/")))
+            .with_clock(now_ms),
     );
     let listener = tokio::net::TcpListener::bind(addr)
         .await

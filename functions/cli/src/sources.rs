@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use cloudify_core::Store;
-use cloudify_index::{LocalFile, Published, SourceSpec};
+use cloudify_index::{LocalFile, Published, ServeOptions, SourceSpec};
 use cloudify_stores::LocalStore;
 
 /// Index `sources` into the bucket folder as dataset `id`, and publish it.
@@ -16,6 +16,7 @@ pub async fn index(
     bucket: &Path,
     id: &str,
     sources: &[impl AsRef<Path>],
+    options: &ServeOptions,
 ) -> anyhow::Result<Published> {
     std::fs::create_dir_all(bucket)
         .with_context(|| format!("cannot create bucket folder {}", bucket.display()))?;
@@ -29,7 +30,8 @@ pub async fn index(
     }
     let indexed = tokio::task::spawn_blocking({
         let id = id.to_owned();
-        move || cloudify_index::read_dataset(&id, &specs)
+        let options = options.clone();
+        move || cloudify_index::read_dataset(&id, &specs, &options)
     })
     .await??;
     for w in &indexed.warnings {

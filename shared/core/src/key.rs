@@ -23,18 +23,40 @@ pub enum Route {
     Datasets,
     /// `GET /datasets/{id}/` and `/datasets/{id}/info`.
     Info(DatasetRef),
-    /// `GET /datasets/{id}/kerchunk/{key}`; `None` for the store root itself.
-    Kerchunk(DatasetRef, Option<ZarrKey>),
+    /// A Zarr store view of a dataset; `None` for the store root itself.
+    Zarr(DatasetRef, View, Option<ZarrKey>),
 }
 
-/// A Zarr v2 key within a dataset.
+/// The Zarr views of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// `/kerchunk`: Zarr v2, the source's chunks and codecs as stored.
+    Kerchunk,
+    /// `/zarr`: Zarr v2, re-encoded.
+    Zarr,
+    /// `/zarr3`: Zarr v3, re-encoded, consolidated in the root `zarr.json`.
+    Zarr3,
+}
+
+impl View {
+    fn from_segment(s: &str) -> Option<Self> {
+        match s {
+            "kerchunk" => Some(View::Kerchunk),
+            "zarr" => Some(View::Zarr),
+            "zarr3" => Some(View::Zarr3),
+            _ => None,
+        }
+    }
+}
+
+/// A Zarr key within a dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ZarrKey {
-    /// `.zgroup`, `.zattrs` or `.zmetadata` at the root.
+    /// `.zgroup`, `.zattrs` or `.zmetadata` (v2), `zarr.json` (v3) at the root.
     Group(GroupDoc),
-    /// `{var}/.zarray` or `{var}/.zattrs`.
+    /// `{var}/.zarray` or `{var}/.zattrs` (v2), `{var}/zarr.json` (v3).
     Array(String, ArrayDoc),
-    /// `{var}/{i}.{j}...`: a chunk index.
+    /// `{var}/{i}.{j}...` (v2), `{var}/c/{i}/{j}...` (v3): a chunk index.
     Chunk(String, Vec<u64>),
 }
 
@@ -47,6 +69,8 @@ pub enum GroupDoc {
     Zattrs,
     /// `.zmetadata` (consolidated).
     Zmetadata,
+    /// v3 `zarr.json` (with consolidated metadata).
+    ZarrJson,
 }
 
 /// Per-array metadata documents.
@@ -56,6 +80,8 @@ pub enum ArrayDoc {
     Zarray,
     /// `.zattrs`.
     Zattrs,
+    /// v3 `zarr.json`.
+    ZarrJson,
 }
 
 /// Longest path the router looks at; longer ones are refused before any parsing.
@@ -100,13 +126,17 @@ pub fn parse_path(raw: &str) -> Result<Route> {
         ["datasets", id] | ["datasets", id, ""] | ["datasets", id, "info"] => {
             Ok(Route::Info(parse_dataset(id)?))
         }
-        ["datasets", id, "kerchunk"] | ["datasets", id, "kerchunk", ""] => {
-            Ok(Route::Kerchunk(parse_dataset(id)?, None))
+        ["datasets", id, view, key @ ..] => {
+            let view = View::from_segment(view)
+                .ok_or_else(|| Error::NotFound(format!("no route for {decoded}")))?;
+            let ds = parse_dataset(id)?;
+            let key = match (view, key) {
+                (_, [] | [""]) => None,
+                (View::Zarr3, k) => Some(parse_v3_key(k)?),
+                (_, k) => Some(parse_zarr_key(k)?),
+            };
+            Ok(Route::Zarr(ds, view, key))
         }
-        ["datasets", id, "kerchunk", key @ ..] => Ok(Route::Kerchunk(
-            parse_dataset(id)?,
-            Some(parse_zarr_key(key)?),
-        )),
         _ => Err(Error::NotFound(format!("no route for {decoded}"))),
     }
 }
@@ -148,12 +178,46 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn parse_zarr_key(segments: &[&str]) -> Result<ZarrKey> {
+fn no_empty_segments(segments: &[&str]) -> Result<()> {
     if segments.iter().any(|s| s.is_empty()) {
         return Err(Error::BadRequest(
             "Zarr key has an empty segment (a leading, doubled or trailing '/')".into(),
         ));
     }
+    Ok(())
+}
+
+fn parse_v3_key(segments: &[&str]) -> Result<ZarrKey> {
+    no_empty_segments(segments)?;
+    match segments {
+        ["zarr.json"] => Ok(ZarrKey::Group(GroupDoc::ZarrJson)),
+        [var, "zarr.json"] => Ok(ZarrKey::Array((*var).to_owned(), ArrayDoc::ZarrJson)),
+        [var, "c", idx @ ..] => {
+            let idx = idx
+                .iter()
+                .map(|p| {
+                    parse_chunk_index(p).and_then(|v| match v.as_slice() {
+                        [i] => Ok(*i),
+                        _ => Err(Error::BadRequest(format!(
+                            "chunk key segment {p:?} is not an integer"
+                        ))),
+                    })
+                })
+                .collect::<Result<Vec<u64>>>()?;
+            Ok(ZarrKey::Chunk((*var).to_owned(), idx))
+        }
+        [doc] | [_, doc] if doc.starts_with('.') || doc.ends_with(".json") => Err(Error::NotFound(
+            format!("no metadata document {doc:?} in a Zarr v3 store"),
+        )),
+        _ => Err(Error::BadRequest(format!(
+            "{:?} is not a Zarr v3 key (zarr.json, VAR/zarr.json, VAR/c/I/J...)",
+            segments.join("/")
+        ))),
+    }
+}
+
+fn parse_zarr_key(segments: &[&str]) -> Result<ZarrKey> {
+    no_empty_segments(segments)?;
     match segments {
         [".zgroup"] => Ok(ZarrKey::Group(GroupDoc::Zgroup)),
         [".zattrs"] => Ok(ZarrKey::Group(GroupDoc::Zattrs)),
@@ -210,23 +274,53 @@ mod tests {
         );
         assert_eq!(
             parse_path("/datasets/a/kerchunk/tas/0.1.2").unwrap(),
-            Route::Kerchunk(ds("a"), Some(ZarrKey::Chunk("tas".into(), vec![0, 1, 2])))
+            Route::Zarr(
+                ds("a"),
+                View::Kerchunk,
+                Some(ZarrKey::Chunk("tas".into(), vec![0, 1, 2]))
+            )
         );
         assert_eq!(
-            parse_path("/datasets/a/kerchunk/my%20var/.zarray").unwrap(),
-            Route::Kerchunk(
+            parse_path("/datasets/a/zarr/my%20var/.zarray").unwrap(),
+            Route::Zarr(
                 ds("a"),
+                View::Zarr,
                 Some(ZarrKey::Array("my var".into(), ArrayDoc::Zarray))
             )
         );
         assert_eq!(
             parse_path("/datasets/a@abc123/kerchunk/.zmetadata").unwrap(),
-            Route::Kerchunk(
+            Route::Zarr(
                 DatasetRef {
                     id: "a".into(),
                     version: Some("abc123".into())
                 },
+                View::Kerchunk,
                 Some(ZarrKey::Group(GroupDoc::Zmetadata))
+            )
+        );
+        assert_eq!(
+            parse_path("/datasets/a/zarr3/tas/c/0/1/2").unwrap(),
+            Route::Zarr(
+                ds("a"),
+                View::Zarr3,
+                Some(ZarrKey::Chunk("tas".into(), vec![0, 1, 2]))
+            )
+        );
+        assert_eq!(
+            parse_path("/datasets/a/zarr3/scalar/c").unwrap(),
+            Route::Zarr(
+                ds("a"),
+                View::Zarr3,
+                Some(ZarrKey::Chunk("scalar".into(), vec![]))
+            )
+        );
+        assert_eq!(
+            parse_path("/datasets/a/zarr3/zarr.json").unwrap(),
+            Route::Zarr(
+                ds("a"),
+                View::Zarr3,
+                Some(ZarrKey::Group(GroupDoc::ZarrJson))
             )
         );
     }
@@ -246,6 +340,9 @@ mod tests {
             "/datasets/a/kerchunk/tas/-1.0",
             "/datasets/a/kerchunk/tas/99999999999999999999999",
             "/datasets/a/kerchunk/a/b/c",
+            "/datasets/a/zarr3/tas/c/0.1",
+            "/datasets/a/zarr3/tas/0.1",
+            "/datasets/a/zarr3/tas/c/x",
             "/datasets/a/kerchunk/tas/0%00",
             "/datasets/a/kerchunk/%ff/0",
             "datasets",
@@ -265,6 +362,8 @@ mod tests {
             "/datasets/a/kerchunk/zarr.json",
             "/datasets/a/kerchunk/tas/zarr.json",
             "/datasets/a/kerchunk/tas/.zfoo",
+            "/datasets/a/zarr3/.zmetadata",
+            "/datasets/a/zarr3/tas/.zarray",
         ] {
             assert!(matches!(parse_path(p), Err(Error::NotFound(_))), "{p}");
         }

@@ -18,13 +18,17 @@
 //! for `cloudify serve`, `lambda_http`, workers-rs) wrap it in a couple of lines without pulling
 //! axum's `Send` bounds into the core.
 
+pub mod assemble;
+pub mod codecs;
 pub mod error;
 pub mod key;
 pub mod manifest;
+pub mod read;
 pub mod registry;
 pub mod router;
 pub mod store;
 pub mod zarr_v2;
+pub mod zarr_v3;
 
 pub use error::{Error, Result};
 pub use manifest::{ArrayMeta, ChunkRef, Codec, Manifest, SourceInfo};

@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::codecs::ServedCodec;
 use crate::error::{Error, Result};
 
 /// Version of the manifest and table formats; bumped on any incompatible change.
@@ -39,6 +40,9 @@ pub struct Manifest {
     /// Variables the indexer could not serve, with the reason.
     #[serde(default)]
     pub skipped: Map<String, Value>,
+    /// The codec `/zarr` and `/zarr3` re-encode chunks with.
+    #[serde(default)]
+    pub codec: ServedCodec,
 }
 
 /// A source file as recorded at index time.
@@ -81,6 +85,8 @@ pub struct ArrayMeta {
     pub dtype: String,
     /// Source chunk shape (the whole shape for contiguous storage).
     pub chunks: Vec<u64>,
+    /// Chunk shape of the re-encoding routes (`--chunks`; the source's by default).
+    pub served_chunks: Vec<u64>,
     /// Zarr v2 `fill_value` (`"NaN"` for NaN, `null` when none applies).
     pub fill_value: Value,
     /// Attributes, `_FillValue` and netCDF-4 internals removed.
@@ -99,13 +105,19 @@ pub struct ArrayMeta {
 }
 
 impl ArrayMeta {
-    /// Chunks per dimension.
+    /// Source chunks per dimension.
     pub fn grid(&self) -> Vec<u64> {
-        self.shape
-            .iter()
-            .zip(&self.chunks)
-            .map(|(s, c)| s.div_ceil((*c).max(1)))
-            .collect()
+        grid(&self.shape, &self.chunks)
+    }
+
+    /// Served chunks per dimension.
+    pub fn served_grid(&self) -> Vec<u64> {
+        grid(&self.shape, &self.served_chunks)
+    }
+
+    /// Bytes of one decoded served chunk.
+    pub fn served_chunk_bytes(&self) -> u64 {
+        self.served_chunks.iter().product::<u64>() * u64::from(self.item_size().unwrap_or(1))
     }
 
     /// Bytes per element, from the dtype string.
@@ -113,21 +125,34 @@ impl ArrayMeta {
         self.dtype.get(2..)?.parse().ok()
     }
 
-    /// Linear (C-order) index of chunk `idx`, or `None` when it lies outside the grid.
+    /// Linear (C-order) index of source chunk `idx`, or `None` when it lies outside the grid.
     pub fn linear_index(&self, idx: &[u64]) -> Option<u64> {
-        let grid = self.grid();
-        if idx.len() != grid.len() {
+        linear_index(&self.grid(), idx)
+    }
+}
+
+/// Chunks per dimension of `shape` cut into `chunks`.
+pub fn grid(shape: &[u64], chunks: &[u64]) -> Vec<u64> {
+    shape
+        .iter()
+        .zip(chunks)
+        .map(|(s, c)| s.div_ceil((*c).max(1)))
+        .collect()
+}
+
+/// Linear (C-order) index of `idx` in `grid`, or `None` when it lies outside.
+pub fn linear_index(grid: &[u64], idx: &[u64]) -> Option<u64> {
+    if idx.len() != grid.len() {
+        return None;
+    }
+    let mut linear = 0u64;
+    for (i, g) in idx.iter().zip(grid) {
+        if i >= g {
             return None;
         }
-        let mut linear = 0u64;
-        for (i, g) in idx.iter().zip(&grid) {
-            if i >= g {
-                return None;
-            }
-            linear = linear.checked_mul(*g)?.checked_add(*i)?;
-        }
-        Some(linear)
+        linear = linear.checked_mul(*g)?.checked_add(*i)?;
     }
+    Some(linear)
 }
 
 impl Manifest {
@@ -259,6 +284,7 @@ mod tests {
             shape,
             dims: vec![],
             dtype: "<f4".into(),
+            served_chunks: chunks.clone(),
             chunks,
             fill_value: Value::Null,
             attrs: Map::new(),

@@ -4,18 +4,19 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::key::{ArrayDoc, DatasetRef, GroupDoc, Route, ZarrKey, parse_path};
-use crate::manifest::{self, Manifest, SourceInfo};
-use crate::registry::{Registry, manifest_key, version_dir};
+use crate::key::{ArrayDoc, DatasetRef, GroupDoc, Route, View, ZarrKey, parse_path};
+use crate::manifest::{self, ArrayMeta, Manifest};
+use crate::read::{self, Clock, Reader, Stats};
+use crate::registry::{Registry, manifest_key};
 use crate::store::Store;
-use crate::zarr_v2;
+use crate::{zarr_v2, zarr_v3};
 
-/// Default bytes one request may read from sources: well under a Lambda's buffered response
-/// and a Worker's memory.
+/// Default bytes one request may read from sources (and hold decoded): well under a Lambda's
+/// memory and a Worker's 128 MB isolate.
 pub const DEFAULT_READ_BUDGET: u64 = 64 << 20;
 /// How many parsed manifests a warm instance keeps.
 const MANIFEST_CACHE: usize = 64;
@@ -29,7 +30,18 @@ pub struct App {
     bucket: Arc<dyn Store>,
     schemes: BTreeMap<String, Arc<dyn Store>>,
     read_budget: u64,
+    concurrency: usize,
+    merge_cap: u64,
+    clock: Clock,
     manifests: Mutex<VecDeque<(String, Arc<Manifest>)>>,
+}
+
+/// A successful answer before headers: its body, content type and cache lifetime.
+struct Answer {
+    body: Bytes,
+    content_type: &'static str,
+    cache: &'static str,
+    etag: Option<String>,
 }
 
 impl App {
@@ -39,6 +51,9 @@ impl App {
             bucket,
             schemes: BTreeMap::new(),
             read_budget: DEFAULT_READ_BUDGET,
+            concurrency: read::DEFAULT_CONCURRENCY,
+            merge_cap: read::DEFAULT_MERGE_CAP,
+            clock: None,
             manifests: Mutex::new(VecDeque::new()),
         }
     }
@@ -51,21 +66,39 @@ impl App {
         self
     }
 
-    /// Refuse (413) requests that would read more than `bytes` from sources.
+    /// Refuse (413) requests that would read or hold more than `bytes`.
     #[must_use]
     pub fn with_read_budget(mut self, bytes: u64) -> Self {
         self.read_budget = bytes;
         self
     }
 
+    /// How many reads one request may have in flight, and the largest merged read.
+    #[must_use]
+    pub fn with_reads(mut self, concurrency: usize, merge_cap: u64) -> Self {
+        self.concurrency = concurrency;
+        self.merge_cap = merge_cap;
+        self
+    }
+
+    /// A millisecond clock for `Server-Timing` durations (none: counts only).
+    #[must_use]
+    pub fn with_clock(mut self, now: fn() -> f64) -> Self {
+        self.clock = Some(now);
+        self
+    }
+
     /// Answer one request. Never fails: errors become JSON bodies with their status.
     pub async fn handle<B>(&self, req: &Request<B>) -> Response<Bytes> {
         let head = req.method() == Method::HEAD;
+        let stats = Stats::default();
         let mut resp = match *req.method() {
-            Method::GET | Method::HEAD => match self.route(req.uri().path()).await {
-                Ok(r) => r,
-                Err(e) => error_response(&e),
-            },
+            Method::GET | Method::HEAD => {
+                match self.route(req.uri().path(), req.headers(), &stats).await {
+                    Ok(r) => r,
+                    Err(e) => error_response(&e),
+                }
+            }
             Method::OPTIONS => preflight(),
             ref m => {
                 let mut r = error_response(&Error::MethodNotAllowed(m.to_string()));
@@ -82,27 +115,67 @@ impl App {
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
         );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("ETag, Server-Timing"),
+        );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        if let Ok(v) = HeaderValue::from_str(&stats.header()) {
+            h.insert("server-timing", v);
+        }
         if head {
             *resp.body_mut() = Bytes::new();
         }
         resp
     }
 
-    async fn route(&self, path: &str) -> Result<Response<Bytes>> {
-        match parse_path(path)? {
-            Route::Root => Ok(json_response(&service_info(), SHORT_CACHE)),
+    async fn route(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        stats: &Stats,
+    ) -> Result<Response<Bytes>> {
+        let (ds, view, key) = match parse_path(path)? {
+            Route::Root => return Ok(json_response(&service_info(), SHORT_CACHE)),
             Route::Datasets => {
                 let registry = Registry::load(self.bucket.as_ref()).await?;
                 let ids: Vec<&String> = registry.datasets.keys().collect();
-                Ok(json_response(&json!(ids), SHORT_CACHE))
+                return Ok(json_response(&json!(ids), SHORT_CACHE));
             }
-            Route::Info(ds) | Route::Kerchunk(ds, None) => {
-                let (m, version) = self.manifest(&ds).await?;
-                Ok(json_response(&info(&m, &version), cache_for(&ds)))
-            }
-            Route::Kerchunk(ds, Some(key)) => self.kerchunk(&ds, key).await,
+            Route::Info(ds) => (ds, None, None),
+            Route::Zarr(ds, view, key) => (ds, Some(view), key),
+        };
+        let (m, version) = self.manifest(&ds).await?;
+        // A strong tag per version and route: a client revalidates without the function
+        // reading anything but index.json.
+        let etag = format!("\"{version}-{:016x}\"", fnv1a(path.as_bytes()));
+        let cache = if ds.version.is_some() {
+            IMMUTABLE_CACHE
+        } else {
+            SHORT_CACHE
+        };
+        if if_none_match(headers, &etag) {
+            let mut r = Response::new(Bytes::new());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            set_cache(r.headers_mut(), cache, Some(&etag));
+            return Ok(r);
         }
+        let reader = Reader {
+            bucket: self.bucket.as_ref(),
+            schemes: &self.schemes,
+            budget: self.read_budget,
+            concurrency: self.concurrency,
+            merge_cap: self.merge_cap,
+            clock: self.clock,
+            stats,
+        };
+        let mut answer = match (view, key) {
+            (None, _) | (Some(_), None) => json_answer(&info(&m, &version)),
+            (Some(view), Some(key)) => self.zarr(&reader, &m, &version, &ds, view, key).await?,
+        };
+        answer.cache = cache;
+        answer.etag = Some(etag);
+        Ok(answer.into_response())
     }
 
     /// The manifest a dataset reference names, and its version.
@@ -140,123 +213,150 @@ impl App {
         cache.iter().find(|(k, _)| k == key).map(|(_, m)| m.clone())
     }
 
-    async fn kerchunk(&self, ds: &DatasetRef, key: ZarrKey) -> Result<Response<Bytes>> {
-        let (m, version) = self.manifest(ds).await?;
-        let cache = cache_for(ds);
-        let served = |name: &str| {
+    async fn zarr(
+        &self,
+        reader: &Reader<'_>,
+        m: &Manifest,
+        version: &str,
+        ds: &DatasetRef,
+        view: View,
+        key: ZarrKey,
+    ) -> Result<Answer> {
+        let array = |name: &str| -> Result<&ArrayMeta> {
             let a = m.array(name)?;
-            match &a.kerchunk_excluded {
+            let why = match view {
+                View::Kerchunk => a.kerchunk_excluded.clone(),
+                View::Zarr3 if zarr_v3::data_type(&a.dtype).is_none() => {
+                    Some(format!("Zarr v3 has no data type for {}", a.dtype))
+                }
+                _ => None,
+            };
+            match why {
                 Some(why) => Err(Error::NotFound(format!(
-                    "{name:?} is not served raw: {why}; see /datasets/{}/info",
+                    "{name:?} is not served here: {why}; see /datasets/{}/info",
                     ds.id
                 ))),
                 None => Ok(a),
             }
         };
-        let doc = match key {
-            ZarrKey::Group(GroupDoc::Zgroup) => zarr_v2::zgroup(),
-            ZarrKey::Group(GroupDoc::Zattrs) => Value::Object(m.attrs.clone()),
-            ZarrKey::Group(GroupDoc::Zmetadata) => zarr_v2::zmetadata(&m),
-            ZarrKey::Array(name, ArrayDoc::Zarray) => zarr_v2::zarray(served(&name)?),
-            ZarrKey::Array(name, ArrayDoc::Zattrs) => zarr_v2::array_attrs(served(&name)?),
-            ZarrKey::Chunk(name, idx) => {
-                let a = served(&name)?;
-                let bytes = self.raw_chunk(&m, &version, &name, a, &idx).await?;
-                return Ok(bytes_response(bytes, cache));
+        let codec = (view != View::Kerchunk).then_some(&m.codec);
+        let doc = match (view, key) {
+            (View::Zarr3, ZarrKey::Group(GroupDoc::ZarrJson)) => zarr_v3::root(m),
+            (View::Zarr3, ZarrKey::Array(name, ArrayDoc::ZarrJson)) => {
+                zarr_v3::array(array(&name)?, &m.codec)
+                    .ok_or_else(|| Error::NotFound(format!("{name:?} has no v3 type")))?
+            }
+            (_, ZarrKey::Group(GroupDoc::Zgroup)) => zarr_v2::zgroup(),
+            (_, ZarrKey::Group(GroupDoc::Zattrs)) => Value::Object(m.attrs.clone()),
+            (_, ZarrKey::Group(GroupDoc::Zmetadata)) => zarr_v2::zmetadata(m, codec),
+            (View::Kerchunk, ZarrKey::Array(name, ArrayDoc::Zarray)) => {
+                zarr_v2::zarray(array(&name)?)
+            }
+            (_, ZarrKey::Array(name, ArrayDoc::Zarray)) => {
+                zarr_v2::served_zarray(array(&name)?, &m.codec)
+            }
+            (_, ZarrKey::Array(name, ArrayDoc::Zattrs)) => zarr_v2::array_attrs(array(&name)?),
+            (View::Kerchunk, ZarrKey::Chunk(name, idx)) => {
+                let a = array(&name)?;
+                let body = raw_chunk(reader, m, version, &name, a, &idx).await?;
+                return Ok(bytes_answer(body));
+            }
+            (_, ZarrKey::Chunk(name, idx)) => {
+                let a = array(&name)?;
+                let grid_idx = check_index(&name, a.shape.len(), &a.served_grid(), &idx, view)?;
+                let decoded = reader.served_chunk(m, version, &name, a, grid_idx).await?;
+                let v3 = view == View::Zarr3;
+                let body = read::timed(reader.clock, reader.stats_encode(), || {
+                    m.codec.encode(&decoded, v3)
+                })?;
+                return Ok(bytes_answer(Bytes::from(body)));
+            }
+            (_, key) => {
+                return Err(Error::NotFound(format!(
+                    "{key:?} is not a key of this view"
+                )));
             }
         };
-        Ok(json_response(&doc, cache))
-    }
-
-    /// The stored bytes of one chunk: one record read from its table, one range read of the source.
-    async fn raw_chunk(
-        &self,
-        m: &Manifest,
-        version: &str,
-        name: &str,
-        a: &manifest::ArrayMeta,
-        idx: &[u64],
-    ) -> Result<Bytes> {
-        if idx.len() != a.shape.len().max(1) || (a.shape.is_empty() && idx != [0]) {
-            return Err(Error::BadRequest(format!(
-                "chunk key for {name:?} has {} indices; the array has {} dimensions",
-                idx.len(),
-                a.shape.len()
-            )));
-        }
-        let grid_idx = if a.shape.is_empty() { &[][..] } else { idx };
-        let linear = a.linear_index(grid_idx).ok_or_else(|| {
-            Error::NotFound(format!(
-                "chunk {idx:?} of {name:?} is outside the chunk grid {:?}",
-                a.grid()
-            ))
-        })?;
-        let table = format!("{}/{}", version_dir(&m.id, version), a.table);
-        let record = match self
-            .bucket
-            .get_range(&table, manifest::record_range(linear))
-            .await
-        {
-            Ok(Some(r)) => r,
-            Ok(None) => return Err(Error::Storage(format!("chunk table {table} is missing"))),
-            Err(Error::RangeNotSatisfiable(_)) => {
-                return Err(Error::Corrupt(format!("chunk table {table} is truncated")));
-            }
-            Err(e) => return Err(e),
-        };
-        let Some(c) = manifest::decode_record(&record)? else {
-            return Err(Error::NotFound(format!(
-                "chunk {idx:?} of {name:?} was never written; it reads as the fill value"
-            )));
-        };
-        let source = m.sources.get(c.source as usize).ok_or_else(|| {
-            Error::Corrupt(format!("chunk table {table} names source #{}", c.source))
-        })?;
-        if c.length > self.read_budget {
-            return Err(Error::TooLarge(format!(
-                "chunk {idx:?} of {name:?} is {} bytes, over the read budget of {} bytes",
-                c.length, self.read_budget
-            )));
-        }
-        let (store, key) = self.source_store(source)?;
-        match store.get_range(key, c.offset..c.offset + c.length).await {
-            Ok(Some(b)) if b.len() as u64 == c.length => Ok(b),
-            Ok(Some(_)) | Err(Error::RangeNotSatisfiable(_)) => Err(Error::Corrupt(format!(
-                "source {} is shorter than when it was indexed; reindex the dataset",
-                source.url
-            ))),
-            Ok(None) => Err(Error::Storage(format!(
-                "source {} is missing; reindex the dataset",
-                source.url
-            ))),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The store a source URL is read through, and its key there.
-    fn source_store<'a>(&'a self, source: &'a SourceInfo) -> Result<(&'a dyn Store, &'a str)> {
-        match source.url.split_once("://") {
-            None => Ok((self.bucket.as_ref(), source.url.as_str())),
-            Some((scheme, rest)) => self
-                .schemes
-                .get(scheme)
-                .map(|s| (s.as_ref(), rest.trim_start_matches('/')))
-                .ok_or_else(|| {
-                    Error::Storage(format!(
-                        "this function has no store for {scheme}:// sources ({})",
-                        source.url
-                    ))
-                }),
-        }
+        Ok(json_answer(&doc))
     }
 }
 
-fn cache_for(ds: &DatasetRef) -> &'static str {
-    if ds.version.is_some() {
-        IMMUTABLE_CACHE
-    } else {
-        SHORT_CACHE
+/// Check a chunk index against an array's grid; return the grid index (empty for a scalar,
+/// whose one chunk is `0` in v2 and `c` in v3).
+fn check_index<'a>(
+    name: &str,
+    ndim: usize,
+    grid: &[u64],
+    idx: &'a [u64],
+    view: View,
+) -> Result<&'a [u64]> {
+    let grid_idx = match (ndim, view, idx) {
+        (0, View::Zarr3, []) | (0, _, [0]) => &[][..],
+        (0, _, _) => {
+            return Err(Error::NotFound(format!(
+                "{name:?} is a scalar: its only chunk is 0 (v2) or c (v3)"
+            )));
+        }
+        (n, _, i) if i.len() == n => i,
+        (n, _, i) => {
+            return Err(Error::BadRequest(format!(
+                "chunk key for {name:?} has {} indices; the array has {n} dimensions",
+                i.len()
+            )));
+        }
+    };
+    if manifest::linear_index(grid, grid_idx).is_none() {
+        return Err(Error::NotFound(format!(
+            "chunk {idx:?} of {name:?} is outside the chunk grid {grid:?}"
+        )));
     }
+    Ok(grid_idx)
+}
+
+/// The stored bytes of one source chunk: one table record, one source range read.
+async fn raw_chunk(
+    reader: &Reader<'_>,
+    m: &Manifest,
+    version: &str,
+    name: &str,
+    a: &ArrayMeta,
+    idx: &[u64],
+) -> Result<Bytes> {
+    let grid = a.grid();
+    let grid_idx = check_index(name, a.shape.len(), &grid, idx, View::Kerchunk)?;
+    let linear = manifest::linear_index(&grid, grid_idx).unwrap_or_default();
+    let record = reader.records(m, version, a, &[linear]).await?;
+    let Some(Some(c)) = record.get(&linear).copied() else {
+        return Err(Error::NotFound(format!(
+            "chunk {idx:?} of {name:?} was never written; it reads as the fill value"
+        )));
+    };
+    let what = format!("chunk {idx:?} of {name:?}");
+    let mut read = reader
+        .source_ranges(m, vec![(c.source, c.offset..c.offset + c.length)], &what)
+        .await?;
+    read.pop()
+        .map(|(_, _, b)| b)
+        .ok_or_else(|| Error::Corrupt(format!("{what}: the read returned nothing")))
+}
+
+/// 64-bit FNV-1a: a stable, dependency-free hash for ETags (not for security).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        })
 }
 
 fn service_info() -> Value {
@@ -268,6 +368,8 @@ fn service_info() -> Value {
             "datasets": "/datasets",
             "info": "/datasets/{id}/info",
             "kerchunk": "/datasets/{id}/kerchunk",
+            "zarr": "/datasets/{id}/zarr",
+            "zarr3": "/datasets/{id}/zarr3",
         },
     })
 }
@@ -286,49 +388,80 @@ fn info(m: &Manifest, version: &str) -> Value {
                     "dtype": a.dtype,
                     "chunks": a.chunks,
                     "chunk_grid": a.grid(),
+                    "served_chunks": a.served_chunks,
                     "stored_chunks": a.stored_chunks,
                     "codecs": a.codecs,
                 }),
             )
         })
         .collect();
-    let excluded: serde_json::Map<String, Value> = m
-        .arrays
-        .iter()
-        .filter_map(|(n, a)| Some((n.clone(), json!(a.kerchunk_excluded.as_ref()?))))
-        .collect();
+    let excluded = |why: &dyn Fn(&ArrayMeta) -> Option<String>| -> serde_json::Map<String, Value> {
+        m.arrays
+            .iter()
+            .filter_map(|(n, a)| Some((n.clone(), json!(why(a)?))))
+            .collect()
+    };
     json!({
         "id": m.id,
         "version": version,
         "format_version": m.format_version,
         "attrs": m.attrs,
         "sources": m.sources,
+        "codec": m.codec,
         "variables": variables,
-        "routes": { "kerchunk": { "excluded": excluded } },
+        "routes": {
+            "kerchunk": { "excluded": excluded(&|a| a.kerchunk_excluded.clone()) },
+            "zarr": { "excluded": {} },
+            "zarr3": { "excluded": excluded(&|a| zarr_v3::data_type(&a.dtype)
+                .is_none()
+                .then(|| format!("Zarr v3 has no data type for {}", a.dtype))) },
+        },
         "skipped": m.skipped,
     })
 }
 
-fn json_response(v: &Value, cache: &'static str) -> Response<Bytes> {
-    let mut r = Response::new(Bytes::from(v.to_string()));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    r
+impl Answer {
+    fn into_response(self) -> Response<Bytes> {
+        let mut r = Response::new(self.body);
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        set_cache(h, self.cache, self.etag.as_deref());
+        r
+    }
 }
 
-fn bytes_response(b: Bytes, cache: &'static str) -> Response<Bytes> {
-    let mut r = Response::new(b);
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+fn set_cache(h: &mut HeaderMap, cache: &'static str, etag: Option<&str>) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    r
+    if let Some(v) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+        h.insert(header::ETAG, v);
+    }
+}
+
+fn json_answer(v: &Value) -> Answer {
+    Answer {
+        body: Bytes::from(v.to_string()),
+        content_type: "application/json",
+        cache: SHORT_CACHE,
+        etag: None,
+    }
+}
+
+fn bytes_answer(body: Bytes) -> Answer {
+    Answer {
+        body,
+        content_type: "application/octet-stream",
+        cache: SHORT_CACHE,
+        etag: None,
+    }
+}
+
+fn json_response(v: &Value, cache: &'static str) -> Response<Bytes> {
+    let mut a = json_answer(v);
+    a.cache = cache;
+    a.into_response()
 }
 
 fn error_response(e: &Error) -> Response<Bytes> {

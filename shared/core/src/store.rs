@@ -60,6 +60,38 @@ pub trait Store: MaybeSend {
     /// [`Error::Storage`] when the backend fails, [`Error::RangeNotSatisfiable`] past the end.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>>;
 
+    /// Bytes `range` of an object that must still be as indexed: of `size` bytes and, where
+    /// the store reports tags, tagged `etag`. Stores that can make the read itself conditional
+    /// (S3/R2 `If-Match`) override this to do it in one request.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] naming what changed, else as [`Store::get_range`].
+    async fn get_range_checked(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        size: u64,
+        etag: Option<&str>,
+    ) -> Result<Option<Bytes>> {
+        let Some(meta) = self.head(key).await? else {
+            return Ok(None);
+        };
+        if meta.size != size {
+            return Err(Error::Conflict(format!(
+                "its size is {} bytes, {size} when indexed",
+                meta.size
+            )));
+        }
+        if let (Some(want), Some(have)) = (etag, meta.etag.as_deref())
+            && want != have
+        {
+            return Err(Error::Conflict(format!(
+                "its tag is {have}, {want} when indexed"
+            )));
+        }
+        self.get_range(key, range).await
+    }
+
     /// Size and tag of the object.
     ///
     /// # Errors

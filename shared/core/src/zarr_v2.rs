@@ -1,4 +1,5 @@
-//! Zarr v2 documents for the raw (`/kerchunk`) route and the kerchunk v1 reference export.
+//! Zarr v2 documents for the raw (`/kerchunk`) and re-encoded (`/zarr`) routes, and the
+//! kerchunk v1 reference export.
 //!
 //! Spec: <https://zarr-specs.readthedocs.io/en/latest/v2/v2.0.html>; kerchunk references:
 //! <https://fsspec.github.io/kerchunk/spec.html>. Source codecs are declared as the numcodecs
@@ -7,6 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::codecs::ServedCodec;
 use crate::manifest::{ArrayMeta, ChunkRef, Codec, Manifest};
 
 /// `.zgroup`.
@@ -33,6 +35,29 @@ pub fn zarray(a: &ArrayMeta) -> Value {
     })
 }
 
+/// The little-endian form of a NumPy type string (what the re-encoding routes serve).
+pub fn little_endian(dtype: &str) -> String {
+    match dtype.strip_prefix('>') {
+        Some(rest) => format!("<{rest}"),
+        None => dtype.to_owned(),
+    }
+}
+
+/// `.zarray` of an array re-encoded with `codec`: little-endian, on the served grid.
+pub fn served_zarray(a: &ArrayMeta, codec: &ServedCodec) -> Value {
+    json!({
+        "zarr_format": 2,
+        "shape": a.shape,
+        "chunks": a.served_chunks,
+        "dtype": little_endian(&a.dtype),
+        "fill_value": a.fill_value,
+        "order": "C",
+        "filters": null,
+        "compressor": codec.v2_compressor(),
+        "dimension_separator": ".",
+    })
+}
+
 /// An array's `.zattrs`: its attributes plus xarray's `_ARRAY_DIMENSIONS`.
 pub fn array_attrs(a: &ArrayMeta) -> Value {
     let mut attrs = a.attrs.clone();
@@ -47,24 +72,30 @@ pub fn kerchunk_arrays(m: &Manifest) -> impl Iterator<Item = (&String, &ArrayMet
         .filter(|(_, a)| a.kerchunk_excluded.is_none())
 }
 
-/// The metadata documents of the raw route, by key, in order.
-pub fn kerchunk_documents(m: &Manifest) -> Map<String, Value> {
+/// The metadata documents of a v2 view, by key, in order: the raw route's (source codecs,
+/// arrays it cannot pass through left out) or, with `codec`, the re-encoded route's.
+pub fn documents(m: &Manifest, codec: Option<&ServedCodec>) -> Map<String, Value> {
     let mut docs = Map::new();
     docs.insert(".zgroup".into(), zgroup());
     docs.insert(".zattrs".into(), Value::Object(m.attrs.clone()));
-    for (name, a) in kerchunk_arrays(m) {
-        docs.insert(format!("{name}/.zarray"), zarray(a));
+    for (name, a) in &m.arrays {
+        let zarray = match codec {
+            Some(c) => served_zarray(a, c),
+            None if a.kerchunk_excluded.is_none() => zarray(a),
+            None => continue,
+        };
+        docs.insert(format!("{name}/.zarray"), zarray);
         docs.insert(format!("{name}/.zattrs"), array_attrs(a));
     }
     docs
 }
 
-/// `.zmetadata`: the consolidated metadata of the raw route.
-pub fn zmetadata(m: &Manifest) -> Value {
-    json!({ "zarr_consolidated_format": 1, "metadata": kerchunk_documents(m) })
+/// `.zmetadata`: the consolidated metadata of a v2 view (see [`documents`]).
+pub fn zmetadata(m: &Manifest, codec: Option<&ServedCodec>) -> Value {
+    json!({ "zarr_consolidated_format": 1, "metadata": documents(m, codec) })
 }
 
-/// The Zarr chunk key (`i.j.k`, or `0` for a scalar) of linear chunk `linear` of `a`.
+/// The Zarr v2 key (`i.j.k`, or `0` for a scalar) of linear source chunk `linear` of `a`.
 pub fn chunk_key(a: &ArrayMeta, linear: u64) -> String {
     let grid = a.grid();
     if grid.is_empty() {
@@ -88,7 +119,7 @@ pub fn kerchunk_refs<'a>(
     mut chunks: impl FnMut(&'a str) -> Vec<(u64, ChunkRef)>,
 ) -> Value {
     let mut refs = Map::new();
-    for (key, doc) in kerchunk_documents(m) {
+    for (key, doc) in documents(m, None) {
         refs.insert(key, Value::String(doc.to_string()));
     }
     for (name, a) in kerchunk_arrays(m) {
@@ -114,6 +145,7 @@ mod tests {
             dims: vec!["y".into(), "x".into()],
             dtype: ">f8".into(),
             chunks: vec![2, 4],
+            served_chunks: vec![2, 4],
             fill_value: json!("NaN"),
             attrs: Map::new(),
             codecs,

@@ -23,6 +23,6 @@ mod publish;
 mod source;
 
 pub use error::{IndexError, Result};
-pub use netcdf4::{ArrayTable, Indexed, read_dataset};
+pub use netcdf4::{ArrayTable, Indexed, ServeOptions, read_dataset};
 pub use publish::{Published, publish};
 pub use source::{LocalFile, RangeRead, SourceSpec};

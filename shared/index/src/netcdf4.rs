@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use cloudify_core::codecs::ServedCodec;
 use cloudify_core::manifest::{FORMAT_VERSION, encode_table};
+use cloudify_core::router::DEFAULT_READ_BUDGET;
 use cloudify_core::{ArrayMeta, ChunkRef, Codec, Manifest, SourceInfo};
 use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, Layout};
 use serde_json::{Map, Value, json};
@@ -78,12 +80,74 @@ impl Member {
     }
 }
 
+/// How the re-encoding routes serve a dataset.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The codec chunks are re-encoded with.
+    pub codec: ServedCodec,
+    /// Served chunk length per dimension name; other dimensions keep the source's chunking.
+    pub chunks: BTreeMap<String, u64>,
+}
+
+impl ServeOptions {
+    /// Parse `DIM=N[,DIM=N...]`.
+    ///
+    /// # Errors
+    /// [`IndexError::Invalid`] for a malformed list or a zero length.
+    pub fn parse_chunks(spec: &str) -> Result<BTreeMap<String, u64>> {
+        spec.split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (dim, n) = p.split_once('=').ok_or_else(|| {
+                    IndexError::Invalid(format!("--chunks {p:?}: expected DIM=N"))
+                })?;
+                let n: u64 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    IndexError::Invalid(format!("--chunks {p:?}: N must be a positive integer"))
+                })?;
+                Ok((dim.to_owned(), n))
+            })
+            .collect()
+    }
+}
+
+/// Set the served codec and grid of every array; refuse a served chunk over the read budget.
+fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
+    let m = &mut indexed.manifest;
+    m.codec = options.codec;
+    for dim in options.chunks.keys() {
+        if !m.arrays.values().any(|a| a.dims.contains(dim)) {
+            return Err(IndexError::Invalid(format!(
+                "--chunks names dimension {dim:?}, which no variable of {} has",
+                m.id
+            )));
+        }
+    }
+    for (name, a) in m.arrays.iter_mut() {
+        a.served_chunks = a
+            .dims
+            .iter()
+            .zip(&a.chunks)
+            .map(|(d, c)| options.chunks.get(d).copied().unwrap_or(*c))
+            .collect();
+        if a.served_chunk_bytes() > DEFAULT_READ_BUDGET {
+            return Err(IndexError::Invalid(format!(
+                "variable {name:?}: a served chunk {:?} is {} bytes, over the function's budget of \
+                 {DEFAULT_READ_BUDGET}; choose smaller --chunks",
+                a.served_chunks,
+                a.served_chunk_bytes()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Read the dataset `id` from its sources (one file for now).
 ///
 /// # Errors
 /// [`IndexError::Source`] for a missing, unreadable or non-HDF5 file, [`IndexError::Variable`]
-/// for a variable with a filter no Zarr codec matches; nothing is returned then.
-pub fn read_dataset(id: &str, sources: &[SourceSpec]) -> Result<Indexed> {
+/// for a variable with a filter no Zarr codec matches, [`IndexError::Invalid`] for options
+/// that do not fit; nothing is returned then.
+pub fn read_dataset(id: &str, sources: &[SourceSpec], options: &ServeOptions) -> Result<Indexed> {
     if !cloudify_core::key::is_valid_id(id) {
         return Err(IndexError::Invalid(format!(
             "dataset id {id:?} must be 1-128 characters of [A-Za-z0-9._-], not starting with '.'"
@@ -104,6 +168,7 @@ pub fn read_dataset(id: &str, sources: &[SourceSpec]) -> Result<Indexed> {
         etag: source.meta.etag.clone(),
     }];
     indexed.absolute_urls = vec![source.absolute_url.clone()];
+    apply(&mut indexed, options)?;
     Ok(indexed)
 }
 
@@ -166,6 +231,7 @@ impl SourceReader {
             sources: Vec::new(),
             arrays: Default::default(),
             skipped: Map::new(),
+            codec: ServedCodec::default(),
         };
         let mut tables = Vec::new();
         let mut warnings = Vec::new();
@@ -265,6 +331,7 @@ impl SourceReader {
             shape,
             dims: axes.iter().map(|d| d.name.clone()).collect(),
             dtype,
+            served_chunks: chunks.clone(),
             chunks,
             fill_value: Value::Null,
             attrs: attrs::visible(

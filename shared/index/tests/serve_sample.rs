@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cloudify_core::store::{CountingStore, Precondition, Read};
 use cloudify_core::zarr_v2::chunk_key;
 use cloudify_core::{App, MemoryStore, ObjectMeta, Store};
-use cloudify_index::{Indexed, LocalFile, SourceSpec, publish, read_dataset};
+use cloudify_index::{Indexed, LocalFile, ServeOptions, SourceSpec, publish, read_dataset};
 use serde_json::Value;
 
 const SOURCE_KEY: &str = "sources/sample.nc";
@@ -28,7 +28,7 @@ fn index_sample(id: &str) -> Indexed {
         meta: ObjectMeta { size, etag: None },
         reader: Arc::new(reader),
     };
-    read_dataset(id, &[spec]).unwrap()
+    read_dataset(id, &[spec], &ServeOptions::default()).unwrap()
 }
 
 /// A bucket holding the sample as a source and its index.
@@ -188,7 +188,7 @@ async fn error_statuses() {
 }
 
 #[tokio::test]
-async fn missing_truncated_and_corrupt_objects_are_bad_gateway() {
+async fn missing_changed_and_corrupt_objects() {
     let indexed = index_sample("sample");
     let file = Bytes::from(std::fs::read(sample_path()).unwrap());
     let chunk = "/datasets/sample/kerchunk/tas/3.0.0";
@@ -201,14 +201,18 @@ async fn missing_truncated_and_corrupt_objects_are_bad_gateway() {
     assert_eq!(status, 502);
     assert!(String::from_utf8_lossy(&body).contains(SOURCE_KEY));
 
-    // The source is truncated.
+    // The source is truncated: it changed since indexing.
     bucket
         .put(SOURCE_KEY, file.slice(..file.len() / 2), Precondition::None)
         .await
         .unwrap();
     let (status, body) = get(&app, chunk).await;
-    assert_eq!(status, 502);
-    assert!(String::from_utf8_lossy(&body).contains("shorter"));
+    assert_eq!(status, 409);
+    let detail = String::from_utf8_lossy(&body);
+    assert!(
+        detail.contains(SOURCE_KEY) && detail.contains("reindex"),
+        "{detail}"
+    );
 
     // A chunk table is cut short.
     bucket

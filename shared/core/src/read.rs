@@ -1,0 +1,321 @@
+//! The reads behind one request: chunk-table records and source byte ranges, merged, run
+//! concurrently, checked against what the index recorded, and counted for `Server-Timing`.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use crate::assemble::{self, Region, Row};
+use crate::codecs;
+use crate::error::{Error, Result};
+use crate::manifest::{self, ArrayMeta, ChunkRef, Manifest, RECORD_LEN, SourceInfo};
+use crate::registry::version_dir;
+use crate::store::Store;
+
+/// Reads a request may have in flight at once (a Worker's limit of simultaneous connections).
+pub const DEFAULT_CONCURRENCY: usize = 6;
+/// Largest read that merging adjacent ranges may produce.
+pub const DEFAULT_MERGE_CAP: u64 = 16 << 20;
+
+/// A clock in milliseconds; `None` where time cannot be read (it never advances in a Worker
+/// during computation anyway).
+pub type Clock = Option<fn() -> f64>;
+
+/// What one request did, for the `Server-Timing` header.
+#[derive(Debug, Default)]
+pub struct Stats {
+    reads: AtomicU64,
+    bytes: AtomicU64,
+    read_us: AtomicU64,
+    decode_us: AtomicU64,
+    encode_us: AtomicU64,
+}
+
+impl Stats {
+    /// Store reads so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// The `Server-Timing` header value.
+    pub fn header(&self) -> String {
+        let ms = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1000.0;
+        format!(
+            "read;desc=\"{} store reads, {} bytes\";dur={:.3}, decode;dur={:.3}, encode;dur={:.3}",
+            self.reads(),
+            self.bytes.load(Ordering::Relaxed),
+            ms(&self.read_us),
+            ms(&self.decode_us),
+            ms(&self.encode_us)
+        )
+    }
+}
+
+/// Time `f` into `slot` when a clock exists.
+pub(crate) fn timed<T>(clock: Clock, slot: &AtomicU64, f: impl FnOnce() -> T) -> T {
+    let Some(now) = clock else { return f() };
+    let t0 = now();
+    let out = f();
+    slot.fetch_add(((now() - t0) * 1000.0).max(0.0) as u64, Ordering::Relaxed);
+    out
+}
+
+/// Everything a request reads through.
+pub struct Reader<'a> {
+    pub(crate) bucket: &'a dyn Store,
+    pub(crate) schemes: &'a BTreeMap<String, Arc<dyn Store>>,
+    pub(crate) budget: u64,
+    pub(crate) concurrency: usize,
+    pub(crate) merge_cap: u64,
+    pub(crate) clock: Clock,
+    pub(crate) stats: &'a Stats,
+}
+
+impl Reader<'_> {
+    /// The counter re-encoding time is added to.
+    pub(crate) fn stats_encode(&self) -> &AtomicU64 {
+        &self.stats.encode_us
+    }
+
+    fn count(&self, bytes: u64) {
+        self.stats.reads.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The records of `linear` chunks of an array's table, one read per run of consecutive
+    /// indices.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] / [`Error::Corrupt`] when the table is missing or short.
+    pub async fn records(
+        &self,
+        m: &Manifest,
+        version: &str,
+        a: &ArrayMeta,
+        linear: &[u64],
+    ) -> Result<BTreeMap<u64, Option<ChunkRef>>> {
+        let table = format!("{}/{}", version_dir(&m.id, version), a.table);
+        let mut sorted = linear.to_vec();
+        sorted.sort_unstable();
+        let mut out = BTreeMap::new();
+        for run in assemble::runs(&sorted) {
+            let bytes_range =
+                manifest::record_range(run.start).start..manifest::record_range(run.end - 1).end;
+            let bytes = match self.bucket.get_range(&table, bytes_range.clone()).await {
+                Ok(Some(b)) => b,
+                Ok(None) => return Err(Error::Storage(format!("chunk table {table} is missing"))),
+                Err(Error::RangeNotSatisfiable(_)) => {
+                    return Err(Error::Corrupt(format!("chunk table {table} is truncated")));
+                }
+                Err(e) => return Err(e),
+            };
+            self.count(bytes.len() as u64);
+            for (k, rec) in bytes.chunks(RECORD_LEN as usize).enumerate() {
+                out.insert(run.start + k as u64, manifest::decode_record(rec)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Read byte ranges of sources: merged where they touch, at most `concurrency` at once,
+    /// each conditional on the source being as indexed. Returns the merged reads, sorted.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] over the budget, [`Error::Conflict`] for a changed source,
+    /// [`Error::Storage`]/[`Error::Corrupt`] for a missing or short one.
+    pub async fn source_ranges(
+        &self,
+        m: &Manifest,
+        ranges: Vec<(u32, Range<u64>)>,
+        what: &str,
+    ) -> Result<Vec<(u32, Range<u64>, Bytes)>> {
+        let merged = assemble::coalesce(ranges, self.merge_cap);
+        let total: u64 = merged.iter().map(|(_, r)| r.end - r.start).sum();
+        if total > self.budget {
+            return Err(Error::TooLarge(format!(
+                "{what} needs {total} bytes of source reads, over the read budget of {} bytes",
+                self.budget
+            )));
+        }
+        let t0 = self.clock.map(|now| now());
+        let reads = merged.into_iter().map(|(s, r)| async move {
+            let source = m.sources.get(s as usize).ok_or_else(|| {
+                Error::Corrupt(format!("a chunk table of {} names source #{s}", m.id))
+            })?;
+            let bytes = self.source_range(source, r.clone()).await?;
+            Ok::<_, Error>((s, r, bytes))
+        });
+        let out: Vec<_> = stream::iter(reads)
+            .buffered(self.concurrency.max(1))
+            .try_collect()
+            .await?;
+        if let (Some(now), Some(t0)) = (self.clock, t0) {
+            self.stats
+                .read_us
+                .fetch_add(((now() - t0) * 1000.0).max(0.0) as u64, Ordering::Relaxed);
+        }
+        Ok(out)
+    }
+
+    async fn source_range(&self, source: &SourceInfo, range: Range<u64>) -> Result<Bytes> {
+        let (store, key) = self.source_store(source)?;
+        let want = range.end - range.start;
+        match store
+            .get_range_checked(key, range, source.size, source.etag.as_deref())
+            .await
+        {
+            Ok(Some(b)) if b.len() as u64 == want => {
+                self.count(want);
+                Ok(b)
+            }
+            Ok(Some(_)) | Err(Error::RangeNotSatisfiable(_)) => Err(Error::Corrupt(format!(
+                "source {} is shorter than when it was indexed; reindex the dataset",
+                source.url
+            ))),
+            Ok(None) => Err(Error::Storage(format!(
+                "source {} is missing; reindex the dataset",
+                source.url
+            ))),
+            Err(Error::Conflict(why)) => Err(Error::Conflict(format!(
+                "source {} changed since it was indexed ({why}); reindex the dataset",
+                source.url
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The store a source URL is read through, and its key there.
+    fn source_store<'s>(&'s self, source: &'s SourceInfo) -> Result<(&'s dyn Store, &'s str)> {
+        match source.url.split_once("://") {
+            None => Ok((self.bucket, source.url.as_str())),
+            Some((scheme, rest)) => self
+                .schemes
+                .get(scheme)
+                .map(|s| (s.as_ref(), rest.trim_start_matches('/')))
+                .ok_or_else(|| {
+                    Error::Storage(format!(
+                        "this function has no store for {scheme}:// sources ({})",
+                        source.url
+                    ))
+                }),
+        }
+    }
+
+    /// The decoded, little-endian bytes of served chunk `idx` (padded to the full chunk shape
+    /// with the fill value), built from every source chunk it overlaps. Uncompressed source
+    /// chunks are read only where the served chunk needs them.
+    ///
+    /// # Errors
+    /// As [`Self::records`] and [`Self::source_ranges`], plus [`Error::Corrupt`] for a chunk
+    /// that does not decode.
+    pub async fn served_chunk(
+        &self,
+        m: &Manifest,
+        version: &str,
+        name: &str,
+        a: &ArrayMeta,
+        idx: &[u64],
+    ) -> Result<Vec<u8>> {
+        let item = u64::from(a.item_size().unwrap_or(1));
+        let out_len = a.served_chunk_bytes();
+        if out_len > self.budget {
+            return Err(Error::TooLarge(format!(
+                "a served chunk of {name:?} is {out_len} bytes, over the budget of {} bytes",
+                self.budget
+            )));
+        }
+        let fill = codecs::fill_bytes(&a.dtype, &a.fill_value);
+        let mut out: Vec<u8> = fill
+            .iter()
+            .copied()
+            .cycle()
+            .take(out_len as usize)
+            .collect();
+        let region = Region::served(a, idx);
+        let grid = a.grid();
+        let pieces = assemble::overlapping_chunks(a, &region);
+        let linear: Vec<u64> = pieces
+            .iter()
+            .filter_map(|p| manifest::linear_index(&grid, p))
+            .collect();
+        let records = self.records(m, version, a, &linear).await?;
+        let dst_origin = &region.start;
+        let src_len = a.chunks.iter().product::<u64>() * item;
+        // Per present source chunk: its record and the rows it contributes.
+        let mut plans = Vec::new();
+        let mut ranges = Vec::new();
+        for (p, l) in pieces.iter().zip(&linear) {
+            let Some(Some(c)) = records.get(l) else {
+                continue;
+            };
+            let origin: Vec<u64> = p.iter().zip(&a.chunks).map(|(i, c)| i * c).collect();
+            let rows = assemble::rows(
+                &origin,
+                &a.chunks,
+                dst_origin,
+                &a.served_chunks,
+                &region,
+                item,
+            );
+            let raw = a.codecs.is_empty() && c.length == src_len;
+            if raw {
+                ranges.extend(
+                    rows.iter()
+                        .map(|r| (c.source, c.offset + r.src..c.offset + r.src + r.len)),
+                );
+            } else {
+                ranges.push((c.source, c.offset..c.offset + c.length));
+            }
+            plans.push((*c, rows, raw, p.clone()));
+        }
+        let what = format!("chunk {idx:?} of {name:?}");
+        let fetched = self.source_ranges(m, ranges, &what).await?;
+        let slice = |source: u32, r: Range<u64>| -> Result<&[u8]> {
+            let i = fetched.partition_point(|(s, fr, _)| (*s, fr.start) <= (source, r.start));
+            let (_, fr, b) = i
+                .checked_sub(1)
+                .and_then(|i| fetched.get(i))
+                .filter(|(s, fr, _)| *s == source && fr.end >= r.end)
+                .ok_or_else(|| Error::Corrupt(format!("{what}: a planned read is missing")))?;
+            Ok(&b[(r.start - fr.start) as usize..(r.end - fr.start) as usize])
+        };
+        let big_endian = a.dtype.starts_with('>');
+        for (c, rows, raw, p) in plans {
+            let decoded = if raw {
+                None
+            } else {
+                let stored = slice(c.source, c.offset..c.offset + c.length)?;
+                let url = m
+                    .sources
+                    .get(c.source as usize)
+                    .map_or("?", |s| s.url.as_str());
+                let label = format!("chunk {p:?} of {name:?} (source {url})");
+                Some(timed(self.clock, &self.stats.decode_us, || {
+                    codecs::decode_source(
+                        &a.codecs,
+                        c.filter_mask,
+                        stored,
+                        src_len as usize,
+                        &label,
+                    )
+                })?)
+            };
+            for Row { src, dst, len } in rows {
+                let bytes = match &decoded {
+                    None => slice(c.source, c.offset + src..c.offset + src + len)?,
+                    Some(d) => &d[src as usize..(src + len) as usize],
+                };
+                let target = &mut out[dst as usize..(dst + len) as usize];
+                target.copy_from_slice(bytes);
+                if big_endian {
+                    codecs::swap_bytes(target, item as usize);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
