@@ -63,9 +63,9 @@ def datasets(cloudify, generated, tmp_path_factory):
 
 
 class Server:
-    def __init__(self, cloudify, bucket):
+    def __init__(self, cloudify, bucket, *extra):
         self.proc = subprocess.Popen(
-            [cloudify, "serve", "--bucket", bucket, "--addr", "127.0.0.1:0"],
+            [cloudify, "serve", "--bucket", bucket, "--addr", "127.0.0.1:0", *extra],
             stdout=subprocess.PIPE, text=True,
         )
         line = self.proc.stdout.readline()
@@ -93,8 +93,8 @@ def start_server(cloudify):
     """Start servers on other buckets; they are stopped after the test."""
     started = []
 
-    def start(bucket):
-        s = Server(cloudify, bucket)
+    def start(bucket, *extra):
+        s = Server(cloudify, bucket, *extra)
         started.append(s)
         return s
 

@@ -51,6 +51,9 @@ enum Command {
         /// Address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
+        /// Bytes one request may read from sources (and hold decoded); over it: 413.
+        #[arg(long, default_value_t = cloudify_core::router::DEFAULT_READ_BUDGET)]
+        read_budget: u64,
     },
     /// Write a sample NetCDF4 file, index it into a local bucket and serve it.
     Demo {
@@ -101,7 +104,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { bucket, addr } => serve::run(&bucket, addr, |_| {}).await,
+        Command::Serve {
+            bucket,
+            addr,
+            read_budget,
+        } => serve::run(&bucket, addr, read_budget, |_| {}).await,
         Command::Demo { bucket, addr } => demo::run(&bucket, addr).await,
     }
 }

@@ -31,11 +31,13 @@ fn now_ms() -> f64 {
 pub async fn run(
     bucket: &Path,
     addr: SocketAddr,
+    read_budget: u64,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let app = Arc::new(
         App::new(Arc::new(LocalStore::new(bucket)))
             .with_scheme("file", Arc::new(LocalStore::new("/")))
+            .with_read_budget(read_budget)
             .with_clock(now_ms),
     );
     let listener = tokio::net::TcpListener::bind(addr)

@@ -86,6 +86,48 @@ async fn every_chunk_is_one_range_read_of_its_length() {
 }
 
 #[tokio::test]
+async fn reencoded_aligned_chunks_are_one_source_read_each() {
+    let (store, indexed) = bucket().await;
+    let app = App::new(store.clone());
+    for ((name, a), table) in indexed.manifest.arrays.iter().zip(&indexed.tables) {
+        for (linear, c) in &table.stored {
+            let key = chunk_key(a, *linear);
+            let req = http::Request::get(format!("/datasets/sample/zarr/{name}/{key}"))
+                .body(())
+                .unwrap();
+            let resp = app.handle(&req).await;
+            assert_eq!(resp.status(), 200, "{name} {key}");
+            let timing = resp.headers()["server-timing"].to_str().unwrap().to_owned();
+            let source_reads: Vec<Read> = store
+                .take_reads()
+                .into_iter()
+                .filter(|r| r.key == SOURCE_KEY)
+                .collect();
+            assert_eq!(source_reads.len(), 1, "{name} {key}");
+            let range = source_reads[0].range.clone().unwrap();
+            if a.codecs.is_empty() {
+                // Uncompressed: only the part inside the shape (time's chunk of 512 holds 24).
+                let inside = a
+                    .shape
+                    .iter()
+                    .product::<u64>()
+                    .min(a.chunks.iter().product())
+                    * u64::from(a.item_size().unwrap());
+                assert_eq!(range.start, c.offset, "{name} {key}");
+                assert!(
+                    range.end - range.start <= c.length.min(inside),
+                    "{name} {key}"
+                );
+            } else {
+                assert_eq!(range, c.offset..c.offset + c.length, "{name} {key}");
+            }
+            // One table record and one source read.
+            assert!(timing.contains("2 store reads"), "{timing}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_warm_chunk_request_reads_one_table_record() {
     let (store, _) = bucket().await;
     let app = App::new(store.clone());

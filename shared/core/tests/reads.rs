@@ -1,0 +1,185 @@
+//! Store reads per served chunk, counted through an instrumented store: one read per aligned
+//! chunk; adjacent ranges merged into one read, gaps not merged, the merge cap honoured.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cloudify_core::codecs::ServedCodec;
+use cloudify_core::manifest::{FORMAT_VERSION, encode_table};
+use cloudify_core::registry::{Registry, manifest_key, version_dir};
+use cloudify_core::store::{CountingStore, Precondition, Read};
+use cloudify_core::{App, ArrayMeta, ChunkRef, Manifest, MemoryStore, SourceInfo, Store};
+use futures_executor::block_on;
+use serde_json::{Map, Value};
+
+const SOURCE: &str = "src.bin";
+
+/// A bucket with a 40-element float32 array stored as four uncompressed 10-element chunks at
+/// `offsets` of `src.bin`, served in chunks of `served`.
+fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
+    let mut source = vec![0u8; 200];
+    for (chunk, at) in offsets.iter().enumerate() {
+        for k in 0..10 {
+            let v = (chunk * 10 + k) as f32;
+            let p = *at as usize + k * 4;
+            source[p..p + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    let stored: Vec<(u64, ChunkRef)> = offsets
+        .iter()
+        .enumerate()
+        .map(|(i, at)| {
+            let c = ChunkRef {
+                source: 0,
+                filter_mask: 0,
+                offset: *at,
+                length: 40,
+            };
+            (i as u64, c)
+        })
+        .collect();
+    let array = ArrayMeta {
+        shape: vec![40],
+        dims: vec!["x".into()],
+        dtype: "<f4".into(),
+        chunks: vec![10],
+        served_chunks: vec![served],
+        fill_value: Value::Null,
+        attrs: Map::new(),
+        codecs: vec![],
+        table: "tables/0.bin".into(),
+        records: 4,
+        stored_chunks: 4,
+        kerchunk_excluded: None,
+    };
+    let mut m = Manifest {
+        format_version: FORMAT_VERSION,
+        id: "d".into(),
+        attrs: Map::new(),
+        sources: vec![SourceInfo {
+            url: SOURCE.into(),
+            size: 200,
+            etag: None,
+        }],
+        arrays: Default::default(),
+        skipped: Map::new(),
+        codec: ServedCodec::None,
+    };
+    m.arrays.insert("x".into(), array);
+    block_on(async {
+        let put = |k: String, b: Vec<u8>| {
+            let store = store.clone();
+            async move {
+                store
+                    .put(&k, Bytes::from(b), Precondition::None)
+                    .await
+                    .unwrap()
+            }
+        };
+        put(SOURCE.into(), source).await;
+        put(
+            format!("{}/tables/0.bin", version_dir("d", "v1")),
+            encode_table(4, &stored),
+        )
+        .await;
+        put(manifest_key("d", "v1"), serde_json::to_vec(&m).unwrap()).await;
+        Registry::publish(store.as_ref(), "d", "v1").await.unwrap();
+    });
+    store.take_reads();
+    store
+}
+
+/// GET a served chunk; return its values and the source reads it made.
+fn served(app: &App, store: &CountingStore<MemoryStore>, key: &str) -> (Vec<f32>, Vec<Read>) {
+    let req = http::Request::get(format!("/datasets/d/zarr/x/{key}"))
+        .body(())
+        .unwrap();
+    let resp = block_on(app.handle(&req));
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    let values = resp
+        .body()
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let reads = store
+        .take_reads()
+        .into_iter()
+        .filter(|r| r.key == SOURCE)
+        .collect();
+    (values, reads)
+}
+
+fn ranges(reads: &[Read]) -> Vec<std::ops::Range<u64>> {
+    reads.iter().map(|r| r.range.clone().unwrap()).collect()
+}
+
+#[test]
+fn aligned_chunks_are_one_read_each() {
+    let store = bucket([0, 40, 80, 120], 10);
+    let app = App::new(store.clone());
+    for i in 0..4u64 {
+        let (values, reads) = served(&app, &store, &i.to_string());
+        assert_eq!(
+            values,
+            (i * 10..i * 10 + 10).map(|v| v as f32).collect::<Vec<_>>()
+        );
+        assert_eq!(ranges(&reads), vec![i * 40..i * 40 + 40]);
+    }
+}
+
+#[test]
+fn adjacent_ranges_merge_into_one_read() {
+    let store = bucket([0, 40, 80, 120], 30);
+    let app = App::new(store.clone());
+    let (values, reads) = served(&app, &store, "0");
+    assert_eq!(values, (0..30).map(|v| v as f32).collect::<Vec<_>>());
+    assert_eq!(ranges(&reads), vec![0..120]);
+    // The edge chunk: elements 30..40 and 20 elements of padding.
+    let (values, reads) = served(&app, &store, "1");
+    assert_eq!(
+        &values[..10],
+        &(30..40).map(|v| v as f32).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(values.len(), 30);
+    assert_eq!(ranges(&reads), vec![120..160]);
+}
+
+#[test]
+fn gaps_are_not_merged() {
+    let store = bucket([0, 50, 100, 150], 30);
+    let app = App::new(store.clone());
+    let (values, reads) = served(&app, &store, "0");
+    assert_eq!(values, (0..30).map(|v| v as f32).collect::<Vec<_>>());
+    assert_eq!(ranges(&reads), vec![0..40, 50..90, 100..140]);
+}
+
+#[test]
+fn the_merge_cap_is_honoured() {
+    let store = bucket([0, 40, 80, 120], 30);
+    let app = App::new(store.clone()).with_reads(6, 80);
+    let (values, reads) = served(&app, &store, "0");
+    assert_eq!(values, (0..30).map(|v| v as f32).collect::<Vec<_>>());
+    assert_eq!(ranges(&reads), vec![0..80, 80..120]);
+}
+
+#[test]
+fn a_served_chunk_reads_only_the_bytes_it_needs_of_uncompressed_chunks() {
+    // Served chunks of 15 straddle source chunks: chunk 1 is elements 15..30.
+    let store = bucket([0, 40, 80, 120], 15);
+    let app = App::new(store.clone());
+    let (values, reads) = served(&app, &store, "1");
+    assert_eq!(values, (15..30).map(|v| v as f32).collect::<Vec<_>>());
+    assert_eq!(ranges(&reads), vec![60..120]);
+}
+
+#[test]
+fn over_the_budget_is_413_before_any_source_read() {
+    let store = bucket([0, 40, 80, 120], 30);
+    let app = App::new(store.clone()).with_read_budget(100);
+    let req = http::Request::get("/datasets/d/zarr/x/0").body(()).unwrap();
+    let resp = block_on(app.handle(&req));
+    assert_eq!(resp.status(), 413);
+    assert!(store.take_reads().iter().all(|r| r.key != SOURCE));
+}
