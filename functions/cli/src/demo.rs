@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
-use cloudify_core::router::DEFAULT_READ_BUDGET;
 
 /// A small multi-variable NetCDF4 file (monthly temperature and precipitation on a 4° grid),
 /// written by `tests/data/make_sample.py`.
@@ -34,7 +33,7 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         source.display(),
         published.version
     );
-    crate::serve::run(bucket, addr, DEFAULT_READ_BUDGET, |bound| {
+    crate::serve::run(bucket, addr, Default::default(), |bound| {
         println!("open it with xarray:");
         println!(
             "  import xarray as xr; ds = xr.open_dataset(\"http://{bound}/datasets/{DATASET}/zarr\", engine=\"zarr\")"

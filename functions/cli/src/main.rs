@@ -54,6 +54,9 @@ enum Command {
         /// Bytes one request may read from sources (and hold decoded); over it: 413.
         #[arg(long, default_value_t = cloudify_core::router::DEFAULT_READ_BUDGET)]
         read_budget: u64,
+        /// Largest read that merging touching byte ranges may make (0: never merge).
+        #[arg(long, default_value_t = cloudify_core::read::DEFAULT_MERGE_CAP)]
+        merge_cap: u64,
     },
     /// Write a sample NetCDF4 file, index it into a local bucket and serve it.
     Demo {
@@ -108,7 +111,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bucket,
             addr,
             read_budget,
-        } => serve::run(&bucket, addr, read_budget, |_| {}).await,
+            merge_cap,
+        } => {
+            let limits = serve::Limits {
+                read_budget,
+                merge_cap,
+            };
+            serve::run(&bucket, addr, limits, |_| {}).await
+        }
         Command::Demo { bucket, addr } => demo::run(&bucket, addr).await,
     }
 }

@@ -24,6 +24,24 @@ fn now_ms() -> f64 {
         * 1000.0
 }
 
+/// What one request may do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes a request may read from sources.
+    pub read_budget: u64,
+    /// Largest merged read.
+    pub merge_cap: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            read_budget: cloudify_core::router::DEFAULT_READ_BUDGET,
+            merge_cap: cloudify_core::read::DEFAULT_MERGE_CAP,
+        }
+    }
+}
+
 /// Serve the bucket folder on `addr`; `ready` is called with the bound address.
 ///
 /// # Errors
@@ -31,13 +49,14 @@ fn now_ms() -> f64 {
 pub async fn run(
     bucket: &Path,
     addr: SocketAddr,
-    read_budget: u64,
+    limits: Limits,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let app = Arc::new(
         App::new(Arc::new(LocalStore::new(bucket)))
             .with_scheme("file", Arc::new(LocalStore::new("/")))
-            .with_read_budget(read_budget)
+            .with_read_budget(limits.read_budget)
+            .with_reads(cloudify_core::read::DEFAULT_CONCURRENCY, limits.merge_cap)
             .with_clock(now_ms),
     );
     let listener = tokio::net::TcpListener::bind(addr)

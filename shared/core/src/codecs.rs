@@ -147,7 +147,7 @@ pub fn decode_source(
     decoded_len: usize,
     what: &str,
 ) -> Result<Vec<u8>> {
-    let mut data = stored.to_vec();
+    let mut data: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(stored);
     // Streams may hold checksums on top of the data; anything longer is corrupt.
     let checksums = codecs.iter().filter(|c| **c == Codec::Fletcher32).count();
     let stream_max = decoded_len + 4 * checksums;
@@ -155,11 +155,11 @@ pub fn decode_source(
         if i < 32 && filter_mask & (1 << i) != 0 {
             continue;
         }
-        data = match c {
+        data = std::borrow::Cow::Owned(match c {
             Codec::Zlib { .. } => inflate(&data, stream_max, what)?,
             Codec::Shuffle { elementsize } => unshuffle(&data, *elementsize as usize),
-            Codec::Fletcher32 => strip_fletcher32(data, what)?,
-        };
+            Codec::Fletcher32 => strip_fletcher32(data.into_owned(), what)?,
+        });
     }
     if data.len() != decoded_len {
         return Err(Error::Corrupt(format!(
@@ -167,7 +167,7 @@ pub fn decode_source(
             data.len()
         )));
     }
-    Ok(data)
+    Ok(data.into_owned())
 }
 
 fn inflate(data: &[u8], max: usize, what: &str) -> Result<Vec<u8>> {
@@ -184,18 +184,37 @@ fn inflate(data: &[u8], max: usize, what: &str) -> Result<Vec<u8>> {
 /// HDF5 shuffle, inverted: byte `j` of element `i` was stored at `j * n + i`; bytes past the
 /// last whole element were left in place.
 pub fn unshuffle(data: &[u8], elementsize: usize) -> Vec<u8> {
-    if elementsize <= 1 {
-        return data.to_vec();
-    }
-    let n = data.len() / elementsize;
-    let mut out = vec![0u8; data.len()];
-    for j in 0..elementsize {
-        let plane = &data[j * n..(j + 1) * n];
-        for (i, b) in plane.iter().enumerate() {
-            out[i * elementsize + j] = *b;
+    match elementsize {
+        0 | 1 => data.to_vec(),
+        2 => unshuffle_n::<2>(data),
+        4 => unshuffle_n::<4>(data),
+        8 => unshuffle_n::<8>(data),
+        es => {
+            let n = data.len() / es;
+            let mut out = vec![0u8; data.len()];
+            for j in 0..es {
+                let plane = &data[j * n..(j + 1) * n];
+                for (o, b) in out[j..].iter_mut().step_by(es).zip(plane) {
+                    *o = *b;
+                }
+            }
+            out[n * es..].copy_from_slice(&data[n * es..]);
+            out
         }
     }
-    out[n * elementsize..].copy_from_slice(&data[n * elementsize..]);
+}
+
+/// [`unshuffle`] for a compile-time element size, which the compiler unrolls.
+fn unshuffle_n<const E: usize>(data: &[u8]) -> Vec<u8> {
+    let n = data.len() / E;
+    let planes: [&[u8]; E] = std::array::from_fn(|j| &data[j * n..(j + 1) * n]);
+    let mut out = vec![0u8; data.len()];
+    for (i, element) in out.chunks_exact_mut(E).enumerate() {
+        for (j, b) in element.iter_mut().enumerate() {
+            *b = planes[j][i];
+        }
+    }
+    out[n * E..].copy_from_slice(&data[n * E..]);
     out
 }
 
@@ -302,6 +321,20 @@ mod tests {
         // Two 4-byte elements [0,1,2,3] [4,5,6,7] and a leftover byte 8.
         let shuffled = [0, 4, 1, 5, 2, 6, 3, 7, 8];
         assert_eq!(unshuffle(&shuffled, 4), vec![0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        // The generic path (3-byte elements) agrees with the unrolled ones' definition.
+        let shuffled = [0, 3, 1, 4, 2, 5, 6];
+        assert_eq!(unshuffle(&shuffled, 3), vec![0, 1, 2, 3, 4, 5, 6]);
+        let plain: Vec<u8> = (0..83).collect();
+        for es in [2usize, 8] {
+            let n = plain.len() / es;
+            let mut shuffled = plain.clone();
+            for i in 0..n {
+                for j in 0..es {
+                    shuffled[j * n + i] = plain[i * es + j];
+                }
+            }
+            assert_eq!(unshuffle(&shuffled, es), plain, "{es}");
+        }
     }
 
     #[test]
