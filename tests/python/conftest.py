@@ -88,9 +88,8 @@ def server(cloudify, datasets):
     s.stop()
 
 
-@pytest.fixture
-def start_server(cloudify):
-    """Start servers on other buckets; they are stopped after the test."""
+def _starter(cloudify):
+    """Start servers on other buckets; stop them when the fixture ends."""
     started = []
 
     def start(bucket, *extra):
@@ -101,3 +100,13 @@ def start_server(cloudify):
     yield start
     for s in started:
         s.stop()
+
+
+@pytest.fixture
+def start_server(cloudify):
+    yield from _starter(cloudify)
+
+
+@pytest.fixture(scope="module")
+def start_server_module(cloudify):
+    yield from _starter(cloudify)

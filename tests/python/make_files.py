@@ -128,7 +128,63 @@ def _two_unlimited(path):
         w[:] = np.arange(6, dtype="f4")
 
 
-GENERATORS = {"mixed": _mixed, "many_chunks": _many_chunks, "two_unlimited": _two_unlimited}
+def _curvilinear(path):
+    """A curvilinear grid (2-D lat/lon named by `coordinates`) in the 360_day calendar."""
+    rng = np.random.default_rng(3)
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.title = "curvilinear grid, 360_day calendar"
+        for name, size in [("time", None), ("y", 8), ("x", 10)]:
+            nc.createDimension(name, size)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units = "days since 2000-01-01"
+        t.calendar = "360_day"
+        t.axis = "T"
+        t[:] = np.arange(14) * 30.0 + 29.5  # ends on day 30 of February: no Gregorian date
+        yy, xx = np.meshgrid(np.arange(8), np.arange(10), indexing="ij")
+        lat = nc.createVariable("lat", "f8", ("y", "x"))
+        lat.standard_name = "latitude"
+        lat.units = "degrees_north"
+        lat[:] = 40 + 2.5 * yy + 0.3 * xx
+        lon = nc.createVariable("lon", "f8", ("y", "x"))
+        lon.standard_name = "longitude"
+        lon.units = "degrees_east"
+        lon[:] = -20 + 3.0 * xx - 0.4 * yy
+        v = nc.createVariable("tos", "f4", ("time", "y", "x"), zlib=True)
+        v.coordinates = "lat lon"
+        v.units = "degC"
+        v.long_name = "Sea Surface Temperature"
+        v[:] = rng.normal(15, 3, (14, 8, 10))
+
+
+def _regional_0360(path):
+    """A regional grid in 0-360 longitudes crossing 180, hourly standard-calendar time, levels."""
+    rng = np.random.default_rng(4)
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        for name, size in [("time", None), ("plev", 3), ("lat", 12), ("lon", 20)]:
+            nc.createDimension(name, size)
+        t = nc.createVariable("time", "i4", ("time",))
+        t.units = "hours since 2010-06-30 18:00:00"
+        t.calendar = "standard"
+        t[:] = np.arange(0, 48, 6)
+        p = nc.createVariable("plev", "f8", ("plev",))
+        p.units = "Pa"
+        p.positive = "down"
+        p.standard_name = "air_pressure"
+        p[:] = [100000.0, 85000.0, 50000.0]
+        lat = nc.createVariable("lat", "f4", ("lat",))
+        lat.units = "degrees_north"
+        lat[:] = np.linspace(-30, 25, 12)
+        lon = nc.createVariable("lon", "f4", ("lon",))
+        lon.units = "degrees_east"
+        lon[:] = np.linspace(100, 290, 20)
+        v = nc.createVariable("ua", "f4", ("time", "plev", "lat", "lon"), zlib=True)
+        v.units = "m s-1"
+        v.standard_name = "eastward_wind"
+        v[:] = rng.normal(0, 5, (8, 3, 12, 20))
+
+
+GENERATORS = {"mixed": _mixed, "many_chunks": _many_chunks, "two_unlimited": _two_unlimited,
+              "curvilinear": _curvilinear, "regional_0360": _regional_0360}
 
 
 def write_all(outdir):

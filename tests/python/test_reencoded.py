@@ -69,22 +69,6 @@ def variants(cloudify, generated, tmp_path_factory, start_server_module):
     return start_server_module(bucket), ids
 
 
-@pytest.fixture(scope="module")
-def start_server_module(cloudify):
-    from conftest import Server
-
-    started = []
-
-    def start(bucket, *extra):
-        s = Server(cloudify, bucket, *extra)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
-
-
 VARIANT_IDS = [f"{n}-{c.split(':')[0]}-{g}" for n in STRADDLING for c in CODECS
                for g in ("native", "rechunked")]
 

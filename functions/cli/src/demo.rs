@@ -27,7 +27,9 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         std::fs::write(&source, SAMPLE)
             .with_context(|| format!("cannot write {}", source.display()))?;
     }
-    let published = crate::sources::index(bucket, DATASET, &[&source], &Default::default()).await?;
+    let published =
+        crate::sources::index(bucket, DATASET, &[&source], &Default::default(), "demo").await?;
+    crate::sources::catalog(bucket, Some(format!("http://{addr}")), None).await?;
     println!(
         "indexed {} as dataset {DATASET} (version {})",
         source.display(),

@@ -39,9 +39,22 @@ enum Command {
         /// Served chunk lengths of the re-encoding routes, e.g. time=12,lat=90.
         #[arg(long, default_value = "")]
         chunks: String,
+        /// The STAC collection the dataset belongs to.
+        #[arg(long, default_value = cloudify_core::registry::DEFAULT_COLLECTION)]
+        collection: String,
+        #[command(flatten)]
+        catalog: CatalogArgs,
         /// Source files.
         #[arg(required = true)]
         sources: Vec<PathBuf>,
+    },
+    /// Regenerate the static STAC catalog from index.json and the manifests (reads no source).
+    Stac {
+        /// The bucket: a local folder.
+        #[arg(long)]
+        bucket: PathBuf,
+        #[command(flatten)]
+        catalog: CatalogArgs,
     },
     /// Serve a bucket folder over HTTP, as the function does.
     Serve {
@@ -69,6 +82,18 @@ enum Command {
     },
 }
 
+/// Options of the static STAC catalog; what is given is kept in the bucket for later runs.
+#[derive(clap::Args)]
+struct CatalogArgs {
+    /// The function's public URL, used in the catalog's asset hrefs.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// A JSON file with the catalog's title, description and collections (title, description,
+    /// license, keywords, providers by collection id).
+    #[arg(long)]
+    catalog_config: Option<PathBuf>,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
@@ -88,13 +113,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             dataset,
             codec,
             chunks,
+            collection,
+            catalog,
             sources,
         } => {
             let options = ServeOptions {
                 codec: ServedCodec::parse(&codec)?,
                 chunks: ServeOptions::parse_chunks(&chunks)?,
             };
-            let p = sources::index(&bucket, &dataset, &sources, &options).await?;
+            let p = sources::index(&bucket, &dataset, &sources, &options, &collection).await?;
+            let written =
+                sources::catalog(&bucket, catalog.public_url, catalog.catalog_config).await?;
             println!(
                 "dataset {dataset} version {} ({} objects written{})",
                 p.version,
@@ -105,6 +134,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ", index.json unchanged"
                 }
             );
+            println!("STAC catalog: {written} files written");
+            Ok(())
+        }
+        Command::Stac { bucket, catalog } => {
+            let written =
+                sources::catalog(&bucket, catalog.public_url, catalog.catalog_config).await?;
+            println!("STAC catalog: {written} files written");
             Ok(())
         }
         Command::Serve {

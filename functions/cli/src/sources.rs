@@ -1,10 +1,11 @@
 //! Turning command-line source paths into indexed, published datasets.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use cloudify_core::Store;
+use cloudify_core::stac::CatalogInfo;
 use cloudify_index::{LocalFile, Published, ServeOptions, SourceSpec};
 use cloudify_stores::LocalStore;
 
@@ -17,6 +18,7 @@ pub async fn index(
     id: &str,
     sources: &[impl AsRef<Path>],
     options: &ServeOptions,
+    collection: &str,
 ) -> anyhow::Result<Published> {
     std::fs::create_dir_all(bucket)
         .with_context(|| format!("cannot create bucket folder {}", bucket.display()))?;
@@ -37,7 +39,40 @@ pub async fn index(
     for w in &indexed.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(cloudify_index::publish(&store, &indexed).await?)
+    if !cloudify_core::key::is_valid_id(collection) {
+        return Err(anyhow!(
+            "collection id {collection:?} must be 1-128 characters of [A-Za-z0-9._-]"
+        ));
+    }
+    Ok(cloudify_index::publish(&store, &indexed, collection).await?)
+}
+
+/// Regenerate the bucket's static STAC catalog, first storing a new public URL or catalog
+/// configuration when given.
+///
+/// # Errors
+/// When the configuration file is unreadable or the bucket cannot be written.
+pub async fn catalog(
+    bucket: &Path,
+    public_url: Option<String>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<usize> {
+    let store = LocalStore::new(bucket);
+    let mut info = cloudify_index::load_config(&store).await?;
+    if let Some(path) = config {
+        let text =
+            std::fs::read(&path).with_context(|| format!("catalog config {}", path.display()))?;
+        let given: CatalogInfo = serde_json::from_slice(&text)
+            .with_context(|| format!("catalog config {}", path.display()))?;
+        info = CatalogInfo {
+            public_url: info.public_url,
+            ..given
+        };
+    }
+    if let Some(url) = public_url {
+        info.public_url = url.trim_end_matches('/').to_owned();
+    }
+    Ok(cloudify_index::write_catalog(&store, &info).await?)
 }
 
 /// Name a source as DESIGN.md says: a key when it lives in the bucket, else a `file://` URL.

@@ -25,6 +25,24 @@ pub enum Route {
     Info(DatasetRef),
     /// A Zarr store view of a dataset; `None` for the store root itself.
     Zarr(DatasetRef, View, Option<ZarrKey>),
+    /// `GET /datasets/{id}/`: an HTML summary for browsers, the info JSON otherwise.
+    Summary(DatasetRef),
+    /// `GET /datasets/{id}/keys`: variable names (xpublish).
+    Keys(DatasetRef),
+    /// `GET /datasets/{id}/dict`: `xarray.Dataset.to_dict(data=False)` (xpublish).
+    Dict(DatasetRef),
+    /// `GET /datasets/{id}/stac`: the dataset's STAC item.
+    Item(DatasetRef),
+    /// `GET /datasets/{id}/{version}/refs.json`: the kerchunk export of a version.
+    Refs(DatasetRef),
+    /// `GET /stac-collection-all.json`: a collection of every dataset.
+    CollectionAll,
+    /// `GET /stac/{path}`: the static catalog in the bucket.
+    StaticStac(String),
+    /// `GET /intake.yaml`.
+    Intake,
+    /// `GET /openapi.json`.
+    OpenApi,
 }
 
 /// The Zarr views of a dataset.
@@ -123,10 +141,29 @@ pub fn parse_path(raw: &str) -> Result<Route> {
     match segments.as_slice() {
         [""] => Ok(Route::Root),
         ["datasets"] | ["datasets", ""] => Ok(Route::Datasets),
-        ["datasets", id] | ["datasets", id, ""] | ["datasets", id, "info"] => {
-            Ok(Route::Info(parse_dataset(id)?))
+        ["datasets", id, "info"] => Ok(Route::Info(parse_dataset(id)?)),
+        ["datasets", id] | ["datasets", id, ""] => Ok(Route::Summary(parse_dataset(id)?)),
+        ["datasets", id, "keys"] => Ok(Route::Keys(parse_dataset(id)?)),
+        ["datasets", id, "dict"] => Ok(Route::Dict(parse_dataset(id)?)),
+        ["datasets", id, "stac"] => Ok(Route::Item(parse_dataset(id)?)),
+        ["datasets", id, version, "refs.json"] if View::from_segment(version).is_none() => {
+            Ok(Route::Refs(parse_dataset(&format!("{id}@{version}"))?))
         }
-        ["datasets", id, view, key @ ..] => {
+        ["stac-collection-all.json"] => Ok(Route::CollectionAll),
+        ["intake.yaml"] => Ok(Route::Intake),
+        ["openapi.json"] => Ok(Route::OpenApi),
+        ["stac", path @ ..] => {
+            let ok = !path.is_empty()
+                && path.iter().all(|p| is_valid_id(p))
+                && path.last().is_some_and(|p| p.ends_with(".json"));
+            if !ok {
+                return Err(Error::BadRequest(
+                    "a static catalog path is segments of [A-Za-z0-9._-] ending in .json".into(),
+                ));
+            }
+            Ok(Route::StaticStac(path.join("/")))
+        }
+        ["datasets", id, view, key @ ..] if View::from_segment(view).is_some() => {
             let view = View::from_segment(view)
                 .ok_or_else(|| Error::NotFound(format!("no route for {decoded}")))?;
             let ds = parse_dataset(id)?;

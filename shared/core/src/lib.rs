@@ -19,13 +19,16 @@
 //! axum's `Send` bounds into the core.
 
 pub mod assemble;
+pub mod cftime;
 pub mod codecs;
+pub mod discovery;
 pub mod error;
 pub mod key;
 pub mod manifest;
 pub mod read;
 pub mod registry;
 pub mod router;
+pub mod stac;
 pub mod store;
 pub mod zarr_v2;
 pub mod zarr_v3;

@@ -43,6 +43,65 @@ pub struct Manifest {
     /// The codec `/zarr` and `/zarr3` re-encode chunks with.
     #[serde(default)]
     pub codec: ServedCodec,
+    /// Coordinate values summarised at index time, for catalogs (extents, steps).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub coords: IndexMap<String, CoordSummary>,
+}
+
+/// What a catalog needs of a coordinate variable's values, read once at index time; fill
+/// values and NaN left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoordSummary {
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Number of valid values.
+    pub count: u64,
+    /// First and last valid value (in storage order).
+    pub first: f64,
+    /// Last valid value.
+    pub last: f64,
+    /// Smallest and largest difference between neighbours (1-D only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<(f64, f64)>,
+    /// The values themselves, when there are few.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<f64>>,
+}
+
+impl CoordSummary {
+    /// Most values a summary lists.
+    pub const MAX_VALUES: usize = 64;
+
+    /// Summarise `values`, skipping NaN and `fill`; `None` when nothing valid is left.
+    pub fn of(values: &[f64], fill: Option<f64>, one_dimensional: bool) -> Option<Self> {
+        let valid: Vec<f64> = values
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite() && Some(*v) != fill)
+            .collect();
+        let (first, last) = (*valid.first()?, *valid.last()?);
+        let min = valid.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = valid.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let steps = (one_dimensional && valid.len() > 1).then(|| {
+            valid
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), d| {
+                    (lo.min(d), hi.max(d))
+                })
+        });
+        Some(Self {
+            min,
+            max,
+            count: valid.len() as u64,
+            first,
+            last,
+            steps,
+            values: (valid.len() <= Self::MAX_VALUES).then_some(valid),
+        })
+    }
 }
 
 /// A source file as recorded at index time.
@@ -138,6 +197,18 @@ pub fn grid(shape: &[u64], chunks: &[u64]) -> Vec<u64> {
         .zip(chunks)
         .map(|(s, c)| s.div_ceil((*c).max(1)))
         .collect()
+}
+
+/// The chunk index of linear (C-order) index `linear` in `grid`: the inverse of
+/// [`linear_index`].
+pub fn grid_index(grid: &[u64], linear: u64) -> Vec<u64> {
+    let mut idx = vec![0u64; grid.len()];
+    let mut rest = linear;
+    for (slot, g) in idx.iter_mut().zip(grid).rev() {
+        *slot = rest % g.max(&1);
+        rest /= g.max(&1);
+    }
+    idx
 }
 
 /// Linear (C-order) index of `idx` in `grid`, or `None` when it lies outside.

@@ -29,6 +29,16 @@ pub struct Registry {
 pub struct Entry {
     /// Content hash of the dataset's current manifest.
     pub version: String,
+    /// The STAC collection the dataset belongs to.
+    #[serde(default = "default_collection")]
+    pub collection: String,
+}
+
+/// The collection of datasets indexed without naming one.
+pub const DEFAULT_COLLECTION: &str = "datasets";
+
+fn default_collection() -> String {
+    DEFAULT_COLLECTION.to_owned()
 }
 
 impl Default for Registry {
@@ -95,22 +105,22 @@ impl Registry {
     ///
     /// # Errors
     /// [`Error::Storage`] when the store fails or the race is lost [`PUBLISH_ATTEMPTS`] times.
-    pub async fn publish(store: &dyn Store, id: &str, version: &str) -> Result<bool> {
+    pub async fn publish(
+        store: &dyn Store,
+        id: &str,
+        version: &str,
+        collection: &str,
+    ) -> Result<bool> {
+        let entry = Entry {
+            version: version.to_owned(),
+            collection: collection.to_owned(),
+        };
         for _ in 0..PUBLISH_ATTEMPTS {
             let (mut registry, pre) = Self::load_tagged(store).await?;
-            if registry
-                .datasets
-                .get(id)
-                .is_some_and(|e| e.version == version)
-            {
+            if registry.datasets.get(id) == Some(&entry) {
                 return Ok(false);
             }
-            registry.datasets.insert(
-                id.to_owned(),
-                Entry {
-                    version: version.to_owned(),
-                },
-            );
+            registry.datasets.insert(id.to_owned(), entry.clone());
             let body =
                 serde_json::to_vec_pretty(&registry).map_err(|e| Error::json(INDEX_KEY, e))?;
             if store.put(INDEX_KEY, Bytes::from(body), pre).await? {
@@ -134,9 +144,9 @@ mod tests {
     fn publish_merges_and_is_idempotent() {
         block_on(async {
             let s = MemoryStore::new();
-            assert!(Registry::publish(&s, "a", "v1").await.unwrap());
-            assert!(Registry::publish(&s, "b", "v2").await.unwrap());
-            assert!(!Registry::publish(&s, "b", "v2").await.unwrap());
+            assert!(Registry::publish(&s, "a", "v1", "c").await.unwrap());
+            assert!(Registry::publish(&s, "b", "v2", "c").await.unwrap());
+            assert!(!Registry::publish(&s, "b", "v2", "c").await.unwrap());
             let r = Registry::load(&s).await.unwrap();
             assert_eq!(r.version("a").unwrap(), "v1");
             assert_eq!(r.version("b").unwrap(), "v2");

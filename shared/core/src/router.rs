@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 use crate::key::{ArrayDoc, DatasetRef, GroupDoc, Route, View, ZarrKey, parse_path};
 use crate::manifest::{self, ArrayMeta, Manifest};
 use crate::read::{self, Clock, Reader, Stats};
-use crate::registry::{Registry, manifest_key};
+use crate::registry::{Registry, manifest_key, version_dir};
 use crate::store::Store;
-use crate::{zarr_v2, zarr_v3};
+use crate::{discovery, stac, zarr_v2, zarr_v3};
 
 /// Default bytes one request may read from sources (and hold decoded): well under a Lambda's
 /// memory and a Worker's 128 MB isolate.
@@ -135,15 +135,56 @@ impl App {
         headers: &HeaderMap,
         stats: &Stats,
     ) -> Result<Response<Bytes>> {
+        let base = base_url(headers);
         let (ds, view, key) = match parse_path(path)? {
             Route::Root => return Ok(json_response(&service_info(), SHORT_CACHE)),
+            Route::OpenApi => return Ok(json_response(&discovery::openapi(), SHORT_CACHE)),
             Route::Datasets => {
                 let registry = Registry::load(self.bucket.as_ref()).await?;
                 let ids: Vec<&String> = registry.datasets.keys().collect();
                 return Ok(json_response(&json!(ids), SHORT_CACHE));
             }
-            Route::Info(ds) => (ds, None, None),
-            Route::Zarr(ds, view, key) => (ds, Some(view), key),
+            Route::Intake => {
+                let registry = Registry::load(self.bucket.as_ref()).await?;
+                let mut ids = Vec::new();
+                for id in registry.datasets.keys() {
+                    let (m, _) = self
+                        .manifest(&DatasetRef {
+                            id: id.clone(),
+                            version: None,
+                        })
+                        .await?;
+                    ids.push((
+                        id.clone(),
+                        m.attrs
+                            .get("title")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                    ));
+                }
+                return Ok(text_answer(discovery::intake(&ids, &base), "text/yaml").into_response());
+            }
+            Route::CollectionAll => {
+                let c = self.collection_all(&base).await?;
+                return Ok(json_response(&c, SHORT_CACHE));
+            }
+            Route::StaticStac(rest) => {
+                let key = format!("stac/{rest}");
+                let body =
+                    self.bucket.get(&key).await?.ok_or_else(|| {
+                        Error::NotFound(format!("no {key} in the static catalog"))
+                    })?;
+                let mut a = bytes_answer(body);
+                a.content_type = "application/json";
+                return Ok(a.into_response());
+            }
+            Route::Info(ds) => (ds, None, Some(Extra::Info)),
+            Route::Summary(ds) => (ds, None, Some(Extra::Summary)),
+            Route::Keys(ds) => (ds, None, Some(Extra::Keys)),
+            Route::Dict(ds) => (ds, None, Some(Extra::Dict)),
+            Route::Item(ds) => (ds, None, Some(Extra::Item)),
+            Route::Refs(ds) => (ds, None, Some(Extra::Refs)),
+            Route::Zarr(ds, view, key) => (ds, Some(view), key.map(Extra::Key)),
         };
         let (m, version) = self.manifest(&ds).await?;
         // A strong tag per version and route: a client revalidates without the function
@@ -170,8 +211,32 @@ impl App {
             stats,
         };
         let mut answer = match (view, key) {
-            (None, _) | (Some(_), None) => json_answer(&info(&m, &version)),
-            (Some(view), Some(key)) => self.zarr(&reader, &m, &version, &ds, view, key).await?,
+            (Some(view), Some(Extra::Key(key))) => {
+                self.zarr(&reader, &m, &version, &ds, view, key).await?
+            }
+            (_, Some(Extra::Keys)) => json_answer(&discovery::keys(&m)),
+            (_, Some(Extra::Dict)) => json_answer(&discovery::dict(&m)),
+            (_, Some(Extra::Summary)) if accepts_html(headers) => text_answer(
+                discovery::html(&m, &version, &base),
+                "text/html; charset=utf-8",
+            ),
+            (_, Some(Extra::Item)) => {
+                let mut a = json_answer(&self.item(&m, &version, &base).await?);
+                a.content_type = "application/geo+json";
+                a
+            }
+            (_, Some(Extra::Refs)) => {
+                let key = format!("{}/refs.json", version_dir(&m.id, &version));
+                let body = self
+                    .bucket
+                    .get(&key)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("no {key}")))?;
+                let mut a = bytes_answer(body);
+                a.content_type = "application/json";
+                a
+            }
+            _ => json_answer(&info(&m, &version)),
         };
         answer.cache = cache;
         answer.etag = Some(etag);
@@ -206,6 +271,65 @@ impl App {
         }
         cache.push_back((key, m.clone()));
         Ok((m, version))
+    }
+
+    /// The catalog configuration kept in the bucket, or the default.
+    async fn catalog_info(&self) -> Result<stac::CatalogInfo> {
+        match self.bucket.get(stac::CONFIG_KEY).await? {
+            None => Ok(stac::CatalogInfo::default()),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| Error::json(stac::CONFIG_KEY, e)),
+        }
+    }
+
+    /// A dataset's STAC item with hrefs on the function at `base`.
+    async fn item(&self, m: &Manifest, version: &str, base: &str) -> Result<Value> {
+        let registry = Registry::load(self.bucket.as_ref()).await?;
+        let collection = registry
+            .datasets
+            .get(&m.id)
+            .map_or(crate::registry::DEFAULT_COLLECTION, |e| {
+                e.collection.as_str()
+            });
+        let hrefs = stac::Hrefs {
+            function: base.to_owned(),
+            bucket: format!("{base}/"),
+        };
+        let mut item = stac::item(m, version, collection, &hrefs);
+        item["links"] = json!([
+            { "rel": "self", "href": format!("{base}/datasets/{}/stac", m.id), "type": "application/geo+json" },
+            { "rel": "root", "href": format!("{base}/stac/catalog.json"), "type": "application/json" },
+            { "rel": "collection", "href": format!("{base}/stac/{collection}/collection.json"), "type": "application/json" },
+        ]);
+        Ok(item)
+    }
+
+    /// A collection linking every dataset's item on the function.
+    async fn collection_all(&self, base: &str) -> Result<Value> {
+        let registry = Registry::load(self.bucket.as_ref()).await?;
+        let mut items = Vec::new();
+        for id in registry.datasets.keys() {
+            let (m, version) = self
+                .manifest(&DatasetRef {
+                    id: id.clone(),
+                    version: None,
+                })
+                .await?;
+            let item = self.item(&m, &version, base).await?;
+            items.push((format!("{base}/datasets/{id}/stac"), item));
+        }
+        let info = self.catalog_info().await?;
+        let mut c = stac::collection("all", &info, &items);
+        c["title"] = json!("All datasets");
+        if let Some(links) = c["links"].as_array_mut() {
+            for l in links
+                .iter_mut()
+                .filter(|l| l["rel"] == "root" || l["rel"] == "parent")
+            {
+                l["href"] = json!(format!("{base}/stac/catalog.json"));
+            }
+            links.push(json!({ "rel": "self", "href": format!("{base}/stac-collection-all.json"), "type": "application/json" }));
+        }
+        Ok(c)
     }
 
     fn cached(&self, key: &str) -> Option<Arc<Manifest>> {
@@ -279,6 +403,42 @@ impl App {
         };
         Ok(json_answer(&doc))
     }
+}
+
+/// What a dataset route asks for besides a Zarr view's root.
+enum Extra {
+    Key(ZarrKey),
+    Info,
+    Summary,
+    Keys,
+    Dict,
+    Item,
+    Refs,
+}
+
+/// The base URL the request reached the function at: `X-Forwarded-Proto` (else http) and
+/// `Host`, so documents link back to the function wherever it is deployed.
+fn base_url(headers: &HeaderMap) -> String {
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    let proto = get("x-forwarded-proto")
+        .filter(|p| matches!(*p, "http" | "https"))
+        .unwrap_or("http");
+    let host = get("x-forwarded-host")
+        .or_else(|| get(header::HOST.as_str()))
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("{proto}://{host}")
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
 }
 
 /// Check a chunk index against an array's grid; return the grid index (empty for a scalar,
@@ -365,6 +525,10 @@ fn service_info() -> Value {
         "version": env!("CARGO_PKG_VERSION"),
         "description": "NetCDF/HDF5 files in object storage served as Zarr",
         "links": {
+            "openapi": "/openapi.json",
+            "stac": "/stac/catalog.json",
+            "stac_collection": "/stac-collection-all.json",
+            "intake": "/intake.yaml",
             "datasets": "/datasets",
             "info": "/datasets/{id}/info",
             "kerchunk": "/datasets/{id}/kerchunk",
@@ -380,19 +544,21 @@ fn info(m: &Manifest, version: &str) -> Value {
         .arrays
         .iter()
         .map(|(name, a)| {
-            (
-                name.clone(),
-                json!({
-                    "shape": a.shape,
-                    "dims": a.dims,
-                    "dtype": a.dtype,
-                    "chunks": a.chunks,
-                    "chunk_grid": a.grid(),
-                    "served_chunks": a.served_chunks,
-                    "stored_chunks": a.stored_chunks,
-                    "codecs": a.codecs,
-                }),
-            )
+            // xpublish's fields (type, dimensions, attributes), then the storage details.
+            let mut v = discovery::info_variable(a);
+            for (k, x) in [
+                ("shape", json!(a.shape)),
+                ("dims", json!(a.dims)),
+                ("dtype", json!(a.dtype)),
+                ("chunks", json!(a.chunks)),
+                ("chunk_grid", json!(a.grid())),
+                ("served_chunks", json!(a.served_chunks)),
+                ("stored_chunks", json!(a.stored_chunks)),
+                ("codecs", json!(a.codecs)),
+            ] {
+                v.insert(k.into(), x);
+            }
+            (name.clone(), Value::Object(v))
         })
         .collect();
     let excluded = |why: &dyn Fn(&ArrayMeta) -> Option<String>| -> serde_json::Map<String, Value> {
@@ -405,6 +571,8 @@ fn info(m: &Manifest, version: &str) -> Value {
         "id": m.id,
         "version": version,
         "format_version": m.format_version,
+        "dimensions": discovery::dims(m),
+        "global_attributes": m.attrs,
         "attrs": m.attrs,
         "sources": m.sources,
         "codec": m.codec,
@@ -444,6 +612,15 @@ fn json_answer(v: &Value) -> Answer {
     Answer {
         body: Bytes::from(v.to_string()),
         content_type: "application/json",
+        cache: SHORT_CACHE,
+        etag: None,
+    }
+}
+
+fn text_answer(body: String, content_type: &'static str) -> Answer {
+    Answer {
+        body: Bytes::from(body),
+        content_type,
         cache: SHORT_CACHE,
         etag: None,
     }

@@ -101,12 +101,7 @@ pub fn chunk_key(a: &ArrayMeta, linear: u64) -> String {
     if grid.is_empty() {
         return "0".into();
     }
-    let mut idx = vec![0u64; grid.len()];
-    let mut rest = linear;
-    for (slot, g) in idx.iter_mut().zip(&grid).rev() {
-        *slot = rest % g.max(&1);
-        rest /= g.max(&1);
-    }
+    let idx = crate::manifest::grid_index(&grid, linear);
     idx.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
 }
 

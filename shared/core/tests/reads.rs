@@ -66,6 +66,7 @@ fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
         arrays: Default::default(),
         skipped: Map::new(),
         codec: ServedCodec::None,
+        coords: Default::default(),
     };
     m.arrays.insert("x".into(), array);
     block_on(async {
@@ -85,7 +86,9 @@ fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
         )
         .await;
         put(manifest_key("d", "v1"), serde_json::to_vec(&m).unwrap()).await;
-        Registry::publish(store.as_ref(), "d", "v1").await.unwrap();
+        Registry::publish(store.as_ref(), "d", "v1", "c")
+            .await
+            .unwrap();
     });
     store.take_reads();
     store

@@ -17,11 +17,14 @@
 //! `get_chunk_info`) in `tests/python/test_chunk_info.py`.
 
 mod attrs;
+mod catalog;
+mod coords;
 mod error;
 mod netcdf4;
 mod publish;
 mod source;
 
+pub use catalog::{CONFIG_KEY, load_config, write_catalog};
 pub use error::{IndexError, Result};
 pub use netcdf4::{ArrayTable, Indexed, ServeOptions, read_dataset};
 pub use publish::{Published, publish};

@@ -169,6 +169,7 @@ pub fn read_dataset(id: &str, sources: &[SourceSpec], options: &ServeOptions) ->
     }];
     indexed.absolute_urls = vec![source.absolute_url.clone()];
     apply(&mut indexed, options)?;
+    crate::coords::summarise(&mut indexed, sources)?;
     Ok(indexed)
 }
 
@@ -232,6 +233,7 @@ impl SourceReader {
             arrays: Default::default(),
             skipped: Map::new(),
             codec: ServedCodec::default(),
+            coords: Default::default(),
         };
         let mut tables = Vec::new();
         let mut warnings = Vec::new();

@@ -41,7 +41,7 @@ fn version_of(manifest_json: &[u8], indexed: &Indexed) -> String {
 ///
 /// # Errors
 /// [`crate::IndexError::Store`] when a write fails.
-pub async fn publish(bucket: &dyn Store, indexed: &Indexed) -> Result<Published> {
+pub async fn publish(bucket: &dyn Store, indexed: &Indexed, collection: &str) -> Result<Published> {
     let m = &indexed.manifest;
     let manifest_json = serde_json::to_vec_pretty(m)
         .map_err(|e| cloudify_core::Error::Corrupt(format!("manifest of {}: {e}", m.id)))?;
@@ -71,7 +71,7 @@ pub async fn publish(bucket: &dyn Store, indexed: &Indexed) -> Result<Published>
             objects_written += 1;
         }
     }
-    let registry_changed = Registry::publish(bucket, &m.id, &version).await?;
+    let registry_changed = Registry::publish(bucket, &m.id, &version, collection).await?;
     Ok(Published {
         version,
         objects_written,

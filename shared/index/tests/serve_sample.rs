@@ -40,7 +40,7 @@ async fn bucket() -> (Arc<CountingStore<MemoryStore>>, Indexed) {
         .await
         .unwrap();
     let indexed = index_sample("sample");
-    publish(store.as_ref(), &indexed).await.unwrap();
+    publish(store.as_ref(), &indexed, "c").await.unwrap();
     store.take_reads();
     (store, indexed)
 }
@@ -237,7 +237,7 @@ async fn missing_changed_and_corrupt_objects() {
 
     // The source is missing.
     let bucket = Arc::new(MemoryStore::new());
-    let p = publish(bucket.as_ref(), &indexed).await.unwrap();
+    let p = publish(bucket.as_ref(), &indexed, "c").await.unwrap();
     let app = App::new(bucket.clone());
     let (status, body) = get(&app, chunk).await;
     assert_eq!(status, 502);
@@ -293,11 +293,11 @@ async fn head_has_headers_and_no_body() {
 #[tokio::test]
 async fn republishing_unchanged_writes_nothing_and_datasets_coexist() {
     let (store, indexed) = bucket().await;
-    let again = publish(store.as_ref(), &indexed).await.unwrap();
+    let again = publish(store.as_ref(), &indexed, "c").await.unwrap();
     assert_eq!(again.objects_written, 0);
     assert!(!again.registry_changed);
     let other = index_sample("other");
-    publish(store.as_ref(), &other).await.unwrap();
+    publish(store.as_ref(), &other, "c").await.unwrap();
     let app = App::new(store);
     let (_, body) = get(&app, "/datasets").await;
     let ids: Vec<String> = serde_json::from_slice(&body).unwrap();

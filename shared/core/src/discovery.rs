@@ -1,0 +1,282 @@
+//! Documents for finding and describing data: xpublish-style views (`keys`, `dict`, `info`),
+//! an HTML summary, the intake catalog and the OpenAPI description of the router.
+
+use serde_json::{Map, Value, json};
+
+use crate::manifest::{ArrayMeta, Manifest};
+
+/// NumPy's name of a dtype (`float32`, `int16`, `|S1`).
+fn numpy_name(dtype: &str) -> String {
+    crate::zarr_v3::data_type(dtype)
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| dtype.trim_start_matches(['<', '>', '|']).to_owned())
+}
+
+/// Names of the coordinate variables: dimension coordinates and those a `coordinates`
+/// attribute names.
+fn coordinates(m: &Manifest) -> Vec<&str> {
+    let mut names: Vec<&str> = m
+        .arrays
+        .iter()
+        .filter(|(n, a)| a.dims.len() == 1 && a.dims[0] == **n)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    for a in m.arrays.values() {
+        for n in a
+            .attrs
+            .get("coordinates")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .split_whitespace()
+        {
+            if m.arrays.contains_key(n) && !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    names
+}
+
+/// Dimension name → length, in order of appearance.
+pub fn dims(m: &Manifest) -> Map<String, Value> {
+    let mut out = Map::new();
+    for a in m.arrays.values() {
+        for (d, n) in a.dims.iter().zip(&a.shape) {
+            out.entry(d.clone()).or_insert(json!(n));
+        }
+    }
+    out
+}
+
+/// `/keys`: every variable's name.
+pub fn keys(m: &Manifest) -> Value {
+    json!(m.arrays.keys().collect::<Vec<_>>())
+}
+
+fn variable(a: &ArrayMeta) -> Value {
+    json!({ "dims": a.dims, "attrs": a.attrs, "dtype": numpy_name(&a.dtype), "shape": a.shape })
+}
+
+/// `/dict`: the shape of `xarray.Dataset.to_dict(data=False)` (undecoded attributes).
+pub fn dict(m: &Manifest) -> Value {
+    let coords = coordinates(m);
+    let (mut c, mut d) = (Map::new(), Map::new());
+    for (n, a) in &m.arrays {
+        let slot = if coords.contains(&n.as_str()) {
+            &mut c
+        } else {
+            &mut d
+        };
+        slot.insert(n.clone(), variable(a));
+    }
+    json!({ "coords": c, "attrs": m.attrs, "dims": dims(m), "data_vars": d })
+}
+
+/// xpublish's `/info` fields for one variable.
+pub fn info_variable(a: &ArrayMeta) -> Map<String, Value> {
+    let mut v = Map::new();
+    v.insert("type".into(), json!(numpy_name(&a.dtype)));
+    v.insert("dimensions".into(), json!(a.dims));
+    v.insert("attributes".into(), json!(a.attrs));
+    v
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `/datasets/{id}/` for a browser.
+pub fn html(m: &Manifest, version: &str, base: &str) -> String {
+    let id = escape(&m.id);
+    let title = m
+        .attrs
+        .get("title")
+        .and_then(Value::as_str)
+        .map(escape)
+        .unwrap_or_else(|| id.clone());
+    let mut rows = String::new();
+    for (n, a) in &m.arrays {
+        let text = a
+            .attrs
+            .get("long_name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let units = a.attrs.get("units").and_then(Value::as_str).unwrap_or("");
+        rows.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>({})</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(n),
+            escape(&a.dims.join(", ")),
+            escape(&numpy_name(&a.dtype)),
+            escape(text),
+            escape(units)
+        ));
+    }
+    let url = format!("{}/datasets/{id}/zarr", escape(base));
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:left}}</style></head>\n\
+         <body><h1>{title}</h1><p>Dataset <code>{id}</code>, version <code>{}</code>.</p>\n\
+         <pre>import xarray as xr\nds = xr.open_dataset(\"{url}\", engine=\"zarr\")</pre>\n\
+         <table><tr><th>variable</th><th>dimensions</th><th>type</th><th>description</th><th>units</th></tr>\n{rows}</table>\n\
+         <p><a href=\"info\">info</a> · <a href=\"stac\">STAC item</a> · <a href=\"zarr/.zmetadata\">Zarr v2</a> · \
+         <a href=\"zarr3/zarr.json\">Zarr v3</a> · <a href=\"kerchunk/.zmetadata\">source chunks</a></p></body></html>\n",
+        escape(version)
+    )
+}
+
+/// A YAML string scalar (JSON's quoting is valid YAML).
+fn yaml_str(s: &str) -> String {
+    Value::String(s.to_owned()).to_string()
+}
+
+/// `/intake.yaml`: one zarr source per dataset, with a `method` parameter choosing the route.
+pub fn intake(ids: &[(String, Option<String>)], base: &str) -> String {
+    let mut out =
+        String::from("metadata:\n  version: 1\n  description: \"cloudify datasets\"\nsources:\n");
+    for (id, title) in ids {
+        let description = title.clone().unwrap_or_else(|| format!("dataset {id}"));
+        out.push_str(&format!(
+            "  {}:\n    description: {}\n    driver: zarr\n    parameters:\n      method:\n        \
+             description: \"route: zarr (Zarr v2), zarr3 (Zarr v3) or kerchunk (source chunks)\"\n        \
+             type: str\n        default: zarr\n        allowed: [zarr, zarr3, kerchunk]\n    args:\n      \
+             urlpath: {}\n      consolidated: true\n",
+            yaml_str(id),
+            yaml_str(&description),
+            yaml_str(&format!("{base}/datasets/{id}/{{{{ method }}}}")),
+        ));
+    }
+    out
+}
+
+/// `/openapi.json`: OpenAPI 3.1 of every route.
+pub fn openapi() -> Value {
+    let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    let errors = |codes: &[&str]| -> Map<String, Value> {
+        codes
+            .iter()
+            .map(|c| ((*c).to_owned(), error.clone()))
+            .collect()
+    };
+    let id = json!({ "name": "id", "in": "path", "required": true, "description": "dataset id, or id@version", "schema": { "type": "string" }, "example": "sample" });
+    let var = json!({ "name": "var", "in": "path", "required": true, "schema": { "type": "string" }, "example": "tas" });
+    let json_ok = |what: &str| json!({ "description": what, "content": { "application/json": { "schema": { "type": ["object", "array"] } } } });
+    let op = |summary: &str, params: Vec<Value>, ok: Value, codes: &[&str]| {
+        let mut responses = errors(codes);
+        responses.insert("200".into(), ok);
+        json!({ "get": { "summary": summary, "parameters": params, "responses": responses } })
+    };
+    let chunk_ok = json!({ "description": "chunk bytes", "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } });
+    let zarr_key = |example: &str| json!({ "name": "key", "in": "path", "required": true, "description": "a Zarr key", "schema": { "type": "string" }, "example": example });
+    let dataset_errors: &[&str] = &["400", "404", "502"];
+    let chunk_errors: &[&str] = &["400", "404", "409", "413", "502"];
+    let mut paths = Map::new();
+    paths.insert(
+        "/".into(),
+        op(
+            "service info and links",
+            vec![],
+            json_ok("service info"),
+            &[],
+        ),
+    );
+    paths.insert(
+        "/openapi.json".into(),
+        op("this document", vec![], json_ok("OpenAPI 3.1"), &[]),
+    );
+    paths.insert(
+        "/datasets".into(),
+        op("dataset ids", vec![], json_ok("ids"), &["502"]),
+    );
+    paths.insert(
+        "/datasets/{id}/info".into(),
+        op(
+            "variables, version, and what each route leaves out",
+            vec![id.clone()],
+            json_ok("info"),
+            dataset_errors,
+        ),
+    );
+    paths.insert(
+        "/datasets/{id}/keys".into(),
+        op(
+            "variable names (xpublish)",
+            vec![id.clone()],
+            json_ok("names"),
+            dataset_errors,
+        ),
+    );
+    paths.insert(
+        "/datasets/{id}/dict".into(),
+        op(
+            "xarray.Dataset.to_dict(data=False) (xpublish)",
+            vec![id.clone()],
+            json_ok("dict"),
+            dataset_errors,
+        ),
+    );
+    paths.insert("/datasets/{id}/".into(), op("summary: HTML for browsers, info JSON otherwise", vec![id.clone()],
+        json!({ "description": "summary", "content": { "text/html": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": "object" } } } }), dataset_errors));
+    paths.insert("/datasets/{id}/stac".into(), op("the dataset's STAC item", vec![id.clone()],
+        json!({ "description": "STAC item", "content": { "application/geo+json": { "schema": { "type": "object" } } } }), dataset_errors));
+    for (view, key_example, what) in [
+        (
+            "kerchunk",
+            ".zmetadata",
+            "Zarr v2 with the source's chunks and codecs",
+        ),
+        ("zarr", ".zmetadata", "Zarr v2, re-encoded"),
+        ("zarr3", "zarr.json", "Zarr v3, re-encoded, consolidated"),
+    ] {
+        paths.insert(
+            format!("/datasets/{{id}}/{view}/{{key}}"),
+            op(
+                &format!("{what}: metadata documents"),
+                vec![id.clone(), zarr_key(key_example)],
+                json_ok("Zarr metadata"),
+                dataset_errors,
+            ),
+        );
+    }
+    paths.insert("/datasets/{id}/kerchunk/{var}/{chunk}".into(), op("a source chunk as stored", vec![id.clone(), var.clone(),
+        json!({ "name": "chunk", "in": "path", "required": true, "description": "dot-separated chunk index", "schema": { "type": "string" }, "example": "0.0.0" })], chunk_ok.clone(), chunk_errors));
+    paths.insert("/datasets/{id}/zarr/{var}/{chunk}".into(), op("a re-encoded chunk (Zarr v2)", vec![id.clone(), var.clone(),
+        json!({ "name": "chunk", "in": "path", "required": true, "description": "dot-separated chunk index", "schema": { "type": "string" }, "example": "0.0.0" })], chunk_ok.clone(), chunk_errors));
+    paths.insert("/datasets/{id}/zarr3/{var}/c/{chunk}".into(), op("a re-encoded chunk (Zarr v3)", vec![id.clone(), var,
+        json!({ "name": "chunk", "in": "path", "required": true, "description": "slash-separated chunk index", "schema": { "type": "string" }, "example": "0/0/0" })], chunk_ok, chunk_errors));
+    paths.insert("/datasets/{id}/{version}/refs.json".into(), op("kerchunk v1 references of a version", vec![
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" }, "example": "sample" }),
+        json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "string" }, "example": "0123456789abcdef0123" })],
+        json_ok("kerchunk references"), dataset_errors));
+    paths.insert(
+        "/stac-collection-all.json".into(),
+        op(
+            "a STAC collection of every dataset",
+            vec![],
+            json_ok("STAC collection"),
+            &["502"],
+        ),
+    );
+    paths.insert("/stac/{path}".into(), op("the static STAC catalog", vec![
+        json!({ "name": "path", "in": "path", "required": true, "schema": { "type": "string" }, "example": "catalog.json" })],
+        json_ok("STAC catalog, collection or item"), &["400", "404", "502"]));
+    paths.insert("/intake.yaml".into(), op("an intake catalog of every dataset", vec![],
+        json!({ "description": "intake catalog", "content": { "text/yaml": { "schema": { "type": "string" } } } }), &["502"]));
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "cloudify",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "NetCDF/HDF5 in object storage served as Zarr. GET and HEAD everywhere; \
+                            unpinned answers carry an ETag and answer If-None-Match with 304.",
+        },
+        "paths": paths,
+        "components": { "schemas": { "Error": {
+            "type": "object",
+            "required": ["error", "detail"],
+            "properties": { "error": { "type": "string" }, "detail": { "type": "string" } },
+        } } },
+    })
+}

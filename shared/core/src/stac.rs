@@ -1,0 +1,541 @@
+//! STAC 1.1 from manifests alone (no data is read): items with the datacube, Zarr and
+//! xarray-assets extensions, collections with extents computed from their items, and a
+//! self-contained static catalog with relative links.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::cftime::{Calendar, Units};
+use crate::manifest::{ArrayMeta, CoordSummary, Manifest};
+
+/// STAC version written.
+pub const STAC_VERSION: &str = "1.1.0";
+const DATACUBE: &str = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json";
+const ZARR: &str = "https://stac-extensions.github.io/zarr/v1.1.0/schema.json";
+const XARRAY_ASSETS: &str = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json";
+
+/// Key of the catalog configuration kept in the bucket.
+pub const CONFIG_KEY: &str = "stac/config.json";
+
+/// Key of the static catalog's root in the bucket.
+pub const CATALOG_KEY: &str = "stac/catalog.json";
+
+/// Key of a collection in the bucket.
+pub fn collection_key(collection: &str) -> String {
+    format!("stac/{collection}/collection.json")
+}
+
+/// Key of an item in the bucket.
+pub fn item_key(collection: &str, id: &str) -> String {
+    format!("stac/{collection}/{id}/{id}.json")
+}
+
+/// Descriptive fields of a catalog and its collections (the catalog configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogInfo {
+    /// Catalog title.
+    #[serde(default = "default_title")]
+    pub title: String,
+    /// Catalog description.
+    #[serde(default = "default_description")]
+    pub description: String,
+    /// The function's public URL, used in asset hrefs.
+    #[serde(default = "default_public_url")]
+    pub public_url: String,
+    /// Collections by id.
+    #[serde(default)]
+    pub collections: Map<String, Value>,
+}
+
+fn default_title() -> String {
+    "cloudify".into()
+}
+fn default_description() -> String {
+    "NetCDF/HDF5 datasets served as Zarr by cloudify".into()
+}
+fn default_public_url() -> String {
+    "http://127.0.0.1:8080".into()
+}
+
+impl Default for CatalogInfo {
+    fn default() -> Self {
+        Self {
+            title: default_title(),
+            description: default_description(),
+            public_url: default_public_url(),
+            collections: Map::new(),
+        }
+    }
+}
+
+/// What a dimension is, from its coordinate's attributes (CF conventions §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Axis {
+    X,
+    Y,
+    Z,
+    T,
+    Other,
+}
+
+fn attr<'a>(a: &'a ArrayMeta, name: &str) -> Option<&'a str> {
+    a.attrs.get(name).and_then(Value::as_str)
+}
+
+fn axis_of(name: &str, a: Option<&ArrayMeta>) -> Axis {
+    let Some(a) = a else { return Axis::Other };
+    let standard = attr(a, "standard_name").unwrap_or("");
+    let units = attr(a, "units").unwrap_or("").to_ascii_lowercase();
+    let axis = attr(a, "axis").unwrap_or("").to_ascii_uppercase();
+    let lower = name.to_ascii_lowercase();
+    if standard == "longitude"
+        || units.starts_with("degrees_east")
+        || units == "degree_east"
+        || axis == "X" && matches!(lower.as_str(), "lon" | "longitude")
+        || matches!(lower.as_str(), "lon" | "longitude")
+    {
+        Axis::X
+    } else if standard == "latitude"
+        || units.starts_with("degrees_north")
+        || units == "degree_north"
+        || matches!(lower.as_str(), "lat" | "latitude")
+    {
+        Axis::Y
+    } else if axis == "T" || standard == "time" || Units::parse(&units).is_some() {
+        Axis::T
+    } else if axis == "Z"
+        || a.attrs.contains_key("positive")
+        || matches!(
+            standard,
+            "air_pressure" | "height" | "depth" | "altitude" | "model_level_number"
+        )
+    {
+        Axis::Z
+    } else {
+        Axis::Other
+    }
+}
+
+/// The variable holding a horizontal coordinate: a dimension coordinate on that axis, else a
+/// 2-D coordinate named in a `coordinates` attribute.
+fn horizontal(m: &Manifest, want: Axis) -> Option<(&str, &CoordSummary)> {
+    m.coords
+        .iter()
+        .filter(|(n, _)| {
+            m.arrays
+                .get(*n)
+                .is_some_and(|a| axis_of(n, Some(a)) == want)
+        })
+        .min_by_key(|(n, _)| m.arrays.get(*n).map_or(usize::MAX, |a| a.dims.len()))
+        .map(|(n, s)| (n.as_str(), s))
+}
+
+/// Map a longitude to [-180, 180).
+fn wrap(lon: f64) -> f64 {
+    (lon + 180.0).rem_euclid(360.0) - 180.0
+}
+
+/// `[west, south, east, north]` from the lat/lon coordinates, `None` without them. Longitudes
+/// in 0-360 map to -180-180; a grid covering the whole circle is [-180, 180].
+pub fn bbox(m: &Manifest) -> Option<[f64; 4]> {
+    let (_, lon) = horizontal(m, Axis::X)?;
+    let (_, lat) = horizontal(m, Axis::Y)?;
+    let (west, east) = west_east(lon);
+    Some([west, lat.min, east, lat.max])
+}
+
+/// West and east bounds of longitudes in -180-180 (west > east when crossing 180).
+fn west_east(lon: &CoordSummary) -> (f64, f64) {
+    let spacing = lon.steps.map_or(0.0, |(_, hi)| hi.abs());
+    if lon.max - lon.min + spacing >= 360.0 - 1e-6 {
+        (-180.0, 180.0)
+    } else if lon.max > 180.0 || lon.min < -180.0 {
+        (wrap(lon.min), wrap(lon.max))
+    } else {
+        (lon.min, lon.max)
+    }
+}
+
+/// The time coordinate: its summary, units and calendar.
+fn time(m: &Manifest) -> Option<(&str, &CoordSummary, Units, Calendar)> {
+    m.coords.iter().find_map(|(n, s)| {
+        let a = m.arrays.get(n)?;
+        let units = Units::parse(attr(a, "units")?)?;
+        let calendar = Calendar::parse(attr(a, "calendar"))?;
+        Some((n.as_str(), s, units, calendar))
+    })
+}
+
+/// `(start, end)` of the time coordinate as RFC 3339, in its own calendar.
+pub fn interval(m: &Manifest) -> Option<(String, String)> {
+    let (_, s, units, cal) = time(m)?;
+    Some((
+        units.decode(s.min, cal)?.rfc3339(),
+        units.decode(s.max, cal)?.rfc3339(),
+    ))
+}
+
+/// An ISO 8601 duration for a regular step, `None` when irregular.
+fn duration(steps: (f64, f64), seconds_per_unit: f64) -> Option<String> {
+    let (lo, hi) = (steps.0 * seconds_per_unit, steps.1 * seconds_per_unit);
+    let day = 86_400.0;
+    if lo >= 28.0 * day && hi <= 31.0 * day {
+        return Some("P1M".into());
+    }
+    if lo >= 365.0 * day && hi <= 366.0 * day {
+        return Some("P1Y".into());
+    }
+    if (hi - lo).abs() > 1e-6 || lo <= 0.0 {
+        return None;
+    }
+    Some(if lo % day == 0.0 {
+        format!("P{}D", lo / day)
+    } else if lo % 3600.0 == 0.0 {
+        format!("PT{}H", lo / 3600.0)
+    } else {
+        format!("PT{lo}S")
+    })
+}
+
+fn description(a: &ArrayMeta) -> Option<&str> {
+    attr(a, "long_name").or_else(|| attr(a, "standard_name"))
+}
+
+/// The datacube extension's `cube:dimensions`.
+fn dimensions(m: &Manifest) -> Map<String, Value> {
+    let mut out = Map::new();
+    for dim in m.arrays.values().flat_map(|a| a.dims.iter()) {
+        if out.contains_key(dim) {
+            continue;
+        }
+        let coord = m.arrays.get(dim).filter(|a| a.dims.len() == 1);
+        let summary = coord.and_then(|_| m.coords.get(dim));
+        let mut d = Map::new();
+        match (axis_of(dim, coord), summary) {
+            (Axis::T, Some(s)) => {
+                d.insert("type".into(), json!("temporal"));
+                if let Some((_, _, units, cal)) = time(m).filter(|(n, ..)| n == dim) {
+                    let when = |v| units.decode(v, cal).map(|t| t.rfc3339());
+                    d.insert("extent".into(), json!([when(s.min), when(s.max)]));
+                    if let Some(steps) = s.steps {
+                        d.insert(
+                            "step".into(),
+                            json!(duration(steps, units.seconds_per_unit)),
+                        );
+                    }
+                    let mut text = format!("time, {} calendar", cal.name());
+                    if !cal.is_gregorian() {
+                        text.push_str(
+                            "; dates are written as Gregorian dates with the same year, month, \
+                             day and time, clamped to the month's last valid day",
+                        );
+                    }
+                    d.insert("description".into(), json!(text));
+                } else {
+                    d.insert("extent".into(), json!([null, null]));
+                }
+            }
+            (axis @ (Axis::X | Axis::Y | Axis::Z), Some(s)) => {
+                d.insert("type".into(), json!("spatial"));
+                let name = match axis {
+                    Axis::X => "x",
+                    Axis::Y => "y",
+                    _ => "z",
+                };
+                d.insert("axis".into(), json!(name));
+                let (lo, hi) = match axis {
+                    Axis::X => west_east(s),
+                    _ => (s.min, s.max),
+                };
+                d.insert("extent".into(), json!([lo, hi]));
+                if let Some((a, b)) = s.steps.filter(|(a, b)| (a - b).abs() < 1e-9) {
+                    d.insert("step".into(), json!((a + b) / 2.0));
+                }
+                if axis == Axis::Z
+                    && let Some(u) = coord.and_then(|a| attr(a, "units"))
+                {
+                    d.insert("unit".into(), json!(u));
+                }
+            }
+            (_, Some(s)) => {
+                d.insert("type".into(), json!(dim));
+                match &s.values {
+                    Some(v) => d.insert("values".into(), json!(v)),
+                    None => d.insert("extent".into(), json!([s.min, s.max])),
+                };
+            }
+            (_, None) => {
+                let len = m
+                    .arrays
+                    .values()
+                    .find_map(|a| a.dims.iter().position(|x| x == dim).map(|i| a.shape[i]))
+                    .unwrap_or(0);
+                d.insert("type".into(), json!("index"));
+                d.insert("extent".into(), json!([0, len.saturating_sub(1)]));
+                d.insert(
+                    "description".into(),
+                    json!(format!("{dim}: a dimension without coordinate values")),
+                );
+            }
+        }
+        if let Some(text) = coord.and_then(description)
+            && !d.contains_key("description")
+        {
+            d.insert("description".into(), json!(text));
+        }
+        out.insert(dim.clone(), Value::Object(d));
+    }
+    out
+}
+
+/// The datacube extension's `cube:variables`: every array but the dimension coordinates.
+fn variables(m: &Manifest) -> Map<String, Value> {
+    let auxiliary: Vec<&str> = m
+        .arrays
+        .values()
+        .flat_map(|a| {
+            attr(a, "coordinates")
+                .into_iter()
+                .flat_map(str::split_whitespace)
+                .chain(attr(a, "bounds"))
+        })
+        .collect();
+    m.arrays
+        .iter()
+        .filter(|(n, a)| !(a.dims.len() == 1 && a.dims[0] == **n))
+        .map(|(n, a)| {
+            let mut v = Map::new();
+            v.insert("dimensions".into(), json!(a.dims));
+            let kind = if auxiliary.contains(&n.as_str()) {
+                "auxiliary"
+            } else {
+                "data"
+            };
+            v.insert("type".into(), json!(kind));
+            if let Some(u) = attr(a, "units") {
+                v.insert("unit".into(), json!(u));
+            }
+            if let Some(d) = description(a) {
+                v.insert("description".into(), json!(d));
+            }
+            (n.clone(), Value::Object(v))
+        })
+        .collect()
+}
+
+/// Where an item's hrefs point: the function's base URL, and how to reach bucket objects (a
+/// relative prefix from the item's folder in the static catalog, or an absolute base).
+#[derive(Debug, Clone)]
+pub struct Hrefs {
+    /// The function's base URL, no trailing slash.
+    pub function: String,
+    /// Prefix that turns a bucket key into an href.
+    pub bucket: String,
+}
+
+/// A dataset's STAC item.
+pub fn item(m: &Manifest, version: &str, collection: &str, hrefs: &Hrefs) -> Value {
+    let id = &m.id;
+    let base = format!("{}/datasets/{id}", hrefs.function);
+    let zarr_asset = |format: u32, path: &str| {
+        json!({
+            "href": format!("{base}/{path}"),
+            "type": "application/vnd+zarr",
+            "title": format!("Zarr v{format}, re-encoded by the function"),
+            "roles": ["data"],
+            "zarr:zarr_format": format,
+            "zarr:consolidated": true,
+            "xarray:open_kwargs": { "engine": "zarr", "consolidated": true, "zarr_format": format },
+        })
+    };
+    let mut assets = Map::new();
+    assets.insert("zarr".into(), zarr_asset(2, "zarr"));
+    assets.insert("zarr3".into(), zarr_asset(3, "zarr3"));
+    assets.insert(
+        "references".into(),
+        json!({
+            "href": format!("{}datasets/{id}/{version}/refs.json", hrefs.bucket),
+            "type": "application/json",
+            "title": "kerchunk references (version 1)",
+            "roles": ["references"],
+        }),
+    );
+    for (i, s) in m.sources.iter().enumerate() {
+        let href = if s.url.contains("://") {
+            s.url.clone()
+        } else {
+            format!("{}{}", hrefs.bucket, s.url)
+        };
+        let key = if m.sources.len() == 1 {
+            "source".to_owned()
+        } else {
+            format!("source-{i}")
+        };
+        assets.insert(
+            key,
+            json!({ "href": href, "type": "application/x-netcdf", "roles": ["source"] }),
+        );
+    }
+    let mut properties = Map::new();
+    match interval(m) {
+        Some((start, end)) => {
+            properties.insert("datetime".into(), Value::Null);
+            properties.insert("start_datetime".into(), json!(start));
+            properties.insert("end_datetime".into(), json!(end));
+        }
+        // STAC requires a datetime; without a time coordinate the dataset names none, so the
+        // item says so with the Unix epoch and a flag rather than inventing a range.
+        None => {
+            properties.insert("datetime".into(), json!("1970-01-01T00:00:00Z"));
+            properties.insert("cloudify:no_time_coordinate".into(), json!(true));
+        }
+    }
+    for (key, attr_name) in [("title", "title"), ("description", "summary")] {
+        if let Some(v) = m.attrs.get(attr_name).and_then(Value::as_str) {
+            properties.insert(key.into(), json!(v));
+        }
+    }
+    properties.insert("cloudify:version".into(), json!(version));
+    properties.insert("cube:dimensions".into(), Value::Object(dimensions(m)));
+    properties.insert("cube:variables".into(), Value::Object(variables(m)));
+    let (bbox, geometry) = match bbox(m) {
+        Some([w, s, e, n]) => (
+            json!([w, s, e, n]),
+            json!({ "type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]] }),
+        ),
+        None => (Value::Null, Value::Null),
+    };
+    let mut item = json!({
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [DATACUBE, ZARR, XARRAY_ASSETS],
+        "id": id,
+        "geometry": geometry,
+        "properties": properties,
+        "links": [],
+        "assets": assets,
+        "collection": collection,
+    });
+    if !bbox.is_null()
+        && let Some(o) = item.as_object_mut()
+    {
+        o.insert("bbox".into(), bbox);
+    }
+    item
+}
+
+/// A collection over `items` (with their relative hrefs), extents computed from them.
+pub fn collection(id: &str, info: &CatalogInfo, items: &[(String, Value)]) -> Value {
+    let config = info.collections.get(id).and_then(Value::as_object);
+    let field = |k: &str, default: Value| config.and_then(|c| c.get(k)).cloned().unwrap_or(default);
+    let boxes: Vec<[f64; 4]> = items
+        .iter()
+        .filter_map(|(_, i)| serde_json::from_value(i.get("bbox")?.clone()).ok())
+        .collect();
+    let union = boxes.iter().copied().reduce(|a, b| {
+        [
+            a[0].min(b[0]),
+            a[1].min(b[1]),
+            a[2].max(b[2]),
+            a[3].max(b[3]),
+        ]
+    });
+    // STAC requires a spatial extent; where no item has one the collection covers the globe.
+    let spatial = union.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
+    let times = |k: &str| -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|(_, i)| i["properties"].get(k)?.as_str().map(str::to_owned))
+            .collect()
+    };
+    let start = times("start_datetime").into_iter().min();
+    let end = times("end_datetime").into_iter().max();
+    let mut links = vec![
+        json!({ "rel": "root", "href": "../catalog.json", "type": "application/json" }),
+        json!({ "rel": "parent", "href": "../catalog.json", "type": "application/json" }),
+    ];
+    links.extend(items.iter().map(|(href, i)| {
+        json!({ "rel": "item", "href": href, "type": "application/geo+json", "title": i["id"] })
+    }));
+    json!({
+        "type": "Collection",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [],
+        "id": id,
+        "title": field("title", json!(id)),
+        "description": field("description", json!(format!("Datasets of collection {id}, served as Zarr by cloudify"))),
+        "license": field("license", json!("other")),
+        "keywords": field("keywords", json!([])),
+        "providers": field("providers", json!([])),
+        "extent": {
+            "spatial": { "bbox": [spatial] },
+            "temporal": { "interval": [[start, end]] },
+        },
+        "links": links,
+    })
+}
+
+/// The root catalog linking `collections` (ids).
+pub fn catalog(info: &CatalogInfo, collections: &[String]) -> Value {
+    let mut links =
+        vec![json!({ "rel": "root", "href": "./catalog.json", "type": "application/json" })];
+    links.extend(collections.iter().map(|c| {
+        json!({ "rel": "child", "href": format!("./{c}/collection.json"), "type": "application/json", "title": c })
+    }));
+    json!({
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": "cloudify",
+        "title": info.title,
+        "description": info.description,
+        "links": links,
+    })
+}
+
+/// An item as stored in the static catalog: relative links to its collection and the root.
+pub fn static_item(m: &Manifest, version: &str, collection: &str, info: &CatalogInfo) -> Value {
+    let hrefs = Hrefs {
+        function: info.public_url.trim_end_matches('/').to_owned(),
+        bucket: "../../../".into(),
+    };
+    let mut item = item(m, version, collection, &hrefs);
+    item["links"] = json!([
+        { "rel": "root", "href": "../../catalog.json", "type": "application/json" },
+        { "rel": "parent", "href": "../collection.json", "type": "application/json" },
+        { "rel": "collection", "href": "../collection.json", "type": "application/json" },
+    ]);
+    item
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lon(min: f64, max: f64, step: Option<f64>) -> CoordSummary {
+        CoordSummary {
+            min,
+            max,
+            count: 2,
+            first: min,
+            last: max,
+            steps: step.map(|s| (s, s)),
+            values: None,
+        }
+    }
+
+    #[test]
+    fn longitudes_map_to_minus_180_180() {
+        assert_eq!(west_east(&lon(0.0, 357.5, Some(2.5))), (-180.0, 180.0));
+        assert_eq!(west_east(&lon(100.0, 290.0, Some(10.0))), (100.0, -70.0));
+        assert_eq!(west_east(&lon(-20.0, 7.0, None)), (-20.0, 7.0));
+    }
+
+    #[test]
+    fn regular_steps_are_durations() {
+        assert_eq!(duration((1.0, 1.0), 86_400.0).as_deref(), Some("P1D"));
+        assert_eq!(duration((6.0, 6.0), 3_600.0).as_deref(), Some("PT6H"));
+        assert_eq!(duration((28.0, 31.0), 86_400.0).as_deref(), Some("P1M"));
+        assert_eq!(duration((365.0, 366.0), 86_400.0).as_deref(), Some("P1Y"));
+        assert_eq!(duration((1.0, 3.0), 86_400.0), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Writing the static STAC catalog into the bucket from `index.json` and the manifests alone,
+//! so it can be regenerated without reading any source.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use cloudify_core::registry::{Registry, manifest_key};
+use cloudify_core::stac::{self, CatalogInfo};
+use cloudify_core::store::{Precondition, Store};
+use cloudify_core::{Error, Manifest};
+use serde_json::Value;
+
+use crate::error::Result;
+
+/// Key of the catalog configuration kept in the bucket.
+pub const CONFIG_KEY: &str = "stac/config.json";
+
+/// The catalog configuration stored in the bucket, or the default.
+///
+/// # Errors
+/// When the bucket cannot be read or the stored configuration is malformed.
+pub async fn load_config(bucket: &dyn Store) -> Result<CatalogInfo> {
+    match bucket.get(CONFIG_KEY).await? {
+        None => Ok(CatalogInfo::default()),
+        Some(b) => {
+            Ok(serde_json::from_slice(&b)
+                .map_err(|e| Error::Corrupt(format!("{CONFIG_KEY}: {e}")))?)
+        }
+    }
+}
+
+/// Write `body` at `key` unless the bucket already holds exactly it; `true` when written.
+async fn put_if_changed(bucket: &dyn Store, key: &str, body: Vec<u8>) -> Result<bool> {
+    if bucket.get(key).await?.as_deref() == Some(body.as_slice()) {
+        return Ok(false);
+    }
+    bucket
+        .put(key, Bytes::from(body), Precondition::None)
+        .await?;
+    Ok(true)
+}
+
+fn pretty(v: &Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// Regenerate every item, collection and the root catalog under `stac/`; unchanged files are
+/// not rewritten. Returns the number of files written.
+///
+/// # Errors
+/// When the bucket cannot be read or written, or a manifest is malformed.
+pub async fn write_catalog(bucket: &dyn Store, info: &CatalogInfo) -> Result<usize> {
+    let registry = Registry::load(bucket).await?;
+    let mut written = usize::from(
+        put_if_changed(
+            bucket,
+            CONFIG_KEY,
+            pretty(&serde_json::to_value(info).unwrap_or_default()),
+        )
+        .await?,
+    );
+    let mut collections: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
+    for (id, entry) in &registry.datasets {
+        let key = manifest_key(id, &entry.version);
+        let bytes = bucket
+            .get(&key)
+            .await?
+            .ok_or_else(|| Error::Storage(format!("{key} is listed in index.json but missing")))?;
+        let m = Manifest::from_json(&bytes)?;
+        let item = stac::static_item(&m, &entry.version, &entry.collection, info);
+        written += usize::from(
+            put_if_changed(
+                bucket,
+                &stac::item_key(&entry.collection, id),
+                pretty(&item),
+            )
+            .await?,
+        );
+        collections
+            .entry(entry.collection.clone())
+            .or_default()
+            .push((format!("./{id}/{id}.json"), item));
+    }
+    for (id, items) in &collections {
+        let c = stac::collection(id, info, items);
+        written +=
+            usize::from(put_if_changed(bucket, &stac::collection_key(id), pretty(&c)).await?);
+    }
+    let ids: Vec<String> = collections.keys().cloned().collect();
+    written += usize::from(
+        put_if_changed(
+            bucket,
+            stac::CATALOG_KEY,
+            pretty(&stac::catalog(info, &ids)),
+        )
+        .await?,
+    );
+    Ok(written)
+}

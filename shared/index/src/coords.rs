@@ -1,0 +1,135 @@
+//! Reading coordinate variables' values at index time, for catalog extents: the only data the
+//! indexer reads. Chunks are fetched by range and decoded with the core's codecs, so the same
+//! code will serve remote sources.
+
+use cloudify_core::assemble::{self, Region};
+use cloudify_core::codecs;
+use cloudify_core::manifest::{self, CoordSummary};
+use cloudify_core::{ArrayMeta, ChunkRef};
+use serde_json::Value;
+
+use crate::error::{IndexError, Result};
+use crate::netcdf4::Indexed;
+use crate::source::SourceSpec;
+
+/// Largest coordinate variable read (elements); bigger ones are not summarised.
+const MAX_ELEMENTS: u64 = 16 << 20;
+
+/// Names of the variables that are coordinates: dimension coordinates, and those another
+/// variable's `coordinates` attribute names.
+fn coordinate_names(indexed: &Indexed) -> Vec<String> {
+    let m = &indexed.manifest;
+    let mut names: Vec<String> = m
+        .arrays
+        .iter()
+        .filter(|(n, a)| a.dims.len() == 1 && a.dims[0] == **n)
+        .map(|(n, _)| n.clone())
+        .collect();
+    for a in m.arrays.values() {
+        if let Some(Value::String(list)) = a.attrs.get("coordinates") {
+            for n in list.split_whitespace() {
+                if m.arrays.contains_key(n) && !names.iter().any(|x| x == n) {
+                    names.push(n.to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Summarise every numeric coordinate variable into the manifest.
+///
+/// # Errors
+/// [`IndexError::Variable`] when a coordinate's chunks cannot be read or decoded.
+pub fn summarise(indexed: &mut Indexed, sources: &[SourceSpec]) -> Result<()> {
+    for name in coordinate_names(indexed) {
+        let Some(position) = indexed.manifest.arrays.get_index_of(&name) else {
+            continue;
+        };
+        let a = &indexed.manifest.arrays[position];
+        let numeric = matches!(a.dtype.as_bytes().get(1), Some(b'f' | b'i' | b'u'));
+        if !numeric || a.shape.iter().product::<u64>() > MAX_ELEMENTS {
+            continue;
+        }
+        let stored = &indexed.tables[position].stored;
+        let values = read_values(a, stored, sources).map_err(|fault| IndexError::Variable {
+            file: sources.first().map(|s| s.url.clone()).unwrap_or_default(),
+            variable: name.clone(),
+            fault,
+        })?;
+        let fill = match &a.fill_value {
+            Value::Number(n) => n.as_f64(),
+            _ => None,
+        };
+        if let Some(summary) = CoordSummary::of(&values, fill, a.shape.len() == 1) {
+            indexed.manifest.coords.insert(name, summary);
+        }
+    }
+    Ok(())
+}
+
+/// Every value of an array, as f64, absent chunks as the fill value.
+fn read_values(
+    a: &ArrayMeta,
+    stored: &[(u64, ChunkRef)],
+    sources: &[SourceSpec],
+) -> std::result::Result<Vec<f64>, String> {
+    let item = u64::from(a.item_size().unwrap_or(1));
+    let total = a.shape.iter().product::<u64>();
+    let fill = codecs::fill_bytes(&a.dtype, &a.fill_value);
+    let mut buf = fill.repeat(total as usize);
+    let region = Region {
+        start: vec![0; a.shape.len()],
+        end: a.shape.clone(),
+    };
+    let chunk_len = a.chunks.iter().product::<u64>() * item;
+    let grid = a.grid();
+    for (linear, c) in stored {
+        let source = sources
+            .get(c.source as usize)
+            .ok_or_else(|| format!("chunk names source #{}", c.source))?;
+        let mut raw = vec![0u8; c.length as usize];
+        source
+            .reader
+            .read_at(c.offset, &mut raw)
+            .map_err(|e| format!("reading chunk {linear}: {e}"))?;
+        let decoded = codecs::decode_source(
+            &a.codecs,
+            c.filter_mask,
+            &raw,
+            chunk_len as usize,
+            "coordinate",
+        )
+        .map_err(|e| e.to_string())?;
+        let idx = manifest::grid_index(&grid, *linear);
+        let origin: Vec<u64> = idx.iter().zip(&a.chunks).map(|(i, c)| i * c).collect();
+        for row in assemble::rows(&origin, &a.chunks, &region.start, &a.shape, &region, item) {
+            buf[row.dst as usize..(row.dst + row.len) as usize]
+                .copy_from_slice(&decoded[row.src as usize..(row.src + row.len) as usize]);
+        }
+    }
+    if a.dtype.starts_with('>') {
+        codecs::swap_bytes(&mut buf, item as usize);
+    }
+    let kind = a.dtype.as_bytes().get(1).copied().unwrap_or(b'u');
+    Ok(buf
+        .chunks_exact(item as usize)
+        .map(|b| match (kind, b.len()) {
+            (b'f', 4) => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            (b'f', 8) => f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            (b'i', 1) => f64::from(b[0] as i8),
+            (b'i', 2) => f64::from(i16::from_le_bytes([b[0], b[1]])),
+            (b'i', 4) => f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            (b'i', 8) => {
+                i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64
+            }
+            (b'u', 1) => f64::from(b[0]),
+            (b'u', 2) => f64::from(u16::from_le_bytes([b[0], b[1]])),
+            (b'u', 4) => f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            (b'u', 8) => {
+                u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64
+            }
+            _ => f64::NAN,
+        })
+        .collect())
+}
