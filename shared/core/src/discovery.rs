@@ -12,31 +12,6 @@ fn numpy_name(dtype: &str) -> String {
         .unwrap_or_else(|| dtype.trim_start_matches(['<', '>', '|']).to_owned())
 }
 
-/// Names of the coordinate variables: dimension coordinates and those a `coordinates`
-/// attribute names.
-fn coordinates(m: &Manifest) -> Vec<&str> {
-    let mut names: Vec<&str> = m
-        .arrays
-        .iter()
-        .filter(|(n, a)| a.dims.len() == 1 && a.dims[0] == **n)
-        .map(|(n, _)| n.as_str())
-        .collect();
-    for a in m.arrays.values() {
-        for n in a
-            .attrs
-            .get("coordinates")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .split_whitespace()
-        {
-            if m.arrays.contains_key(n) && !names.contains(&n) {
-                names.push(n);
-            }
-        }
-    }
-    names
-}
-
 /// Dimension name → length, in order of appearance.
 pub fn dims(m: &Manifest) -> Map<String, Value> {
     let mut out = Map::new();
@@ -59,7 +34,7 @@ fn variable(a: &ArrayMeta) -> Value {
 
 /// `/dict`: the shape of `xarray.Dataset.to_dict(data=False)` (undecoded attributes).
 pub fn dict(m: &Manifest) -> Value {
-    let coords = coordinates(m);
+    let coords = m.coordinate_names();
     let (mut c, mut d) = (Map::new(), Map::new());
     for (n, a) in &m.arrays {
         let slot = if coords.contains(&n.as_str()) {

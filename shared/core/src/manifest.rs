@@ -48,6 +48,32 @@ pub struct Manifest {
     pub coords: IndexMap<String, CoordSummary>,
 }
 
+impl Manifest {
+    /// Names of the coordinate variables: dimension coordinates, then those a `coordinates`
+    /// attribute names.
+    pub fn coordinate_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .arrays
+            .iter()
+            .filter(|(n, a)| a.dims.len() == 1 && a.dims[0] == **n)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        for a in self.arrays.values() {
+            let listed = a
+                .attrs
+                .get("coordinates")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            for n in listed.split_whitespace() {
+                if self.arrays.contains_key(n) && !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        names
+    }
+}
+
 /// What a catalog needs of a coordinate variable's values, read once at index time; fill
 /// values and NaN left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::key::{ArrayDoc, DatasetRef, GroupDoc, Route, View, ZarrKey, parse_path};
 use crate::manifest::{self, ArrayMeta, Manifest};
 use crate::read::{self, Clock, Reader, Stats};
-use crate::registry::{Registry, manifest_key, version_dir};
+use crate::registry::{Entry, Registry, manifest_key, version_dir};
 use crate::store::Store;
 use crate::{discovery, stac, zarr_v2, zarr_v3};
 
@@ -145,23 +145,15 @@ impl App {
                 return Ok(json_response(&json!(ids), SHORT_CACHE));
             }
             Route::Intake => {
-                let registry = Registry::load(self.bucket.as_ref()).await?;
-                let mut ids = Vec::new();
-                for id in registry.datasets.keys() {
-                    let (m, _) = self
-                        .manifest(&DatasetRef {
-                            id: id.clone(),
-                            version: None,
-                        })
-                        .await?;
-                    ids.push((
-                        id.clone(),
-                        m.attrs
-                            .get("title")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
-                    ));
-                }
+                let ids: Vec<(String, Option<String>)> = self
+                    .all_manifests()
+                    .await?
+                    .into_iter()
+                    .map(|(m, _)| {
+                        let title = m.attrs.get("title").and_then(Value::as_str);
+                        (m.id.clone(), title.map(str::to_owned))
+                    })
+                    .collect();
                 return Ok(text_answer(discovery::intake(&ids, &base), "text/yaml").into_response());
             }
             Route::CollectionAll => {
@@ -221,7 +213,14 @@ impl App {
                 "text/html; charset=utf-8",
             ),
             (_, Some(Extra::Item)) => {
-                let mut a = json_answer(&self.item(&m, &version, &base).await?);
+                let registry = Registry::load(self.bucket.as_ref()).await?;
+                let collection = registry
+                    .datasets
+                    .get(&m.id)
+                    .map_or(crate::registry::DEFAULT_COLLECTION, |e| {
+                        e.collection.as_str()
+                    });
+                let mut a = json_answer(&Self::item(&m, &version, collection, &base));
                 a.content_type = "application/geo+json";
                 a
             }
@@ -281,15 +280,22 @@ impl App {
         }
     }
 
-    /// A dataset's STAC item with hrefs on the function at `base`.
-    async fn item(&self, m: &Manifest, version: &str, base: &str) -> Result<Value> {
+    /// Every dataset's current manifest and registry entry, from one read of `index.json`.
+    async fn all_manifests(&self) -> Result<Vec<(Arc<Manifest>, Entry)>> {
         let registry = Registry::load(self.bucket.as_ref()).await?;
-        let collection = registry
-            .datasets
-            .get(&m.id)
-            .map_or(crate::registry::DEFAULT_COLLECTION, |e| {
-                e.collection.as_str()
-            });
+        let mut out = Vec::with_capacity(registry.datasets.len());
+        for (id, entry) in registry.datasets {
+            let pinned = DatasetRef {
+                id,
+                version: Some(entry.version.clone()),
+            };
+            out.push((self.manifest(&pinned).await?.0, entry));
+        }
+        Ok(out)
+    }
+
+    /// A dataset's STAC item with hrefs on the function at `base`.
+    fn item(m: &Manifest, version: &str, collection: &str, base: &str) -> Value {
         let hrefs = stac::Hrefs {
             function: base.to_owned(),
             bucket: format!("{base}/"),
@@ -300,23 +306,20 @@ impl App {
             { "rel": "root", "href": format!("{base}/stac/catalog.json"), "type": "application/json" },
             { "rel": "collection", "href": format!("{base}/stac/{collection}/collection.json"), "type": "application/json" },
         ]);
-        Ok(item)
+        item
     }
 
     /// A collection linking every dataset's item on the function.
     async fn collection_all(&self, base: &str) -> Result<Value> {
-        let registry = Registry::load(self.bucket.as_ref()).await?;
-        let mut items = Vec::new();
-        for id in registry.datasets.keys() {
-            let (m, version) = self
-                .manifest(&DatasetRef {
-                    id: id.clone(),
-                    version: None,
-                })
-                .await?;
-            let item = self.item(&m, &version, base).await?;
-            items.push((format!("{base}/datasets/{id}/stac"), item));
-        }
+        let items: Vec<(String, Value)> = self
+            .all_manifests()
+            .await?
+            .into_iter()
+            .map(|(m, e)| {
+                let href = format!("{base}/datasets/{}/stac", m.id);
+                (href, Self::item(&m, &e.version, &e.collection, base))
+            })
+            .collect();
         let info = self.catalog_info().await?;
         let mut c = stac::collection("all", &info, &items);
         c["title"] = json!("All datasets");

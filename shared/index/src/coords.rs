@@ -15,34 +15,18 @@ use crate::source::SourceSpec;
 /// Largest coordinate variable read (elements); bigger ones are not summarised.
 const MAX_ELEMENTS: u64 = 16 << 20;
 
-/// Names of the variables that are coordinates: dimension coordinates, and those another
-/// variable's `coordinates` attribute names.
-fn coordinate_names(indexed: &Indexed) -> Vec<String> {
-    let m = &indexed.manifest;
-    let mut names: Vec<String> = m
-        .arrays
-        .iter()
-        .filter(|(n, a)| a.dims.len() == 1 && a.dims[0] == **n)
-        .map(|(n, _)| n.clone())
-        .collect();
-    for a in m.arrays.values() {
-        if let Some(Value::String(list)) = a.attrs.get("coordinates") {
-            for n in list.split_whitespace() {
-                if m.arrays.contains_key(n) && !names.iter().any(|x| x == n) {
-                    names.push(n.to_owned());
-                }
-            }
-        }
-    }
-    names
-}
-
 /// Summarise every numeric coordinate variable into the manifest.
 ///
 /// # Errors
 /// [`IndexError::Variable`] when a coordinate's chunks cannot be read or decoded.
 pub fn summarise(indexed: &mut Indexed, sources: &[SourceSpec]) -> Result<()> {
-    for name in coordinate_names(indexed) {
+    let names: Vec<String> = indexed
+        .manifest
+        .coordinate_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    for name in names {
         let Some(position) = indexed.manifest.arrays.get_index_of(&name) else {
             continue;
         };
