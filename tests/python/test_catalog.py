@@ -97,8 +97,11 @@ def test_collection_extents_come_from_items(catalog):
     for c in root.get_children():
         items = list(c.get_items())
         boxes = [i.bbox for i in items if i.bbox]
-        assert c.extent.spatial.bboxes[0] == [min(b[0] for b in boxes), min(b[1] for b in boxes),
-                                              max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        crosses = any(b[0] > b[2] for b in boxes)  # then the whole longitude range
+        west = -180.0 if crosses else min(b[0] for b in boxes)
+        east = 180.0 if crosses else max(b[2] for b in boxes)
+        assert c.extent.spatial.bboxes[0] == [west, min(b[1] for b in boxes),
+                                              east, max(b[3] for b in boxes)]
         starts = [i.properties["start_datetime"] for i in items if "start_datetime" in i.properties]
         interval = c.extent.temporal.intervals[0]
         assert interval[0] == pystac.utils.str_to_datetime(min(starts))
@@ -148,7 +151,8 @@ def test_bbox_and_datetimes_match_the_source(catalog, name, has_space):
     with xr.open_dataset(sources[name], decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
         if has_space:
             assert item["bbox"] == pytest.approx(expected_bbox(ds))
-            assert item["geometry"]["type"] == "Polygon"
+            crossing = item["bbox"][0] > item["bbox"][2]
+            assert item["geometry"]["type"] == ("MultiPolygon" if crossing else "Polygon")
         else:
             assert "bbox" not in item and item["geometry"] is None
         times = ds["time"].values

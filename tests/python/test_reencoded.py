@@ -102,6 +102,34 @@ def test_codecs_and_grids(variants, ds_id, view):
             assert chunk.content.startswith(magic), chunk.content[:4]
 
 
+# Every sample under the other codecs, each on a grid that straddles its source chunks (CMIP6
+# samples are contiguous: served chunks of 7 time steps read parts of them).
+SAMPLE_VARIANTS = {"zstd": ["--codec", "zstd", "--chunks", "time=7"],
+                   "none": ["--codec", "none", "--chunks", "time=5,lat=16"]}
+
+
+@pytest.fixture(scope="module")
+def sample_variants(cloudify, tmp_path_factory, start_server_module):
+    servers = {}
+    for codec, opts in SAMPLE_VARIANTS.items():
+        bucket = str(tmp_path_factory.mktemp(f"samples-{codec}"))
+        for path in sample_files():
+            index(cloudify, bucket, sample_id(path), path, *opts)
+        servers[codec] = start_server_module(bucket)
+    return servers
+
+
+@pytest.mark.parametrize("view", VIEWS)
+@pytest.mark.parametrize("codec", SAMPLE_VARIANTS)
+@pytest.mark.parametrize("path", sample_files(), ids=sample_id)
+def test_every_sample_for_each_codec_on_a_straddling_grid(sample_variants, path, codec, view):
+    server = sample_variants[codec]
+    ds_id = sample_id(path)
+    url = f"{server.url}/datasets/{ds_id}/{view}"
+    with xr.open_dataset(path, engine="netcdf4") as expected, open_view(url, view) as actual:
+        datasets_equal(actual, expected, skipped(server, ds_id))
+
+
 def test_reencoded_routes_serve_what_kerchunk_leaves_out(server):
     info = server.get("/datasets/mixed/info").json()
     assert "fletcher_shuffle_f8" in info["routes"]["kerchunk"]["excluded"]

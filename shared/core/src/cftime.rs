@@ -99,6 +99,9 @@ const CUMULATIVE_LEAP: [i64; 12] = [0, 31, 60, 91, 121, 152, 182, 213, 244, 274,
 /// Julian day number of 1582-10-15, the first Gregorian day of the `standard` calendar.
 const GREGORIAN_START_JDN: i64 = 2_299_161;
 
+/// Largest year (either side of 0) this module computes with, far from any i64 overflow.
+const MAX_YEAR: i64 = 1_000_000;
+
 /// A calendar date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Date {
@@ -200,38 +203,42 @@ impl Units {
             "microseconds" | "microsecond" | "usec" | "us" => 1e-6,
             _ => return None,
         };
+        // "<date>[ T]<time>[ ]<offset>", the offset as Z, UTC, +HH[:MM] or -H[:MM].
         let reference = reference
             .trim()
             .trim_end_matches("UTC")
-            .trim_end_matches('Z')
-            .trim();
-        let (date, time) = match reference.split_once(['T', ' ']) {
-            Some((d, t)) => (d, t.trim()),
-            None => (reference, ""),
+            .trim_end_matches('Z');
+        let (date, rest) = match reference.trim().split_once(['T', ' ']) {
+            Some((d, r)) => (d, r.trim()),
+            None => (reference.trim(), ""),
+        };
+        let (time, offset) = match rest.find(['+', '-']) {
+            Some(i) => (rest[..i].trim(), rest[i..].trim()),
+            None => (rest, ""),
         };
         let mut parts = date.splitn(3, '-');
+        let mut field = || parts.next().map(str::trim);
         let reference_date = Date {
-            year: parts.next()?.trim().parse().ok()?,
-            month: parts
-                .next()?
-                .trim()
+            year: field()?
                 .parse()
                 .ok()
-                .filter(|m| (1..=12).contains(m))?,
-            day: parts
-                .next()?
-                .trim()
-                .parse()
-                .ok()
-                .filter(|d| (1..=31).contains(d))?,
+                .filter(|y: &i64| y.abs() <= MAX_YEAR)?,
+            month: field()?.parse().ok().filter(|m| (1..=12).contains(m))?,
+            day: field()?.parse().ok().filter(|d| (1..=31).contains(d))?,
         };
-        let time = time.split(['+', ' ']).next().unwrap_or("");
-        let mut hms = time.split(':').filter(|s| !s.is_empty());
-        let mut seconds = 0.0;
-        for scale in [3600.0, 60.0, 1.0] {
-            if let Some(v) = hms.next() {
+        let clock = |text: &str| -> Option<f64> {
+            let mut seconds = 0.0;
+            let fields = text.split(':').filter(|s| !s.is_empty());
+            for (v, scale) in fields.zip([3600.0, 60.0, 1.0]) {
                 seconds += v.parse::<f64>().ok()? * scale;
             }
+            Some(seconds)
+        };
+        let mut seconds = clock(time)?;
+        if let Some(sign) = offset.chars().next() {
+            // Local time minus its offset from UTC is UTC.
+            let local = clock(&offset[1..])?;
+            seconds -= if sign == '-' { -local } else { local };
         }
         Some(Self {
             seconds_per_unit,
@@ -242,10 +249,13 @@ impl Units {
 
     /// The date and time `value` units after the reference, in `calendar`.
     pub fn decode(&self, value: f64, calendar: Calendar) -> Option<DateTime> {
-        if !value.is_finite() {
+        let offset_seconds = value * self.seconds_per_unit;
+        // Beyond a few million years the day arithmetic below would overflow.
+        if !offset_seconds.is_finite() || offset_seconds.abs() > MAX_YEAR as f64 * 366.0 * 86_400.0
+        {
             return None;
         }
-        let total = (self.reference_seconds + value * self.seconds_per_unit).round();
+        let total = (self.reference_seconds + offset_seconds).round();
         let days = (total / 86_400.0).floor();
         let seconds = (total - days * 86_400.0) as u32;
         let n = calendar.day_number(self.reference) + days as i64;
@@ -314,6 +324,17 @@ mod tests {
             decode("seconds since 1970-01-01", 86_399.0, "standard"),
             "1970-01-01T23:59:59Z"
         );
+        // Time-zone offsets (CF's own example), and the ISO form.
+        assert_eq!(
+            decode("seconds since 1992-10-8 15:15:42.5 -6:00", 0.5, "standard"),
+            "1992-10-08T21:15:43Z"
+        );
+        assert_eq!(
+            decode("hours since 2000-01-01T12:00:00+02:00", 0.0, "standard"),
+            "2000-01-01T10:00:00Z"
+        );
+        let units = Units::parse("days since 2000-01-01").unwrap();
+        assert!(units.decode(1e300, Calendar::Standard).is_none());
     }
 
     #[test]

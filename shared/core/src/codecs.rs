@@ -189,6 +189,7 @@ pub fn unshuffle(data: &[u8], elementsize: usize) -> Vec<u8> {
         2 => unshuffle_n::<2>(data),
         4 => unshuffle_n::<4>(data),
         8 => unshuffle_n::<8>(data),
+        es if data.len() < es => data.to_vec(),
         es => {
             let n = data.len() / es;
             let mut out = vec![0u8; data.len()];
@@ -254,8 +255,10 @@ fn strip_fletcher32(mut data: Vec<u8>, what: &str) -> Result<Vec<u8>> {
         data[body_len + 3],
     ]);
     let sum = fletcher32(&data[..body_len]);
-    // HDF5 1.6.0-1.6.2 wrote the checksum byte-swapped; libhdf5 accepts both.
-    if stored != sum && stored != sum.swap_bytes() {
+    // HDF5 1.6.0-1.6.2 wrote the checksum with the bytes of each 16-bit half swapped;
+    // libhdf5 accepts both.
+    let legacy = ((sum & 0x00ff_00ff) << 8) | ((sum >> 8) & 0x00ff_00ff);
+    if stored != sum && stored != legacy {
         return Err(Error::Corrupt(format!(
             "{what}: Fletcher-32 checksum mismatch (stored {stored:#010x}, computed {sum:#010x})"
         )));
@@ -286,6 +289,7 @@ pub fn fill_bytes(dtype: &str, fill_value: &Value) -> Vec<u8> {
         _ => None,
     };
     let bytes: Option<Vec<u8>> = match (kind, item, fill_value) {
+        (b'f', 2, _) => as_f64.map(|v| half::f16::from_f64(v).to_le_bytes().to_vec()),
         (b'f', 4, _) => as_f64.map(|v| (v as f32).to_le_bytes().to_vec()),
         (b'f', 8, _) => as_f64.map(|v| v.to_le_bytes().to_vec()),
         (b'i', _, Value::Number(n)) => n.as_i64().map(|v| v.to_le_bytes()[..item.min(8)].to_vec()),
@@ -324,6 +328,11 @@ mod tests {
         // The generic path (3-byte elements) agrees with the unrolled ones' definition.
         let shuffled = [0, 3, 1, 4, 2, 5, 6];
         assert_eq!(unshuffle(&shuffled, 3), vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            unshuffle(&[1, 2], 16),
+            vec![1, 2],
+            "shorter than one element"
+        );
         let plain: Vec<u8> = (0..83).collect();
         for es in [2usize, 8] {
             let n = plain.len() / es;
@@ -402,6 +411,7 @@ mod tests {
             (-32767i16).to_le_bytes().to_vec()
         );
         assert_eq!(fill_bytes("|u1", &json!(255)), vec![255]);
+        assert_eq!(fill_bytes("<f2", &json!(-1.0)), vec![0x00, 0xbc]);
         assert_eq!(fill_bytes("<f4", &Value::Null), vec![0; 4]);
     }
 }

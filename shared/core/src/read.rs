@@ -240,17 +240,30 @@ impl Reader<'_> {
         let pieces = assemble::overlapping_chunks(a, &region);
         let linear: Vec<u64> = pieces
             .iter()
-            .filter_map(|p| manifest::linear_index(&grid, p))
-            .collect();
+            .map(|p| {
+                manifest::linear_index(&grid, p).ok_or_else(|| {
+                    Error::Corrupt(format!("{name:?}: source chunk {p:?} is outside its grid"))
+                })
+            })
+            .collect::<Result<_>>()?;
         let records = self.records(m, version, a, &linear).await?;
         let dst_origin = &region.start;
         let src_len = a.chunks.iter().product::<u64>() * item;
+        if !a.codecs.is_empty() && out_len + src_len > self.budget {
+            return Err(Error::TooLarge(format!(
+                "a served chunk of {name:?} decodes source chunks of {src_len} bytes; with its \
+                 {out_len} bytes that is over the budget of {} bytes",
+                self.budget
+            )));
+        }
         // Per present source chunk: its record and the rows it contributes.
         let mut plans = Vec::new();
         let mut ranges = Vec::new();
         for (p, l) in pieces.iter().zip(&linear) {
-            let Some(Some(c)) = records.get(l) else {
-                continue;
+            let c = match records.get(l) {
+                Some(Some(c)) => c,
+                Some(None) => continue, // never written: the fill already there stays
+                None => return Err(Error::Corrupt(format!("{name:?}: no table record {l}"))),
             };
             let origin: Vec<u64> = p.iter().zip(&a.chunks).map(|(i, c)| i * c).collect();
             let rows = assemble::rows(

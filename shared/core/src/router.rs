@@ -110,6 +110,10 @@ impl App {
             }
         };
         let len = resp.body().len() as u64;
+        let bodiless = matches!(
+            resp.status(),
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+        );
         let h = resp.headers_mut();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -119,7 +123,15 @@ impl App {
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("ETag, Server-Timing"),
         );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        if !bodiless {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        // Links in some documents follow the host the request reached, and a dataset's summary
+        // follows Accept: caches must key on them.
+        h.insert(
+            header::VARY,
+            HeaderValue::from_static("Accept, Host, X-Forwarded-Host, X-Forwarded-Proto"),
+        );
         if let Ok(v) = HeaderValue::from_str(&stats.header()) {
             h.insert("server-timing", v);
         }
@@ -161,6 +173,11 @@ impl App {
                 return Ok(json_response(&c, SHORT_CACHE));
             }
             Route::StaticStac(rest) => {
+                if rest == "config.json" {
+                    return Err(Error::NotFound(
+                        "stac/config.json is not part of the catalog".into(),
+                    ));
+                }
                 let key = format!("stac/{rest}");
                 let body =
                     self.bucket.get(&key).await?.ok_or_else(|| {
@@ -181,7 +198,10 @@ impl App {
         let (m, version) = self.manifest(&ds).await?;
         // A strong tag per version and route: a client revalidates without the function
         // reading anything but index.json.
-        let etag = format!("\"{version}-{:016x}\"", fnv1a(path.as_bytes()));
+        // The server's own version is in the tag too, so a release that changes how bytes are
+        // served is not hidden behind clients' 304s.
+        let tagged = format!("{}|{path}", env!("CARGO_PKG_VERSION"));
+        let etag = format!("\"{version}-{:016x}\"", fnv1a(tagged.as_bytes()));
         let cache = if ds.version.is_some() {
             IMMUTABLE_CACHE
         } else {
@@ -516,10 +536,7 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| {
-            let t = t.trim();
-            t == "*" || t.trim_start_matches("W/") == etag
-        })
+        .any(|t| t.trim().trim_start_matches("W/") == etag)
 }
 
 fn service_info() -> Value {

@@ -156,6 +156,17 @@ fn west_east(lon: &CoordSummary) -> (f64, f64) {
     }
 }
 
+/// The footprint of a bbox: a polygon, or two split at 180° when it crosses the antimeridian
+/// (west > east), as GeoJSON (RFC 7946 §3.1.9) asks.
+fn geometry([w, s, e, n]: [f64; 4]) -> Value {
+    let ring = |w: f64, e: f64| json!([[[w, s], [e, s], [e, n], [w, n], [w, s]]]);
+    if w > e {
+        json!({ "type": "MultiPolygon", "coordinates": [ring(w, 180.0), ring(-180.0, e)] })
+    } else {
+        json!({ "type": "Polygon", "coordinates": ring(w, e) })
+    }
+}
+
 /// The time coordinate: its summary, units and calendar.
 fn time(m: &Manifest) -> Option<(&str, &CoordSummary, Units, Calendar)> {
     m.coords.iter().find_map(|(n, s)| {
@@ -399,10 +410,7 @@ pub fn item(m: &Manifest, version: &str, collection: &str, hrefs: &Hrefs) -> Val
     properties.insert("cube:dimensions".into(), Value::Object(dimensions(m)));
     properties.insert("cube:variables".into(), Value::Object(variables(m)));
     let (bbox, geometry) = match bbox(m) {
-        Some([w, s, e, n]) => (
-            json!([w, s, e, n]),
-            json!({ "type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]] }),
-        ),
+        Some([w, s, e, n]) => (json!([w, s, e, n]), geometry([w, s, e, n])),
         None => (Value::Null, Value::Null),
     };
     let mut item = json!({
@@ -432,11 +440,13 @@ pub fn collection(id: &str, info: &CatalogInfo, items: &[(String, Value)]) -> Va
         .iter()
         .filter_map(|(_, i)| serde_json::from_value(i.get("bbox")?.clone()).ok())
         .collect();
+    // Boxes that cross the antimeridian do not union by min/max: then the whole longitude range.
+    let crosses = boxes.iter().any(|b| b[0] > b[2]);
     let union = boxes.iter().copied().reduce(|a, b| {
         [
-            a[0].min(b[0]),
+            if crosses { -180.0 } else { a[0].min(b[0]) },
             a[1].min(b[1]),
-            a[2].max(b[2]),
+            if crosses { 180.0 } else { a[2].max(b[2]) },
             a[3].max(b[3]),
         ]
     });

@@ -3,6 +3,7 @@
 use std::io::{ErrorKind, SeekFrom};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -123,8 +124,13 @@ impl Store for LocalStore {
         if !ok {
             return Ok(false);
         }
-        // Write beside the target and rename, so readers see the old object or the new one.
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        // Write beside the target and rename, so readers see the old object or the new one; the
+        // temporary name is unique per process and write.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, Ordering::Relaxed);
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(format!(".tmp-{}-{n}", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
         tokio::fs::write(&tmp, &bytes)
             .await
             .map_err(|e| io_error(key, e))?;
@@ -176,7 +182,9 @@ struct FileLock(PathBuf);
 
 impl FileLock {
     async fn acquire(target: &Path) -> Result<Self> {
-        let path = target.with_extension("lock");
+        let mut name = target.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        let path = target.with_file_name(name);
         let started = SystemTime::now();
         loop {
             match tokio::fs::OpenOptions::new()
@@ -192,7 +200,12 @@ impl FileLock {
                         .ok()
                         .and_then(|t| t.elapsed().ok());
                     if age.is_some_and(|a| a > LOCK_STALE) {
-                        let _ = std::fs::remove_file(&path);
+                        // Break it by renaming first, so of two writers breaking it at once
+                        // only one succeeds, and never removes the other's fresh lock.
+                        let broken = path.with_extension(format!("broken-{}", std::process::id()));
+                        if std::fs::rename(&path, &broken).is_ok() {
+                            let _ = std::fs::remove_file(&broken);
+                        }
                         continue;
                     }
                     if started.elapsed().unwrap_or_default() > LOCK_WAIT {
