@@ -41,6 +41,7 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
             "  import xarray as xr; ds = xr.open_dataset(\"http://{bound}/datasets/{DATASET}/zarr\", engine=\"zarr\")"
         );
         println!("(/kerchunk serves the source's own chunks; /zarr3 is Zarr v3)");
+        println!("STAC catalog: http://{bound}/stac/catalog.json · API: http://{bound}/openapi.json");
     })
     .await
 }
