@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::manifest::Codec;
+use crate::manifest::{Codec, fill_as_f64, item_size};
 
 /// The codec chunks are re-encoded with on the `/zarr` and `/zarr3` routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,15 +279,9 @@ pub fn swap_bytes(data: &mut [u8], item: usize) {
 /// One element of `fill_value` (Zarr v2 JSON) as little-endian bytes of `dtype`; zeros when no
 /// fill value applies, as Zarr does.
 pub fn fill_bytes(dtype: &str, fill_value: &Value) -> Vec<u8> {
-    let item: usize = dtype.get(2..).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let item = item_size(dtype).unwrap_or(1) as usize;
     let kind = dtype.as_bytes().get(1).copied().unwrap_or(b'u');
-    let as_f64 = match fill_value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) if s == "NaN" => Some(f64::NAN),
-        Value::String(s) if s == "Infinity" => Some(f64::INFINITY),
-        Value::String(s) if s == "-Infinity" => Some(f64::NEG_INFINITY),
-        _ => None,
-    };
+    let as_f64 = fill_as_f64(fill_value);
     let bytes: Option<Vec<u8>> = match (kind, item, fill_value) {
         (b'f', 2, _) => as_f64.map(|v| half::f16::from_f64(v).to_le_bytes().to_vec()),
         (b'f', 4, _) => as_f64.map(|v| (v as f32).to_le_bytes().to_vec()),

@@ -207,12 +207,29 @@ impl ArrayMeta {
 
     /// Bytes per element, from the dtype string.
     pub fn item_size(&self) -> Option<u32> {
-        self.dtype.get(2..)?.parse().ok()
+        item_size(&self.dtype)
     }
 
     /// Linear (C-order) index of source chunk `idx`, or `None` when it lies outside the grid.
     pub fn linear_index(&self, idx: &[u64]) -> Option<u64> {
         linear_index(&self.grid(), idx)
+    }
+}
+
+/// Bytes per element of a NumPy type string (`<f4` → 4, `|S8` → 8).
+pub fn item_size(dtype: &str) -> Option<u32> {
+    dtype.get(2..)?.parse().ok()
+}
+
+/// A Zarr v2 JSON fill value as a float: numbers, and the strings `"NaN"`, `"Infinity"` and
+/// `"-Infinity"` Zarr writes for the values JSON has no number for.
+pub fn fill_as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) if s == "NaN" => Some(f64::NAN),
+        Value::String(s) if s == "Infinity" => Some(f64::INFINITY),
+        Value::String(s) if s == "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
     }
 }
 

@@ -57,11 +57,17 @@ impl Stats {
 
 /// Time `f` into `slot` when a clock exists.
 pub(crate) fn timed<T>(clock: Clock, slot: &AtomicU64, f: impl FnOnce() -> T) -> T {
-    let Some(now) = clock else { return f() };
-    let t0 = now();
+    let t0 = clock.map(|now| now());
     let out = f();
-    slot.fetch_add(((now() - t0) * 1000.0).max(0.0) as u64, Ordering::Relaxed);
+    add_elapsed(clock, slot, t0);
     out
+}
+
+/// Add the microseconds since `t0` (a reading of `clock`) to `slot`.
+fn add_elapsed(clock: Clock, slot: &AtomicU64, t0: Option<f64>) {
+    if let (Some(now), Some(t0)) = (clock, t0) {
+        slot.fetch_add(((now() - t0) * 1000.0).max(0.0) as u64, Ordering::Relaxed);
+    }
 }
 
 /// Everything a request reads through.
@@ -153,11 +159,7 @@ impl Reader<'_> {
             .buffered(self.concurrency.max(1))
             .try_collect()
             .await?;
-        if let (Some(now), Some(t0)) = (self.clock, t0) {
-            self.stats
-                .read_us
-                .fetch_add(((now() - t0) * 1000.0).max(0.0) as u64, Ordering::Relaxed);
-        }
+        add_elapsed(self.clock, &self.stats.read_us, t0);
         Ok(out)
     }
 

@@ -7,12 +7,12 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
 use crate::codecs::ServedCodec;
-use crate::manifest::{ArrayMeta, Manifest};
+use crate::manifest::{ArrayMeta, Manifest, fill_as_f64, item_size};
 
 /// The v3 `data_type` of a NumPy type string, `None` where v3 has none.
 pub fn data_type(dtype: &str) -> Option<Value> {
     let kind = dtype.as_bytes().get(1)?;
-    let size: u32 = dtype.get(2..)?.parse().ok()?;
+    let size = item_size(dtype)?;
     let name = match (kind, size) {
         (b'f', 2) => "float16",
         (b'f', 4) => "float32",
@@ -58,15 +58,7 @@ fn fill_attribute(a: &ArrayMeta) -> Option<Value> {
     let is_float = a.dtype.as_bytes().get(1) == Some(&b'f');
     match &a.fill_value {
         Value::Null => None,
-        v if is_float => {
-            let f = match v {
-                Value::String(s) if s == "NaN" => f64::NAN,
-                Value::String(s) if s == "Infinity" => f64::INFINITY,
-                Value::String(s) if s == "-Infinity" => f64::NEG_INFINITY,
-                v => v.as_f64()?,
-            };
-            Some(json!(STANDARD.encode(f.to_le_bytes())))
-        }
+        v if is_float => Some(json!(STANDARD.encode(fill_as_f64(v)?.to_le_bytes()))),
         v => Some(v.clone()),
     }
 }

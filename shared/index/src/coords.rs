@@ -6,7 +6,6 @@ use cloudify_core::assemble::{self, Region};
 use cloudify_core::codecs;
 use cloudify_core::manifest::{self, CoordSummary};
 use cloudify_core::{ArrayMeta, ChunkRef};
-use serde_json::Value;
 
 use crate::error::{IndexError, Result};
 use crate::netcdf4::Indexed;
@@ -41,10 +40,7 @@ pub fn summarise(indexed: &mut Indexed, sources: &[SourceSpec]) -> Result<()> {
             variable: name.clone(),
             fault,
         })?;
-        let fill = match &a.fill_value {
-            Value::Number(n) => n.as_f64(),
-            _ => None,
-        };
+        let fill = manifest::fill_as_f64(&a.fill_value);
         if let Some(summary) = CoordSummary::of(&values, fill, a.shape.len() == 1) {
             indexed.manifest.coords.insert(name, summary);
         }

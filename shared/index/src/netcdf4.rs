@@ -366,7 +366,7 @@ impl SourceReader {
     }
 
     fn codecs(&self, m: &Member, dtype: &str) -> Result<Vec<Codec>> {
-        let item = dtype.get(2..).and_then(|s| s.parse().ok()).unwrap_or(1);
+        let item = cloudify_core::manifest::item_size(dtype).unwrap_or(1);
         m.ds.filter_pipeline()
             .into_iter()
             .map(|f| match f.id {
