@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 
-import cftime
 import jsonschema
 import numpy as np
 import pystac
@@ -16,7 +15,7 @@ import xarray as xr
 from pystac.validation import JsonSchemaSTACValidator, set_validator
 
 from compare import datasets_equal
-from conftest import ROOT, sample_files, sample_id
+from servers import ROOT, sample_files, sample_id
 
 SCHEMAS = os.path.join(ROOT, "..", "shared", "stac-schemas")
 GENERATED = ["mixed", "many_chunks", "curvilinear", "regional_0360"]

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import sample_files, sample_id
+from servers import sample_files, sample_id
 import make_files
 
 IDS = list(make_files.GENERATORS) + [sample_id(p) for p in sample_files()]

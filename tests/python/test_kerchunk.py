@@ -3,7 +3,7 @@ import pytest
 import xarray as xr
 
 from compare import datasets_equal
-from conftest import sample_files, sample_id
+from servers import sample_files, sample_id
 import make_files
 
 IDS = list(make_files.GENERATORS) + [sample_id(p) for p in sample_files()]

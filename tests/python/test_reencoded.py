@@ -6,11 +6,10 @@ import subprocess
 
 import numpy as np
 import pytest
-import requests
 import xarray as xr
 
 from compare import datasets_equal
-from conftest import sample_files, sample_id
+from servers import sample_files, sample_id
 import make_files
 
 IDS = list(make_files.GENERATORS) + [sample_id(p) for p in sample_files()]

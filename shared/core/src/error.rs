@@ -18,7 +18,8 @@ pub enum Error {
     /// A source changed since it was indexed.
     #[error("{0}")]
     Conflict(String),
-    /// The request would read more than the function's read budget.
+    /// The request would read, hold or compute more than one call of the function may, or
+    /// make more store reads than the platform allows.
     #[error("{0}")]
     TooLarge(String),
     /// A requested byte range lies outside the object.
@@ -63,7 +64,7 @@ impl Error {
             Error::NotFound(_) => "not found",
             Error::MethodNotAllowed(_) => "method not allowed",
             Error::Conflict(_) => "source changed",
-            Error::TooLarge(_) => "over the read budget",
+            Error::TooLarge(_) => "over a request budget",
             Error::RangeNotSatisfiable(_) => "range not satisfiable",
             Error::Storage(_) => "storage error",
             Error::Corrupt(_) | Error::Json { .. } => "corrupt data",

@@ -37,4 +37,4 @@ pub use error::{Error, Result};
 pub use manifest::{ArrayMeta, ChunkRef, Codec, Manifest, SourceInfo};
 pub use registry::Registry;
 pub use router::App;
-pub use store::{MemoryStore, ObjectMeta, Store};
+pub use store::{MemoryStore, ObjectMeta, PrefixStore, Store};

@@ -21,6 +21,26 @@ pub const DEFAULT_CONCURRENCY: usize = 6;
 /// Largest read that merging adjacent ranges may produce.
 pub const DEFAULT_MERGE_CAP: u64 = 16 << 20;
 
+/// What one request may spend beyond bytes read: store reads (a Worker's subrequests) and
+/// bytes decoded plus re-encoded (its CPU time, which no clock measures there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Chunk-table and source reads one request may make.
+    pub reads: u64,
+    /// Bytes one request may decode and re-encode.
+    pub work: u64,
+}
+
+impl Default for Limits {
+    /// No limit: a native process or a Lambda is bounded by the read budget alone.
+    fn default() -> Self {
+        Self {
+            reads: u64::MAX,
+            work: u64::MAX,
+        }
+    }
+}
+
 /// A clock in milliseconds; `None` where time cannot be read (it never advances in a Worker
 /// during computation anyway).
 pub type Clock = Option<fn() -> f64>;
@@ -75,6 +95,7 @@ pub struct Reader<'a> {
     pub(crate) bucket: &'a dyn Store,
     pub(crate) schemes: &'a BTreeMap<String, Arc<dyn Store>>,
     pub(crate) budget: u64,
+    pub(crate) limits: Limits,
     pub(crate) concurrency: usize,
     pub(crate) merge_cap: u64,
     pub(crate) clock: Clock,
@@ -90,6 +111,18 @@ impl Reader<'_> {
     fn count(&self, bytes: u64) {
         self.stats.reads.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Refuse, before making them, `more` reads that would take the request past its limit.
+    fn check_reads(&self, more: u64, what: &str) -> Result<()> {
+        let total = self.stats.reads().saturating_add(more);
+        if total > self.limits.reads {
+            return Err(Error::TooLarge(format!(
+                "{what} needs {total} store reads, over this function's limit of {} per request",
+                self.limits.reads
+            )));
+        }
+        Ok(())
     }
 
     /// The records of `linear` chunks of an array's table, one read per run of consecutive
@@ -108,7 +141,9 @@ impl Reader<'_> {
         let mut sorted = linear.to_vec();
         sorted.sort_unstable();
         let mut out = BTreeMap::new();
-        for run in assemble::runs(&sorted) {
+        let runs = assemble::runs(&sorted);
+        self.check_reads(runs.len() as u64, &format!("reading {table}"))?;
+        for run in runs {
             let bytes_range =
                 manifest::record_range(run.start).start..manifest::record_range(run.end - 1).end;
             let bytes = match self.bucket.get_range(&table, bytes_range.clone()).await {
@@ -147,6 +182,7 @@ impl Reader<'_> {
                 self.budget
             )));
         }
+        self.check_reads(merged.len() as u64, what)?;
         let t0 = self.clock.map(|now| now());
         let reads = merged.into_iter().map(|(s, r)| async move {
             let source = m.sources.get(s as usize).ok_or_else(|| {
@@ -288,6 +324,15 @@ impl Reader<'_> {
             plans.push((*c, rows, raw, p.clone()));
         }
         let what = format!("chunk {idx:?} of {name:?}");
+        let decoded = plans.iter().filter(|(_, _, raw, _)| !raw).count() as u64;
+        let work = decoded * src_len + out_len;
+        if work > self.limits.work {
+            return Err(Error::TooLarge(format!(
+                "{what} needs {work} bytes decoded and re-encoded, over this function's CPU \
+                 budget of {} bytes per request",
+                self.limits.work
+            )));
+        }
         let fetched = self.source_ranges(m, ranges, &what).await?;
         let slice = |source: u32, r: Range<u64>| -> Result<&[u8]> {
             let i = fetched.partition_point(|(s, fr, _)| (*s, fr.start) <= (source, r.start));

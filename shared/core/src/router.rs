@@ -20,6 +20,8 @@ use crate::{discovery, stac, zarr_v2, zarr_v3};
 pub const DEFAULT_READ_BUDGET: u64 = 64 << 20;
 /// How many parsed manifests a warm instance keeps.
 const MANIFEST_CACHE: usize = 64;
+/// Bytes of manifest JSON a warm instance keeps parsed (a Worker isolate has 128 MB in all).
+pub const DEFAULT_MANIFEST_CACHE_BYTES: u64 = 16 << 20;
 /// Cache lifetime of answers that may change on reindex.
 const SHORT_CACHE: &str = "public, max-age=60";
 /// Cache lifetime of answers under a pinned version.
@@ -30,10 +32,20 @@ pub struct App {
     bucket: Arc<dyn Store>,
     schemes: BTreeMap<String, Arc<dyn Store>>,
     read_budget: u64,
+    limits: read::Limits,
     concurrency: usize,
     merge_cap: u64,
     clock: Clock,
-    manifests: Mutex<VecDeque<(String, Arc<Manifest>)>>,
+    public_url: Option<String>,
+    manifests: Mutex<ManifestCache>,
+}
+
+/// Parsed manifests, oldest first, with the size of the JSON each was parsed from.
+#[derive(Default)]
+struct ManifestCache {
+    entries: VecDeque<(String, Arc<Manifest>, u64)>,
+    bytes: u64,
+    max_bytes: u64,
 }
 
 /// A successful answer before headers: its body, content type and cache lifetime.
@@ -51,11 +63,62 @@ impl App {
             bucket,
             schemes: BTreeMap::new(),
             read_budget: DEFAULT_READ_BUDGET,
+            limits: read::Limits::default(),
             concurrency: read::DEFAULT_CONCURRENCY,
             merge_cap: read::DEFAULT_MERGE_CAP,
             clock: None,
-            manifests: Mutex::new(VecDeque::new()),
+            public_url: None,
+            manifests: Mutex::new(ManifestCache {
+                max_bytes: DEFAULT_MANIFEST_CACHE_BYTES,
+                ..ManifestCache::default()
+            }),
         }
+    }
+
+    /// Refuse (413) requests that would make more store reads or decode and re-encode more
+    /// bytes than `limits` allow: a Worker's subrequest and CPU limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: read::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Link documents to `url` (the function's public address, no trailing slash) rather than
+    /// to the host a request names.
+    #[must_use]
+    pub fn with_public_url(mut self, url: &str) -> Self {
+        self.public_url = Some(url.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Keep at most `bytes` of manifest JSON parsed between requests.
+    #[must_use]
+    pub fn with_manifest_cache_bytes(self, bytes: u64) -> Self {
+        self.cache().max_bytes = bytes;
+        self
+    }
+
+    /// The key a response cache may store `path`'s answer under: the path with the dataset
+    /// version it resolves to, so a reindex never serves stale bytes. `None` for anything but
+    /// chunk keys, which are the only answers worth caching beside the function.
+    ///
+    /// # Errors
+    /// As resolving the dataset: unknown dataset, unreadable `index.json`.
+    pub async fn chunk_cache_key(&self, path: &str) -> Result<Option<String>> {
+        let Ok(Route::Zarr(ds, _, Some(ZarrKey::Chunk(..)))) = parse_path(path) else {
+            return Ok(None);
+        };
+        let version = match &ds.version {
+            Some(v) => v.clone(),
+            None => Registry::load(self.bucket.as_ref())
+                .await?
+                .version(&ds.id)?
+                .to_owned(),
+        };
+        Ok(Some(format!(
+            "{version}/{}{path}",
+            env!("CARGO_PKG_VERSION")
+        )))
     }
 
     /// Read sources whose URL starts with `{scheme}://` through `store`; the store sees the rest
@@ -147,7 +210,7 @@ impl App {
         headers: &HeaderMap,
         stats: &Stats,
     ) -> Result<Response<Bytes>> {
-        let base = base_url(headers);
+        let base = self.public_url.clone().unwrap_or_else(|| base_url(headers));
         let (ds, view, key) = match parse_path(path)? {
             Route::Root => return Ok(json_response(&service_info(), SHORT_CACHE)),
             Route::OpenApi => return Ok(json_response(&discovery::openapi(), SHORT_CACHE)),
@@ -217,6 +280,7 @@ impl App {
             bucket: self.bucket.as_ref(),
             schemes: &self.schemes,
             budget: self.read_budget,
+            limits: self.limits,
             concurrency: self.concurrency,
             merge_cap: self.merge_cap,
             clock: self.clock,
@@ -284,11 +348,7 @@ impl App {
                 None => Error::Storage(format!("{key} is listed in index.json but missing")),
             })?;
         let m = Arc::new(Manifest::from_json(&bytes)?);
-        let mut cache = self.manifests.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MANIFEST_CACHE {
-            cache.pop_front();
-        }
-        cache.push_back((key, m.clone()));
+        self.cache().insert(key, m.clone(), bytes.len() as u64);
         Ok((m, version))
     }
 
@@ -355,9 +415,13 @@ impl App {
         Ok(c)
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, ManifestCache> {
+        // A poisoned lock only means a panic elsewhere; the cache is still consistent.
+        self.manifests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn cached(&self, key: &str) -> Option<Arc<Manifest>> {
-        let cache = self.manifests.lock().unwrap_or_else(|e| e.into_inner());
-        cache.iter().find(|(k, _)| k == key).map(|(_, m)| m.clone())
+        self.cache().get(key)
     }
 
     async fn zarr(
@@ -425,6 +489,31 @@ impl App {
             }
         };
         Ok(json_answer(&doc))
+    }
+}
+
+impl ManifestCache {
+    fn get(&self, key: &str) -> Option<Arc<Manifest>> {
+        self.entries
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, m, _)| m.clone())
+    }
+
+    /// Keep `m`, dropping the oldest entries over the count or byte bound; a manifest larger
+    /// than the whole bound is used for this request only.
+    fn insert(&mut self, key: String, m: Arc<Manifest>, size: u64) {
+        if size > self.max_bytes || self.get(&key).is_some() {
+            return;
+        }
+        while self.entries.len() >= MANIFEST_CACHE || self.bytes + size > self.max_bytes {
+            match self.entries.pop_front() {
+                Some((_, _, s)) => self.bytes -= s,
+                None => break,
+            }
+        }
+        self.bytes += size;
+        self.entries.push_back((key, m, size));
     }
 }
 

@@ -192,6 +192,82 @@ impl Store for MemoryStore {
     }
 }
 
+/// The tag an S3-compatible store (S3, R2) gives an object, unquoted: 32 hex digits of MD5,
+/// with `-parts` for a multipart upload. `None` for tags of other stores (a local folder's
+/// size and mtime), which such a store can never match, so a read is checked on size alone.
+pub fn object_store_etag(tag: &str) -> Option<&str> {
+    let t = tag.trim_matches('"');
+    let (md5, parts) = t.split_once('-').unwrap_or((t, "1"));
+    let hex = md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit());
+    let parts = !parts.is_empty() && parts.bytes().all(|b| b.is_ascii_digit());
+    (hex && parts).then_some(t)
+}
+
+/// A store seen from one of its folders: every key is read and written below `prefix`.
+pub struct PrefixStore {
+    inner: std::sync::Arc<dyn Store>,
+    prefix: String,
+}
+
+impl PrefixStore {
+    /// `inner`'s objects under `prefix` (slashes at either end ignored; empty: all of it).
+    pub fn new(inner: std::sync::Arc<dyn Store>, prefix: &str) -> Self {
+        let p = prefix.trim_matches('/');
+        Self {
+            inner,
+            prefix: if p.is_empty() {
+                String::new()
+            } else {
+                format!("{p}/")
+            },
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Store for PrefixStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.inner.get(&self.key(key)).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
+        self.inner.get_range(&self.key(key), range).await
+    }
+
+    async fn get_range_checked(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        size: u64,
+        etag: Option<&str>,
+    ) -> Result<Option<Bytes>> {
+        self.inner
+            .get_range_checked(&self.key(key), range, size, etag)
+            .await
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        self.inner.head(&self.key(key)).await
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes, precondition: Precondition) -> Result<bool> {
+        self.inner.put(&self.key(key), bytes, precondition).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let keys = self.inner.list(&self.key(prefix)).await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned))
+            .collect())
+    }
+}
+
 /// One read a [`CountingStore`] saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {
@@ -306,5 +382,36 @@ mod tests {
             assert_eq!(s.get("missing").await.unwrap(), None);
             assert_eq!(s.list("").await.unwrap(), vec!["a".to_owned()]);
         });
+    }
+
+    #[test]
+    fn prefix_store_reads_writes_and_lists_below_its_folder() {
+        block_on(async {
+            let inner = std::sync::Arc::new(MemoryStore::new());
+            let p = PrefixStore::new(inner.clone(), "/idx/");
+            assert!(
+                p.put("a/b", Bytes::from_static(b"xyz"), Precondition::Absent)
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(inner.get("idx/a/b").await.unwrap().unwrap(), "xyz");
+            assert_eq!(p.get_range("a/b", 1..2).await.unwrap().unwrap(), "y");
+            assert_eq!(p.list("a").await.unwrap(), vec!["a/b".to_owned()]);
+            let whole = PrefixStore::new(inner, "");
+            assert_eq!(whole.get("idx/a/b").await.unwrap().unwrap(), "xyz");
+        });
+    }
+
+    #[test]
+    fn only_s3_style_tags_are_object_store_etags() {
+        let md5 = "0123456789abcdef0123456789ABCDEF";
+        assert_eq!(object_store_etag(&format!("\"{md5}\"")), Some(md5));
+        assert_eq!(
+            object_store_etag(&format!("{md5}-12")),
+            Some(format!("{md5}-12").as_str())
+        );
+        assert_eq!(object_store_etag("\"1234-1700000000123456789\""), None);
+        assert_eq!(object_store_etag(&format!("{md5}-")), None);
+        assert_eq!(object_store_etag("W/\"abc\""), None);
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cloudify_core::codecs::ServedCodec;
 use cloudify_core::manifest::{FORMAT_VERSION, encode_table};
+use cloudify_core::read::Limits;
 use cloudify_core::registry::{Registry, manifest_key, version_dir};
 use cloudify_core::store::{CountingStore, Precondition, Read};
 use cloudify_core::{App, ArrayMeta, ChunkRef, Manifest, MemoryStore, SourceInfo, Store};
@@ -185,4 +186,86 @@ fn over_the_budget_is_413_before_any_source_read() {
     let resp = block_on(app.handle(&req));
     assert_eq!(resp.status(), 413);
     assert!(store.take_reads().iter().all(|r| r.key != SOURCE));
+}
+
+#[test]
+fn over_the_read_limit_is_413_before_any_source_read() {
+    // Served chunk 1 of 15 elements spans source chunks 1 and 2 at distant offsets: one table
+    // read plus two source reads.
+    let store = bucket([0, 40, 120, 160], 15);
+    let limited = |reads| {
+        App::new(store.clone()).with_limits(Limits {
+            reads,
+            work: u64::MAX,
+        })
+    };
+    let req = http::Request::get("/datasets/d/zarr/x/1").body(()).unwrap();
+    let resp = block_on(limited(2).handle(&req));
+    assert_eq!(resp.status(), 413);
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("limit of 2"));
+    assert!(store.take_reads().iter().all(|r| r.key != SOURCE));
+    let resp = block_on(limited(3).handle(&req));
+    assert_eq!(resp.status(), 200);
+}
+
+#[test]
+fn over_the_cpu_budget_is_413_before_any_source_read() {
+    // A served chunk of 30 float32s is 120 bytes to re-encode; the source is uncompressed.
+    let store = bucket([0, 40, 80, 120], 30);
+    let limited = |work| {
+        App::new(store.clone()).with_limits(Limits {
+            reads: u64::MAX,
+            work,
+        })
+    };
+    let req = http::Request::get("/datasets/d/zarr/x/0").body(()).unwrap();
+    let resp = block_on(limited(119).handle(&req));
+    assert_eq!(resp.status(), 413);
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CPU budget of 119 bytes")
+    );
+    assert!(store.take_reads().iter().all(|r| r.key != SOURCE));
+    assert_eq!(block_on(limited(120).handle(&req)).status(), 200);
+}
+
+#[test]
+fn a_public_url_replaces_the_request_host_in_links() {
+    let store = bucket([0, 40, 80, 120], 10);
+    let app = App::new(store).with_public_url("https://data.example.org/cloudify/");
+    let req = http::Request::get("/intake.yaml")
+        .header("host", "internal:8080")
+        .body(())
+        .unwrap();
+    let body = String::from_utf8(block_on(app.handle(&req)).into_body().to_vec()).unwrap();
+    assert!(body.contains("https://data.example.org/cloudify/datasets/d/"));
+    assert!(!body.contains("internal:8080"));
+}
+
+#[test]
+fn chunk_cache_keys_name_the_version_and_only_chunks_have_one() {
+    let store = bucket([0, 40, 80, 120], 10);
+    let app = App::new(store.clone());
+    let version = block_on(Registry::load(store.as_ref()))
+        .unwrap()
+        .version("d")
+        .unwrap()
+        .to_owned();
+    let key = block_on(app.chunk_cache_key("/datasets/d/zarr/x/1")).unwrap();
+    assert_eq!(
+        key.unwrap(),
+        format!(
+            "{version}/{}/datasets/d/zarr/x/1",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    assert_eq!(
+        block_on(app.chunk_cache_key("/datasets/d/zarr/.zmetadata")).unwrap(),
+        None
+    );
+    assert!(block_on(app.chunk_cache_key("/datasets/nope/zarr/x/1")).is_err());
 }

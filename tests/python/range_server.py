@@ -1,0 +1,60 @@
+"""A static file server on 127.0.0.1 that answers `Range: bytes=a-b` with 206 (Python's
+`http.server` ignores Range), with a strong ETag and If-Match; it counts the bytes it sends."""
+import os
+import re
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+
+
+class RangeServer:
+    def __init__(self, root):
+        self.sent = 0
+        outer = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, directory=root, **kw)
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                path = self.translate_path(self.path)
+                if not os.path.isfile(path):
+                    return self.send_error(404)
+                st = os.stat(path)
+                etag = f'"{st.st_size}-{st.st_mtime_ns}"'
+                want = self.headers.get("If-Match")
+                if want and want != etag:
+                    return self.send_error(412)
+                m = RANGE.match(self.headers.get("Range", ""))
+                start, end = 0, st.st_size - 1
+                if m:
+                    start = int(m.group(1))
+                    end = min(int(m.group(2)) if m.group(2) else end, st.st_size - 1)
+                    if start >= st.st_size:
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{st.st_size}")
+                        self.send_header("Content-Length", "0")
+                        return self.end_headers()
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    body = f.read(end - start + 1)
+                self.send_response(206 if m else 200)
+                if m:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{st.st_size}")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", etag)
+                self.end_headers()
+                self.wfile.write(body)
+                outer.sent += len(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

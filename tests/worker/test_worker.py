@@ -1,0 +1,218 @@
+"""The Worker (wasm32, workerd, local R2) answers as `cloudify serve` does: every key of every
+test dataset byte for byte, xarray reads the sources' values through it, and faults are clear
+answers that leave the isolate serving."""
+import hashlib
+import itertools
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import xarray as xr
+
+from compare import datasets_equal
+from range_server import RangeServer
+from wrangler import bulk_put
+
+VIEWS = ("kerchunk", "zarr", "zarr3")
+# Documents that link back to the function: compared with the hosts made equal.
+DOCS = ("info", "keys", "dict", "stac", "")
+
+
+def chunk_keys(shape, chunks, sep, prefix):
+    if not shape:
+        return [prefix + ("c" if sep == "/" else "0")]
+    grid = [range(-(-s // c)) for s, c in zip(shape, chunks)]
+    return [prefix + sep.join(map(str, i)) for i in itertools.product(*grid)]
+
+
+def view_keys(server, ds_id, view):
+    """Every key of a dataset's view: its metadata documents and every chunk of every array."""
+    base = f"/datasets/{ds_id}/{view}/"
+    if view == "zarr3":
+        root = server.get(base + "zarr.json").json()
+        arrays = root["consolidated_metadata"]["metadata"]
+        keys = ["zarr.json"]
+        for name, meta in arrays.items():
+            keys.append(f"{name}/zarr.json")
+            sep = meta["chunk_key_encoding"]["configuration"]["separator"]
+            prefix = f"{name}/c{sep}" if meta["shape"] else f"{name}/"
+            shape, chunks = meta["shape"], meta["chunk_grid"]["configuration"]["chunk_shape"]
+            keys += chunk_keys(shape, chunks, sep, prefix)
+        return [base + k for k in keys]
+    meta = server.get(base + ".zmetadata").json()["metadata"]
+    keys = [".zmetadata", ".zgroup", ".zattrs"]
+    for key, doc in meta.items():
+        if key.endswith("/.zarray"):
+            name = key[: -len("/.zarray")]
+            keys += [key, f"{name}/.zattrs"]
+            keys += chunk_keys(doc["shape"], doc["chunks"], doc.get("dimension_separator", "."),
+                               f"{name}/")
+    return [base + k for k in keys]
+
+
+def digest(server, path):
+    r = server.get(path)
+    return r.status_code, hashlib.sha256(r.content).hexdigest()
+
+
+def test_every_key_answers_as_cloudify_serve(worker, native, bucket):
+    paths = []
+    for ds_id in bucket[1]:
+        for view in VIEWS:
+            paths += view_keys(native, ds_id, view)
+    assert len(paths) > 5000
+    with ThreadPoolExecutor(6) as pool:
+        theirs = list(pool.map(lambda p: digest(worker, p), paths))
+        ours = list(pool.map(lambda p: digest(native, p), paths))
+    differ = [(p, t, o) for p, t, o in zip(paths, theirs, ours) if t != o]
+    assert not differ, f"{len(differ)} of {len(paths)} keys differ, first {differ[:3]}"
+    assert sum(status == 200 for status, _ in ours) > 0.9 * len(paths)
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_documents_match_but_for_the_host(worker, native, bucket, doc):
+    for ds_id in bucket[1]:
+        path = f"/datasets/{ds_id}/{doc}"
+        theirs, ours = worker.get(path), native.get(path)
+        assert theirs.status_code == ours.status_code == 200, path
+        assert theirs.text.replace(worker.url, "HOST") == ours.text.replace(native.url, "HOST"), path
+    for path in ("/datasets", "/openapi.json", "/intake.yaml", "/stac/catalog.json",
+                 "/stac-collection-all.json"):
+        theirs, ours = worker.get(path), native.get(path)
+        assert theirs.status_code == ours.status_code, path
+        assert theirs.text.replace(worker.url, "HOST") == ours.text.replace(native.url, "HOST"), path
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_xarray_reads_the_sources_through_the_worker(worker, native, bucket, view):
+    for ds_id, path in bucket[1].items():
+        info = native.get(f"/datasets/{ds_id}/info").json()
+        left_out = set(info["skipped"]) | set(info["routes"][view]["excluded"])
+        url = f"{worker.url}/datasets/{ds_id}/{view}"
+        fmt = 3 if view == "zarr3" else 2
+        with xr.open_dataset(path, engine="netcdf4") as expected, \
+                xr.open_dataset(url, engine="zarr", zarr_format=fmt, consolidated=True) as actual:
+            datasets_equal(actual, expected, left_out)
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_chunks_come_from_the_cache_api_the_second_time(worker, pinned):
+    """A chunk no test above asked for (`victim` is only read by the fault test below), under
+    its moving and its pinned URL: the second answer is the cached one, with the same body and
+    the headers the router gave the first."""
+    version = worker.get("/datasets/victim/info").json()["version"]
+    ds = f"victim@{version}" if pinned else "victim"
+    path = f"/datasets/{ds}/zarr/zlib_shuffle/1.1.1"
+    first, second = worker.get(path), worker.get(path)
+    assert first.status_code == second.status_code == 200
+    assert first.headers["x-cloudify-cache"] == "miss"
+    assert second.headers["x-cloudify-cache"] == "hit"
+    assert first.content == second.content
+    for h in ("etag", "cache-control", "vary", "content-type"):
+        assert second.headers[h] == first.headers[h], h
+    assert ("immutable" if pinned else "max-age=60") in second.headers["cache-control"]
+    # A revalidation still answers 304 from the version alone.
+    again = worker.get(path, headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+
+
+def served(worker):
+    """The isolate still answers after a fault: the service document and a chunk."""
+    assert worker.get("/").status_code == 200
+    assert worker.get("/datasets/mixed/zarr/.zmetadata").status_code == 200
+
+
+def error_of(r, status):
+    assert r.status_code == status, (r.status_code, r.text[:300])
+    body = r.json()
+    assert set(body) == {"error", "detail"}
+    return body["detail"]
+
+
+def test_missing_objects_are_404(worker):
+    assert "nope" in error_of(worker.get("/datasets/nope/zarr/.zmetadata"), 404)
+    assert "stac/none.json" in error_of(worker.get("/stac/none.json"), 404)
+    assert "x" in error_of(worker.get("/datasets/mixed/zarr/x/0"), 404)
+    served(worker)
+
+
+def test_bad_keys_are_400(worker):
+    assert worker.get("/datasets/mixed/zarr/%2e%2e%2fsecret").status_code == 400
+    assert worker.get("/datasets/mixed/zarr/zlib_shuffle/0.a.0").status_code == 400
+    error_of(worker.get("/datasets/mixed/zarr/zlib_shuffle/99.0.0"), 404)
+    served(worker)
+
+
+def test_oversized_request_is_413(worker):
+    """`big` is served in one 9.6 MB chunk, over the 8 MiB budget both servers run with; its
+    800 kB source chunks pass through /kerchunk."""
+    detail = error_of(worker.get("/datasets/big/zarr/values/0.0"), 413)
+    assert "budget" in detail
+    assert worker.get("/datasets/big/kerchunk/values/3.0").status_code == 200
+    served(worker)
+
+
+def test_changed_and_missing_sources(worker, bucket, tmp_path):
+    """A source whose size changed since indexing is 409; one that is gone is 502; the
+    isolate answers the next request either way."""
+    key = "sources/victim.nc"
+    url = "/datasets/victim/zarr/zlib_shuffle/0.0.0"
+    grown = tmp_path / "grown.nc"
+    with open(os.path.join(bucket[0], key), "rb") as f:
+        grown.write_bytes(f.read() + b"\0" * 100)
+    worker.put(key, str(grown))
+    detail = error_of(worker.get(url), 409)
+    assert key in detail and "reindex" in detail
+    served(worker)
+    worker.delete(key)
+    detail = error_of(worker.get("/datasets/victim/zarr/zlib_shuffle/1.0.0"), 502)
+    assert key in detail and "missing" in detail
+    served(worker)
+
+
+def test_sources_behind_https_urls_are_read_with_range(worker, bucket, tmp_path):
+    """A dataset whose source is named by an http:// URL: the Worker reads it with ranged
+    `fetch`es, conditional on the recorded tag, and reports a changed source as 409."""
+    root = bucket[0]
+    web = RangeServer(os.path.join(root, "web"))
+    try:
+        registry = json.load(open(os.path.join(root, "index.json")))
+        version = registry["datasets"]["remote"]["version"]
+        folder = os.path.join(root, "datasets", "remote", version)
+        manifest = json.load(open(os.path.join(folder, "manifest.json")))
+        assert manifest["sources"][0]["url"] == "web/remote.nc"
+        manifest["sources"][0]["url"] = f"{web.url}/remote.nc"
+        # The same chunk tables under a new version whose manifest names the URL.
+        moved = "f" * 20
+        objects = {}
+        for base, _, files in os.walk(folder):
+            for name in files:
+                path = os.path.join(base, name)
+                objects[f"datasets/remote/{moved}/{os.path.relpath(path, folder)}"] = path
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        objects[f"datasets/remote/{moved}/manifest.json"] = str(tmp_path / "manifest.json")
+        registry["datasets"]["remote"]["version"] = moved
+        (tmp_path / "index.json").write_text(json.dumps(registry))
+        objects["index.json"] = str(tmp_path / "index.json")
+        bulk_put(worker.state, objects)
+
+        source = os.path.join(root, "web", "remote.nc")
+        url = f"{worker.url}/datasets/remote/zarr"
+        with xr.open_dataset(source, engine="netcdf4") as expected, \
+                xr.open_dataset(url, engine="zarr", consolidated=True) as actual:
+            datasets_equal(actual, expected)
+        assert 0 < web.sent < os.path.getsize(source) * 2
+
+        with open(source, "ab") as f:
+            f.write(b"\0" * 10)
+        # /kerchunk's chunks were not read above, so none is in the Cache API.
+        meta = worker.get("/datasets/remote/kerchunk/.zmetadata").json()["metadata"]
+        name = next(k[:-len("/.zarray")] for k, v in meta.items()
+                    if k.endswith("/.zarray") and len(v["shape"]) >= 2)
+        zeros = ".".join("0" * len(meta[f"{name}/.zarray"]["shape"]))
+        detail = error_of(worker.get(f"/datasets/remote/kerchunk/{name}/{zeros}"), 409)
+        assert "remote.nc" in detail
+        served(worker)
+    finally:
+        web.stop()
