@@ -5,17 +5,16 @@
    `wrangler dev` (workerd, local R2) and `cloudify serve` (local folder): median and 90th
    percentile for `/kerchunk` (pass-through) and `/zarr` (decode and re-encode). The Worker's
    chunk cache is off (CACHE_CHUNKS=false), so every request is computed.
-2. Wasm start-up: V8 compiling and instantiating the bundle's .wasm in Node (the engine workerd
-   uses), and the first request of a fresh `wrangler dev` against the next ones.
+2. Wasm start-up: the first request a fresh `wrangler dev` answers (`/`, no storage read), in
+   which workerd instantiates the module, against the median of the next 50. (Node 20's V8
+   cannot compile the module alone: it uses wasm exception handling, which workerd enables.)
 
 Run: scripts/test worker (or: cargo build --release -p cloudify && npm ci &&
       npx wrangler deploy --dry-run --outdir target/worker-dist), then
       .venv/bin/python bench/bench_worker.py
 """
-import glob
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,26 +29,6 @@ import make_files  # noqa: E402
 import wrangler  # noqa: E402
 from bench_kerchunk import big_file  # noqa: E402
 from servers import Server, binary  # noqa: E402
-
-INSTANTIATE = r"""
-const fs = require("fs");
-const bytes = fs.readFileSync(process.argv[1]);
-const t0 = process.hrtime.bigint();
-const module = new WebAssembly.Module(bytes);
-const t1 = process.hrtime.bigint();
-const imports = {};
-for (const i of WebAssembly.Module.imports(module)) {
-  imports[i.module] ??= {};
-  imports[i.module][i.name] = i.kind === "function" ? () => { throw new Error("stub"); }
-    : i.kind === "memory" ? new WebAssembly.Memory({ initial: 17 })
-    : i.kind === "table" ? new WebAssembly.Table({ initial: 1, element: "anyfunc" })
-    : new WebAssembly.Global({ value: "i32", mutable: true }, 0);
-}
-new WebAssembly.Instance(module, imports);
-const t2 = process.hrtime.bigint();
-console.log(Number(t1 - t0) / 1e6, Number(t2 - t1) / 1e6);
-"""
-
 
 def chunk_paths(server, ds_id, view):
     meta = server.get(f"/datasets/{ds_id}/{view}/.zmetadata").json()["metadata"]
@@ -71,7 +50,8 @@ def latencies(server, paths, rounds=3):
             t0 = time.perf_counter()
             r = server.get(p)
             times.append((time.perf_counter() - t0) * 1000)
-            assert r.status_code == 200, (p, r.status_code, r.text[:200])
+            # 404: kerchunk's answer for a chunk never written.
+            assert r.status_code in (200, 404), (p, r.status_code, r.text[:200])
     times.sort()
     return statistics.median(times), times[int(0.9 * (len(times) - 1))]
 
@@ -88,16 +68,19 @@ def main():
         state = os.path.join(tmp, "wrangler")
         os.makedirs(state)
         wrangler.load_bucket(bucket, state)
-        native = Server(cloudify, bucket, "--read-budget", str(wrangler.READ_BUDGET))
+        # Each with its default read budget (the Worker's 16 MiB holds `big`'s chunks).
+        native = Server(cloudify, bucket)
         t0 = time.perf_counter()
         worker = wrangler.Wrangler(state, ["CACHE_CHUNKS:false"])
         started = (time.perf_counter() - t0) * 1000
         try:
-            probe = "/datasets/mixed/zarr/zlib_shuffle/0.0.0"
-            t0 = time.perf_counter()
-            worker.get(probe)
-            first = (time.perf_counter() - t0) * 1000
-            print(f"wrangler dev: ready in {started:.0f} ms; first chunk {first:.1f} ms")
+            warm = []
+            for _ in range(50):
+                t0 = time.perf_counter()
+                worker.get("/")
+                warm.append((time.perf_counter() - t0) * 1000)
+            print(f"wrangler dev: ready in {started:.0f} ms; first request (instantiates the "
+                  f"wasm) {worker.first_ms:.1f} ms, next ones {statistics.median(warm):.1f} ms")
             print(f"{'dataset/view':24} {'worker median':>14} {'p90':>8} {'serve median':>14} {'p90':>8}  chunks")
             for ds_id in ("mixed", "big"):
                 for view in ("kerchunk", "zarr"):
@@ -109,15 +92,6 @@ def main():
         finally:
             worker.stop()
             native.stop()
-    wasm = glob.glob(os.path.join(ROOT, "functions", "worker", "build", "**", "*.wasm"),
-                     recursive=True)
-    for w in wasm:
-        runs = [subprocess.run(["node", "-e", INSTANTIATE, w], capture_output=True, text=True,
-                               check=True).stdout.split() for _ in range(5)]
-        compile_ms = statistics.median(float(r[0]) for r in runs)
-        inst_ms = statistics.median(float(r[1]) for r in runs)
-        print(f"{os.path.relpath(w, ROOT)}: {os.path.getsize(w)} bytes; V8 compile "
-              f"{compile_ms:.1f} ms, instantiate {inst_ms:.1f} ms (median of 5, Node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()})")
 
 
 if __name__ == "__main__":

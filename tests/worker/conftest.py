@@ -47,6 +47,8 @@ def bucket(cloudify, tmp_path_factory):
     victim = os.path.join(sources, "victim.nc")
     shutil.copyfile(generated["mixed"], victim)
     index(cloudify, root, "victim", victim)
+    # Served as zstd, which the Worker encodes with ruzstd: other bytes, the same values.
+    index(cloudify, root, "zstd", generated["mixed"], "--codec", "zstd:3")
     index(cloudify, root, "big", write_big(os.path.join(sources, "big.nc")), "--chunks", "t=1200")
     # For the HTTP-source test: its source is moved behind a web server.
     remote = os.path.join(root, "web", "remote.nc")

@@ -96,6 +96,18 @@ def test_xarray_reads_the_sources_through_the_worker(worker, native, bucket, vie
             datasets_equal(actual, expected, left_out)
 
 
+@pytest.mark.parametrize("view", ["zarr", "zarr3"])
+def test_zstd_chunks_decode_to_the_sources_values(worker, native, bucket, view):
+    path = os.path.join(bucket[0], "sources", "mixed.nc")
+    info = native.get("/datasets/zstd/info").json()
+    assert info["codec"]["name"] == "zstd"
+    url = f"{worker.url}/datasets/zstd/{view}"
+    fmt = 3 if view == "zarr3" else 2
+    with xr.open_dataset(path, engine="netcdf4") as expected, \
+            xr.open_dataset(url, engine="zarr", zarr_format=fmt, consolidated=True) as actual:
+        datasets_equal(actual, expected, set(info["skipped"]))
+
+
 @pytest.mark.parametrize("pinned", [False, True])
 def test_chunks_come_from_the_cache_api_the_second_time(worker, pinned):
     """A chunk no test above asked for (`victim` is only read by the fault test below), under

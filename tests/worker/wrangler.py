@@ -43,7 +43,7 @@ def dev_config(state):
 class Wrangler:
     """`wrangler dev` on a free loopback port, over local R2 state in `state`."""
 
-    def __init__(self, state, extra_vars=()):
+    def __init__(self, state, extra_vars=(f"READ_BUDGET_BYTES:{READ_BUDGET}",)):
         self.state = state
         self.env = wrangler_env(state)
         self.config = dev_config(state)
@@ -51,8 +51,7 @@ class Wrangler:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         args = [WRANGLER, "dev", "-c", self.config, "--ip", "127.0.0.1", "--port", str(port),
-                "--persist-to", os.path.join(state, "r2"), "--log-level", "warn",
-                "--var", f"READ_BUDGET_BYTES:{READ_BUDGET}"]
+                "--persist-to", os.path.join(state, "r2"), "--log-level", "warn"]
         for v in extra_vars:
             args += ["--var", v]
         self.log = open(os.path.join(state, f"dev-{port}.log"), "w")
@@ -62,7 +61,10 @@ class Wrangler:
         deadline = time.time() + 120
         while True:
             try:
-                if requests.get(self.url + "/", timeout=5).status_code == 200:
+                t0 = time.perf_counter()
+                if requests.get(self.url + "/", timeout=30).status_code == 200:
+                    # The isolate's first request: it instantiates the wasm module.
+                    self.first_ms = (time.perf_counter() - t0) * 1000
                     break
             except requests.ConnectionError:
                 pass
