@@ -1,7 +1,9 @@
-"""Generate the NetCDF4 files the end-to-end tests index and serve.
+"""Generate the NetCDF files the end-to-end tests index and serve.
 
 Each file exercises one or more storage cases of NetCDF4/HDF5 (codecs, layouts, byte orders,
 fill and packing, partial writes, odd shapes); `mixed.nc` alone has more than 20 variables.
+The NetCDF-3 files (classic, 64-bit offset and CDF-5 by netCDF4-python; classic and 64-bit
+offset by scipy) have record variables of padded and unpadded sizes, characters and packing.
 Run directly to write them into a folder: python make_files.py OUTDIR
 """
 import os
@@ -183,8 +185,75 @@ def _regional_0360(path):
         v[:] = rng.normal(0, 5, (8, 3, 12, 20))
 
 
-GENERATORS = {"mixed": _mixed, "many_chunks": _many_chunks, "two_unlimited": _two_unlimited,
-              "curvilinear": _curvilinear, "regional_0360": _regional_0360}
+def _netcdf3(fmt):
+    def write(path):
+        rng = np.random.default_rng(5)
+        with netCDF4.Dataset(path, "w", format=fmt) as nc:
+            nc.title = f"NetCDF-3 ({fmt})"
+            nc.levels = np.array([1.5, 2.5], dtype="f4")
+            nc.version = np.int32(3)
+            for name, size in [("time", None), ("lat", 5), ("lon", 7), ("station", 3),
+                               ("strlen", 6)]:
+                nc.createDimension(name, size)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units = "days since 2000-01-01"
+            t.calendar = "standard"
+            t[:] = np.arange(12) * 31.0
+            nc.createVariable("lat", "f4", ("lat",))[:] = np.linspace(-60, 60, 5)
+            nc.createVariable("lon", "f8", ("lon",))[:] = np.linspace(0, 300, 7)
+            v = nc.createVariable("temp", "f4", ("time", "lat", "lon"), fill_value=-999.0)
+            v.units = "K"
+            field = rng.normal(280, 5, (12, 5, 7)).astype("f4")
+            field[3, 2, 2] = -999.0
+            v[:] = field
+            # 3 shorts (6 bytes) and 1 byte per record: padded in the record, unlike `temp`.
+            nc.createVariable("count", "i2", ("time", "station"))[:] = (
+                np.arange(36, dtype="i2").reshape(12, 3) - 10)
+            nc.createVariable("flag", "i1", ("time",))[:] = np.arange(12, dtype="i1") - 6
+            p = nc.createVariable("packed", "i2", ("lat", "lon"))
+            p.scale_factor = 0.01
+            p.add_offset = 10.0
+            p[:] = rng.uniform(5, 15, (5, 7))
+            c = nc.createVariable("name", "S1", ("station", "strlen"))
+            c[:] = netCDF4.stringtochar(np.array([b"alpha", b"beta", b"gamma"], dtype="S6"))
+            crs = nc.createVariable("crs", "i4", ())
+            crs.grid_mapping_name = "latitude_longitude"
+            crs.assignValue(0)
+            if fmt == "NETCDF3_64BIT_DATA":
+                nc.createVariable("big_ints", "u8", ("station",))[:] = [1, 2**40, 2**63]
+                nc.createVariable("small_uints", "u2", ("time",))[:] = np.arange(12) * 5000
+    return write
+
+
+def _netcdf3_scipy(version):
+    def write(path):
+        from scipy.io import netcdf_file
+
+        with netcdf_file(path, "w", version=version) as nc:
+            nc.history = f"written by scipy.io.netcdf_file, version {version}"
+            nc.createDimension("time", None)
+            nc.createDimension("x", 4)
+            nc.createDimension("strlen", 3)
+            t = nc.createVariable("time", "i4", ("time",))
+            t.units = "hours since 1999-12-31 00:00:00"
+            t[:] = np.arange(6, dtype="i4") * 6
+            nc.createVariable("x", "f8", ("x",))[:] = [0.5, 1.5, 2.5, 3.5]
+            v = nc.createVariable("wind", "f4", ("time", "x"))
+            v.units = "m s-1"
+            v[:] = np.arange(24, dtype="f4").reshape(6, 4) / 4
+            nc.createVariable("code", "c", ("x", "strlen"))[:] = np.array(
+                [list(b"abc"), list(b"de "), list(b"f  "), list(b"ghi")], dtype="S1")
+    return write
+
+
+HDF5 = {"mixed": _mixed, "many_chunks": _many_chunks, "two_unlimited": _two_unlimited,
+        "curvilinear": _curvilinear, "regional_0360": _regional_0360}
+NETCDF3 = {"nc3_classic": _netcdf3("NETCDF3_CLASSIC"),
+           "nc3_64bit_offset": _netcdf3("NETCDF3_64BIT_OFFSET"),
+           "nc3_cdf5": _netcdf3("NETCDF3_64BIT_DATA"),
+           "nc3_scipy_classic": _netcdf3_scipy(1),
+           "nc3_scipy_64bit_offset": _netcdf3_scipy(2)}
+GENERATORS = {**HDF5, **NETCDF3}
 
 
 def write_all(outdir):

@@ -13,7 +13,7 @@ import pytest
 from servers import sample_files, sample_id
 import make_files
 
-IDS = list(make_files.GENERATORS) + [sample_id(p) for p in sample_files()]
+IDS = list(make_files.HDF5) + [sample_id(p) for p in sample_files()]
 RECORD = struct.Struct("<IIQQ")
 ABSENT = 0xFFFFFFFF
 

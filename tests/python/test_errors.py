@@ -114,6 +114,22 @@ def test_cli_errors_name_the_file_and_write_nothing(cloudify, generated, tmp_pat
     assert not os.path.exists(os.path.join(bucket, "index.json"))
 
 
+def test_truncated_netcdf3_names_the_file_and_the_fault(cloudify, generated, tmp_path):
+    """Cut in the header: the file is named; cut in the data: the variable is named too."""
+    with open(generated["nc3_classic"], "rb") as f:
+        whole = f.read()
+    bucket = str(tmp_path / "bucket")
+    for cut, fault in [(200, "header runs past the end"), (len(whole) - 10, "past the end of the file")]:
+        path = tmp_path / f"cut{cut}.nc"
+        path.write_bytes(whole[:cut])
+        r = index(cloudify, bucket, "nc3", str(path))
+        assert r.returncode != 0
+        assert f"cut{cut}.nc" in r.stderr and fault in r.stderr, r.stderr
+        if cut > 200:
+            assert "variable" in r.stderr, r.stderr
+        assert not os.path.exists(os.path.join(bucket, "index.json"))
+
+
 def test_unsupported_filter_is_an_error_naming_variable_and_filter(cloudify, tmp_path):
     import h5py
     import numpy as np

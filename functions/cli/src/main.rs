@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Index NetCDF4/HDF5 sources into a bucket folder as one dataset.
+    /// Index NetCDF4/HDF5 or NetCDF-3 sources into a bucket folder as one dataset.
     Index {
         /// The bucket: a local folder.
         #[arg(long)]

@@ -1,7 +1,7 @@
 //! cloudify-index: the precompute job's reader and publisher.
 //!
 //! ```text
-//!  RangeRead (local file; S3/HTTP later) ──► netcdf4::read_source ──► Indexed (manifest + tables)
+//!  RangeRead (local file; S3/HTTP later) ──► netcdf4 / netcdf3 ──► Indexed (manifest + tables)
 //!                                                                        │
 //!                               Store (bucket) ◄── publish::publish ◄────┘  (index.json last)
 //! ```
@@ -20,6 +20,7 @@ mod attrs;
 mod catalog;
 mod coords;
 mod error;
+mod netcdf3;
 mod netcdf4;
 mod publish;
 mod source;

@@ -110,7 +110,8 @@ impl ServeOptions {
     }
 }
 
-/// Set the served codec and grid of every array; refuse a served chunk over the read budget.
+/// Set the served codec and grid of every array (`--chunks`, else the reader's choice); refuse
+/// a served chunk over the read budget.
 fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
     let m = &mut indexed.manifest;
     m.codec = options.codec;
@@ -126,7 +127,7 @@ fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
         a.served_chunks = a
             .dims
             .iter()
-            .zip(&a.chunks)
+            .zip(&a.served_chunks)
             .map(|(d, c)| options.chunks.get(d).copied().unwrap_or(*c))
             .collect();
         if a.served_chunk_bytes() > DEFAULT_READ_BUDGET {
@@ -141,7 +142,7 @@ fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
     Ok(())
 }
 
-/// Read the dataset `id` from its sources (one file for now).
+/// Read the dataset `id` from its sources (one file for now): NetCDF-3, else NetCDF4/HDF5.
 ///
 /// # Errors
 /// [`IndexError::Source`] for a missing, unreadable or non-HDF5 file, [`IndexError::Variable`]
@@ -160,8 +161,21 @@ pub fn read_dataset(id: &str, sources: &[SourceSpec], options: &ServeOptions) ->
             sources.len()
         )));
     };
-    let reader = SourceReader::open(source)?;
-    let mut indexed = reader.read(id, 0)?;
+    let mut head = [0u8; 4];
+    if source.reader.size() >= 4 {
+        source
+            .reader
+            .read_at(0, &mut head)
+            .map_err(|e| IndexError::Source {
+                file: source.url.clone(),
+                fault: format!("cannot read: {e}"),
+            })?;
+    }
+    let mut indexed = if crate::netcdf3::is_netcdf3(&head) {
+        crate::netcdf3::read(source, id, 0)?
+    } else {
+        SourceReader::open(source)?.read(id, 0)?
+    };
     indexed.manifest.sources = vec![SourceInfo {
         url: source.url.clone(),
         size: source.meta.size,
@@ -185,10 +199,15 @@ impl SourceReader {
             fault,
         };
         if source.reader.size() < 8 {
-            return Err(fault("not an HDF5/NetCDF4 file (too short)".into()));
+            return Err(fault(
+                "not a NetCDF-3 or HDF5/NetCDF4 file (too short)".into(),
+            ));
         }
-        let file = File::from_source(HdfSource(source.reader.clone()))
-            .map_err(|e| fault(format!("not a readable HDF5/NetCDF4 file: {e}")))?;
+        let file = File::from_source(HdfSource(source.reader.clone())).map_err(|e| {
+            fault(format!(
+                "neither NetCDF-3 nor a readable HDF5/NetCDF4 file: {e}"
+            ))
+        })?;
         Ok(Self {
             file_name: source.url.clone(),
             file,

@@ -1,0 +1,530 @@
+//! Reading one NetCDF-3 source (classic, 64-bit offset, CDF-5) into a manifest.
+//!
+//! Written by hand: the format is a short big-endian header (the netCDF "classic format"
+//! specification), and the `netcdf3` crate opens files by path, hides the variables' data
+//! offsets and reads no CDF-5. Reads go through [`RangeRead`], the header only.
+//!
+//! Non-record variables are one chunk each; record variables one chunk per record, at
+//! `begin + record * recsize`. Nothing is compressed, so the raw route serves every variable.
+
+use cloudify_core::codecs::ServedCodec;
+use cloudify_core::manifest::{FORMAT_VERSION, encode_table};
+use cloudify_core::{ArrayMeta, ChunkRef, Manifest};
+use serde_json::{Map, Value, json};
+
+use crate::attrs;
+use crate::error::{IndexError, Result};
+use crate::netcdf4::{ArrayTable, Indexed};
+use crate::source::{RangeRead, SourceSpec};
+
+const NC_DIMENSION: u32 = 0x0A;
+const NC_VARIABLE: u32 = 0x0B;
+const NC_ATTRIBUTE: u32 = 0x0C;
+/// `numrecs` of a file still being written.
+const STREAMING: u64 = 0xFFFF_FFFF;
+/// Decoded bytes the re-encoding routes aim for per served chunk of a record variable.
+const SERVED_RECORD_BYTES: u64 = 1 << 20;
+/// Header bytes read at a time.
+const BLOCK: usize = 64 << 10;
+
+/// Whether `head` (the file's first bytes) opens a NetCDF-3 file.
+pub fn is_netcdf3(head: &[u8]) -> bool {
+    matches!(head, [b'C', b'D', b'F', 1 | 2 | 5, ..])
+}
+
+/// The header, read forward through a growing buffer of the file's first bytes.
+struct Header<'a> {
+    reader: &'a dyn RangeRead,
+    buf: Vec<u8>,
+    pos: usize,
+    /// CDF-5: 64-bit counts and sizes.
+    wide: bool,
+    /// CDF-2 and CDF-5: 64-bit `begin` offsets.
+    wide_offsets: bool,
+}
+
+impl Header<'_> {
+    fn take(&mut self, n: usize) -> std::result::Result<&[u8], String> {
+        let end = self.pos.checked_add(n).ok_or("header length overflows")?;
+        if end > self.buf.len() {
+            let size = usize::try_from(self.reader.size()).map_err(|e| e.to_string())?;
+            let want = end.max(self.buf.len() + BLOCK).min(size);
+            if end > want {
+                return Err("the header runs past the end of the file (truncated?)".into());
+            }
+            let old = self.buf.len();
+            self.buf.resize(want, 0);
+            self.reader
+                .read_at(old as u64, &mut self.buf[old..])
+                .map_err(|e| format!("reading the header: {e}"))?;
+        }
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn u32(&mut self) -> std::result::Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> std::result::Result<u64, String> {
+        let b = self.take(8)?;
+        Ok(u64::from_be_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
+    }
+
+    /// A count or size: 32 bits, 64 in CDF-5.
+    fn count(&mut self) -> std::result::Result<u64, String> {
+        if self.wide {
+            self.u64()
+        } else {
+            self.u32().map(u64::from)
+        }
+    }
+
+    fn offset(&mut self) -> std::result::Result<u64, String> {
+        if self.wide_offsets {
+            self.u64()
+        } else {
+            self.u32().map(u64::from)
+        }
+    }
+
+    /// `n` bytes and the padding that follows them to a 4-byte boundary.
+    fn padded(&mut self, n: u64) -> std::result::Result<Vec<u8>, String> {
+        let n = usize::try_from(n).map_err(|e| e.to_string())?;
+        let bytes = self.take(n)?.to_vec();
+        self.take((4 - n % 4) % 4)?;
+        Ok(bytes)
+    }
+
+    fn name(&mut self) -> std::result::Result<String, String> {
+        let n = self.count()?;
+        String::from_utf8(self.padded(n)?).map_err(|_| "a name is not UTF-8".into())
+    }
+
+    /// A list's tag and length; an absent list is two zeros.
+    fn list(&mut self, tag: u32) -> std::result::Result<u64, String> {
+        let t = self.u32()?;
+        let n = self.count()?;
+        match t {
+            0 if n == 0 => Ok(0),
+            t if t == tag => Ok(n),
+            t => Err(format!("expected list tag {tag:#x}, found {t:#x}")),
+        }
+    }
+
+    fn attributes(&mut self) -> std::result::Result<Map<String, Value>, String> {
+        let n = self.list(NC_ATTRIBUTE)?;
+        let mut out = Map::new();
+        for _ in 0..n {
+            let name = self.name()?;
+            let ty = NcType::from_code(self.u32()?)?;
+            let len = self.count()?;
+            let bytes = self.padded(len.checked_mul(ty.size()).ok_or("attribute too long")?)?;
+            out.insert(name, ty.attribute(&bytes));
+        }
+        Ok(out)
+    }
+}
+
+/// The external types of the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NcType {
+    Byte,
+    Char,
+    Short,
+    Int,
+    Float,
+    Double,
+    UByte,
+    UShort,
+    UInt,
+    Int64,
+    UInt64,
+}
+
+impl NcType {
+    fn from_code(code: u32) -> std::result::Result<Self, String> {
+        Ok(match code {
+            1 => Self::Byte,
+            2 => Self::Char,
+            3 => Self::Short,
+            4 => Self::Int,
+            5 => Self::Float,
+            6 => Self::Double,
+            7 => Self::UByte,
+            8 => Self::UShort,
+            9 => Self::UInt,
+            10 => Self::Int64,
+            11 => Self::UInt64,
+            c => return Err(format!("unknown type code {c}")),
+        })
+    }
+
+    fn size(self) -> u64 {
+        match self {
+            Self::Byte | Self::Char | Self::UByte => 1,
+            Self::Short | Self::UShort => 2,
+            Self::Int | Self::UInt | Self::Float => 4,
+            Self::Double | Self::Int64 | Self::UInt64 => 8,
+        }
+    }
+
+    /// NumPy type string; characters are fixed-length bytes, as xarray reads them.
+    fn dtype(self) -> &'static str {
+        match self {
+            Self::Byte => "|i1",
+            Self::Char => "|S1",
+            Self::Short => ">i2",
+            Self::Int => ">i4",
+            Self::Float => ">f4",
+            Self::Double => ">f8",
+            Self::UByte => "|u1",
+            Self::UShort => ">u2",
+            Self::UInt => ">u4",
+            Self::Int64 => ">i8",
+            Self::UInt64 => ">u8",
+        }
+    }
+
+    /// An attribute's values as JSON: text for characters, a scalar for one number.
+    fn attribute(self, b: &[u8]) -> Value {
+        if self == Self::Char {
+            let end = b.iter().rposition(|c| *c != 0).map_or(0, |i| i + 1);
+            return json!(String::from_utf8_lossy(&b[..end]));
+        }
+        let size = self.size() as usize;
+        let values: Vec<Value> = b
+            .chunks_exact(size)
+            .map(|v| {
+                let mut w = [0u8; 8];
+                w[8 - size..].copy_from_slice(v);
+                let bits = u64::from_be_bytes(w);
+                match self {
+                    Self::Byte => json!(v[0] as i8),
+                    Self::Short => json!(bits as u16 as i16),
+                    Self::Int => json!(bits as u32 as i32),
+                    Self::Int64 => json!(bits as i64),
+                    Self::Float => attrs::float(f64::from(f32::from_bits(bits as u32))),
+                    Self::Double => attrs::float(f64::from_bits(bits)),
+                    _ => json!(bits),
+                }
+            })
+            .collect();
+        match <[Value; 1]>::try_from(values) {
+            Ok([one]) => one,
+            Err(many) => Value::Array(many),
+        }
+    }
+}
+
+struct Dim {
+    name: String,
+    /// 0 for the record dimension.
+    len: u64,
+}
+
+struct Var {
+    name: String,
+    dims: Vec<usize>,
+    attrs: Map<String, Value>,
+    ty: NcType,
+    begin: u64,
+}
+
+/// Index a NetCDF-3 source as dataset `id`.
+///
+/// # Errors
+/// [`IndexError::Source`] for a malformed or truncated header, [`IndexError::Variable`] for a
+/// variable whose data lies outside the file.
+pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed> {
+    let fault = |fault: String| IndexError::Source {
+        file: source.url.clone(),
+        fault: format!("not a readable NetCDF-3 file: {fault}"),
+    };
+    let reader = source.reader.as_ref();
+    let mut h = Header {
+        reader,
+        buf: Vec::new(),
+        pos: 0,
+        wide: false,
+        wide_offsets: false,
+    };
+    let version = h.take(4).map_err(fault)?[3];
+    h.wide = version == 5;
+    h.wide_offsets = version != 1;
+    let numrecs = h.count().map_err(fault)?;
+    let (dims, global, vars) = header(&mut h).map_err(fault)?;
+    let record_dim = dims.iter().position(|d| d.len == 0);
+    let is_record = |v: &Var| v.dims.first().is_some_and(|d| Some(*d) == record_dim);
+    let record_vars: Vec<&Var> = vars.iter().filter(|v| is_record(v)).collect();
+    // One record of a variable: its bytes, padded to 4 unless it is the only record variable.
+    let record_bytes = |v: &Var| -> u64 {
+        let n: u64 = v.dims[1..].iter().map(|d| dims[*d].len).product::<u64>() * v.ty.size();
+        if record_vars.len() == 1 {
+            n
+        } else {
+            n.div_ceil(4) * 4
+        }
+    };
+    let recsize: u64 = record_vars.iter().map(|v| record_bytes(v)).sum();
+    let numrecs = match (numrecs, record_vars.first()) {
+        (STREAMING, Some(first)) if recsize > 0 => {
+            reader.size().saturating_sub(first.begin) / recsize
+        }
+        (STREAMING, _) => 0,
+        (n, _) => n,
+    };
+    let len_of = |d: usize| {
+        if dims[d].len == 0 {
+            numrecs
+        } else {
+            dims[d].len
+        }
+    };
+
+    let mut manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        id: id.to_owned(),
+        attrs: global,
+        sources: Vec::new(),
+        arrays: Default::default(),
+        skipped: Map::new(),
+        codec: ServedCodec::default(),
+        coords: Default::default(),
+    };
+    let mut tables = Vec::new();
+    for v in &vars {
+        let shape: Vec<u64> = v.dims.iter().map(|d| len_of(*d)).collect();
+        let item = v.ty.size();
+        let record = is_record(v);
+        let chunks: Vec<u64> = shape
+            .iter()
+            .enumerate()
+            .map(|(i, s)| if record && i == 0 { 1 } else { (*s).max(1) })
+            .collect();
+        let chunk_bytes = chunks.iter().product::<u64>() * item;
+        let mut served = chunks.clone();
+        if record && let Some(first) = served.first_mut() {
+            *first = (SERVED_RECORD_BYTES / chunk_bytes.max(1)).clamp(1, numrecs.max(1));
+        }
+        let stored: Vec<(u64, ChunkRef)> = match (record, shape.contains(&0)) {
+            (_, true) => Vec::new(),
+            (true, false) => (0..numrecs)
+                .map(|r| (r, chunk(source_index, v.begin + r * recsize, chunk_bytes)))
+                .collect(),
+            (false, false) => vec![(0, chunk(source_index, v.begin, chunk_bytes))],
+        };
+        if let Some((_, last)) = stored.last()
+            && last.offset + last.length > reader.size()
+        {
+            return Err(IndexError::Variable {
+                file: source.url.clone(),
+                variable: v.name.clone(),
+                fault: format!(
+                    "its data ends at byte {}, past the end of the file ({} bytes): truncated?",
+                    last.offset + last.length,
+                    reader.size()
+                ),
+            });
+        }
+        let mut attrs = v.attrs.clone();
+        let fill_value = match attrs.remove("_FillValue") {
+            Some(f @ (Value::Number(_) | Value::String(_))) if v.ty != NcType::Char => f,
+            _ => Value::Null,
+        };
+        let mut meta = ArrayMeta {
+            dims: v.dims.iter().map(|d| dims[*d].name.clone()).collect(),
+            dtype: v.ty.dtype().to_owned(),
+            chunks,
+            served_chunks: served,
+            fill_value,
+            attrs,
+            codecs: Vec::new(),
+            table: format!("tables/{}.bin", tables.len()),
+            records: 0,
+            stored_chunks: stored.len() as u64,
+            kerchunk_excluded: None,
+            shape,
+        };
+        meta.records = meta.grid().iter().product();
+        tables.push(ArrayTable {
+            bytes: encode_table(meta.records, &stored),
+            stored,
+        });
+        manifest.arrays.insert(v.name.clone(), meta);
+    }
+    Ok(Indexed {
+        manifest,
+        tables,
+        absolute_urls: Vec::new(),
+        warnings: Vec::new(),
+    })
+}
+
+fn chunk(source: u32, offset: u64, length: u64) -> ChunkRef {
+    ChunkRef {
+        source,
+        filter_mask: 0,
+        offset,
+        length,
+    }
+}
+
+type Parsed = (Vec<Dim>, Map<String, Value>, Vec<Var>);
+
+/// Dimensions, global attributes and variables, after magic and `numrecs`.
+fn header(h: &mut Header<'_>) -> std::result::Result<Parsed, String> {
+    let ndims = h.list(NC_DIMENSION)?;
+    let mut dims = Vec::new();
+    for _ in 0..ndims {
+        let name = h.name()?;
+        let len = h.count()?;
+        dims.push(Dim { name, len });
+    }
+    let global = h.attributes()?;
+    let nvars = h.list(NC_VARIABLE)?;
+    let mut vars = Vec::new();
+    for _ in 0..nvars {
+        let name = h.name()?;
+        let rank = h.count()?;
+        let mut ids = Vec::new();
+        for _ in 0..rank {
+            let d = usize::try_from(h.count()?).map_err(|e| e.to_string())?;
+            if d >= dims.len() {
+                return Err(format!("variable {name:?} names dimension #{d}"));
+            }
+            ids.push(d);
+        }
+        if ids.iter().skip(1).any(|d| dims[*d].len == 0) {
+            return Err(format!(
+                "variable {name:?} has the record dimension other than first"
+            ));
+        }
+        let attrs = h.attributes()?;
+        let ty = NcType::from_code(h.u32()?)?;
+        let _vsize = h.count()?; // recomputed: it saturates for large variables
+        let begin = h.offset()?;
+        vars.push(Var {
+            name,
+            dims: ids,
+            attrs,
+            ty,
+            begin,
+        });
+    }
+    Ok((dims, global, vars))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+    use cloudify_core::ObjectMeta;
+
+    /// In-memory bytes as a source.
+    struct Bytes(Vec<u8>);
+
+    impl RangeRead for Bytes {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            let start = offset as usize;
+            let src = self
+                .0
+                .get(start..start + buf.len())
+                .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    fn name(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u32).to_be_bytes());
+        out.extend(s.as_bytes());
+        out.resize(out.len().div_ceil(4) * 4, 0);
+    }
+
+    /// A classic file written while streaming (`numrecs` unknown) with two record variables,
+    /// `a` (3 shorts: 6 bytes, padded to 8 in a record) and `b` (one float), three records.
+    fn streaming_file() -> Vec<u8> {
+        let mut h = b"CDF\x01".to_vec();
+        h.extend(0xFFFF_FFFFu32.to_be_bytes());
+        h.extend(NC_DIMENSION.to_be_bytes());
+        h.extend(2u32.to_be_bytes());
+        name(&mut h, "time");
+        h.extend(0u32.to_be_bytes());
+        name(&mut h, "n");
+        h.extend(3u32.to_be_bytes());
+        h.extend([0u8; 8]); // no global attributes
+        h.extend(NC_VARIABLE.to_be_bytes());
+        h.extend(2u32.to_be_bytes());
+        let header_len = h.len() + 40 + 36; // the two variables below
+        for (var, dims, ty, vsize, offset) in [
+            ("a", &[0u32, 1][..], 3u32, 8u32, 0u32),
+            ("b", &[0u32][..], 5u32, 4u32, 8u32),
+        ] {
+            name(&mut h, var);
+            h.extend((dims.len() as u32).to_be_bytes());
+            for d in dims {
+                h.extend(d.to_be_bytes());
+            }
+            h.extend([0u8; 8]); // no attributes
+            h.extend(ty.to_be_bytes());
+            h.extend(vsize.to_be_bytes());
+            h.extend((header_len as u32 + offset).to_be_bytes());
+        }
+        assert_eq!(h.len(), header_len);
+        for r in 0..3u8 {
+            h.extend([0, r, 0, r + 1, 0, r + 2, 0, 0]);
+            h.extend(f32::from(r).to_be_bytes());
+        }
+        h
+    }
+
+    #[test]
+    fn streaming_records_are_counted_from_the_size_and_padded() {
+        let file = streaming_file();
+        let begin = (file.len() - 36) as u64;
+        let source = SourceSpec {
+            url: "s.nc".into(),
+            absolute_url: "file:///s.nc".into(),
+            meta: ObjectMeta {
+                size: file.len() as u64,
+                etag: None,
+            },
+            reader: Arc::new(Bytes(file)),
+        };
+        let indexed = read(&source, "s", 0).unwrap();
+        let a = &indexed.manifest.arrays["a"];
+        assert_eq!(
+            (a.shape.clone(), a.chunks.clone()),
+            (vec![3, 3], vec![1, 3])
+        );
+        assert_eq!(a.dtype, ">i2");
+        let offsets: Vec<(u64, u64)> = indexed.tables[0]
+            .stored
+            .iter()
+            .map(|(_, c)| (c.offset, c.length))
+            .collect();
+        assert_eq!(offsets, vec![(begin, 6), (begin + 12, 6), (begin + 24, 6)]);
+        let b = &indexed.tables[1].stored;
+        assert_eq!(b[2].1.offset, begin + 8 + 24);
+        assert_eq!(indexed.manifest.arrays["b"].served_chunks, vec![3]);
+    }
+
+    #[test]
+    fn only_cdf_magic_is_netcdf3() {
+        assert!(is_netcdf3(b"CDF\x02rest"));
+        assert!(is_netcdf3(b"CDF\x05"));
+        assert!(!is_netcdf3(b"CDF\x03"));
+        assert!(!is_netcdf3(b"\x89HDF\r\n"));
+    }
+}
