@@ -27,8 +27,15 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         std::fs::write(&source, SAMPLE)
             .with_context(|| format!("cannot write {}", source.display()))?;
     }
-    let published =
-        crate::sources::index(bucket, DATASET, &[&source], &Default::default(), "demo").await?;
+    let published = crate::sources::index(
+        bucket,
+        DATASET,
+        &[&source],
+        &Default::default(),
+        None,
+        "demo",
+    )
+    .await?;
     crate::sources::catalog(bucket, Some(format!("http://{addr}")), None).await?;
     println!(
         "indexed {} as dataset {DATASET} (version {})",

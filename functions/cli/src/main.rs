@@ -42,9 +42,13 @@ enum Command {
         /// The STAC collection the dataset belongs to.
         #[arg(long, default_value = cloudify_core::registry::DEFAULT_COLLECTION)]
         collection: String,
+        /// With several sources: the dimension they follow each other along (e.g. time);
+        /// they are ordered by its coordinate's values.
+        #[arg(long)]
+        concat_dim: Option<String>,
         #[command(flatten)]
         catalog: CatalogArgs,
-        /// Source files.
+        /// Source files, or glob patterns ('data/tas_*.nc'): the dataset's whole membership.
         #[arg(required = true)]
         sources: Vec<PathBuf>,
     },
@@ -114,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             codec,
             chunks,
             collection,
+            concat_dim,
             catalog,
             sources,
         } => {
@@ -121,7 +126,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 codec: ServedCodec::parse(&codec)?,
                 chunks: ServeOptions::parse_chunks(&chunks)?,
             };
-            let p = sources::index(&bucket, &dataset, &sources, &options, &collection).await?;
+            let p = sources::index(
+                &bucket,
+                &dataset,
+                &sources,
+                &options,
+                concat_dim.as_deref(),
+                &collection,
+            )
+            .await?;
             let written =
                 sources::catalog(&bucket, catalog.public_url, catalog.catalog_config).await?;
             println!(

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use cloudify_core::Store;
 use cloudify_core::stac::CatalogInfo;
-use cloudify_index::{LocalFile, Published, ServeOptions, SourceSpec};
+use cloudify_index::{Concat, LocalFile, Published, ServeOptions, SourceSpec};
 use cloudify_stores::LocalStore;
 
-/// Index `sources` into the bucket folder as dataset `id`, and publish it.
+/// Index `sources` (paths or glob patterns) into the bucket folder as dataset `id`,
+/// concatenated along `concat_dim` when there are several, and publish it.
 ///
 /// # Errors
 /// A message naming the file and fault; nothing is written then.
@@ -18,6 +19,7 @@ pub async fn index(
     id: &str,
     sources: &[impl AsRef<Path>],
     options: &ServeOptions,
+    concat_dim: Option<&str>,
     collection: &str,
 ) -> anyhow::Result<Published> {
     std::fs::create_dir_all(bucket)
@@ -27,13 +29,17 @@ pub async fn index(
         .with_context(|| format!("bucket folder {}", bucket.display()))?;
     let store = LocalStore::new(&bucket_root);
     let mut specs = Vec::new();
-    for s in sources {
-        specs.push(spec(&bucket_root, &store, s.as_ref()).await?);
+    for path in expand(sources)? {
+        specs.push(spec(&bucket_root, &store, &path).await?);
     }
+    let concat = concat_dim.map(|dim| Concat {
+        dim: dim.to_owned(),
+        bucket_url: format!("file://{}", bucket_root.display()),
+    });
     let indexed = tokio::task::spawn_blocking({
         let id = id.to_owned();
         let options = options.clone();
-        move || cloudify_index::read_dataset(&id, &specs, &options)
+        move || cloudify_index::read_dataset(&id, &specs, &options, concat.as_ref())
     })
     .await??;
     for w in &indexed.warnings {
@@ -73,6 +79,34 @@ pub async fn catalog(
         info.public_url = url.trim_end_matches('/').to_owned();
     }
     Ok(cloudify_index::write_catalog(&store, &info).await?)
+}
+
+/// The files `sources` name: each a path, or a glob pattern matching at least one file (in
+/// sorted order). The same file named twice is an error.
+fn expand(sources: &[impl AsRef<Path>]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for s in sources {
+        let s = s.as_ref();
+        let text = s.to_string_lossy();
+        if s.exists() || !text.contains(['*', '?', '[']) {
+            out.push(s.to_owned());
+            continue;
+        }
+        let mut matched: Vec<PathBuf> = glob::glob(&text)
+            .map_err(|e| anyhow!("{text}: not a valid glob pattern: {e}"))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow!("{text}: {e}"))?;
+        if matched.is_empty() {
+            return Err(anyhow!("{text}: no file matches this pattern"));
+        }
+        matched.sort();
+        out.extend(matched);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = out.iter().find(|p| !seen.insert(p.canonicalize().ok())) {
+        return Err(anyhow!("{}: named twice", twice.display()));
+    }
+    Ok(out)
 }
 
 /// Name a source as DESIGN.md says: a key when it lives in the bucket, else a `file://` URL.

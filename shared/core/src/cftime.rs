@@ -247,6 +247,19 @@ impl Units {
         })
     }
 
+    /// `value` as seconds since `calendar`'s own epoch: comparable, and convertible to other
+    /// units, across values with different references in the same calendar.
+    pub fn seconds(&self, value: f64, calendar: Calendar) -> f64 {
+        calendar.day_number(self.reference) as f64 * 86_400.0
+            + self.reference_seconds
+            + value * self.seconds_per_unit
+    }
+
+    /// `value` in these units expressed in `to`, in the same calendar.
+    pub fn convert(&self, value: f64, to: &Units, calendar: Calendar) -> f64 {
+        (self.seconds(value, calendar) - to.seconds(0.0, calendar)) / to.seconds_per_unit
+    }
+
     /// The date and time `value` units after the reference, in `calendar`.
     pub fn decode(&self, value: f64, calendar: Calendar) -> Option<DateTime> {
         let offset_seconds = value * self.seconds_per_unit;
@@ -278,6 +291,22 @@ mod tests {
             .decode(value, cal)
             .unwrap()
             .rfc3339()
+    }
+
+    #[test]
+    fn conversion_between_references_and_units() {
+        let days = Units::parse("days since 2000-01-01").unwrap();
+        let hours = Units::parse("hours since 2000-01-02 06:00").unwrap();
+        for cal in ["standard", "noleap", "360_day"] {
+            let cal = Calendar::parse(Some(cal)).unwrap();
+            assert_eq!(days.convert(1.25, &hours, cal), 0.0);
+            assert_eq!(hours.convert(18.0, &days, cal), 2.0);
+        }
+        let noleap = Calendar::parse(Some("noleap")).unwrap();
+        let y2001 = Units::parse("days since 2001-01-01").unwrap();
+        assert_eq!(y2001.convert(0.0, &days, noleap), 365.0);
+        let standard = Calendar::parse(Some("standard")).unwrap();
+        assert_eq!(y2001.convert(0.0, &days, standard), 366.0);
     }
 
     #[test]

@@ -48,12 +48,12 @@ pub fn summarise(indexed: &mut Indexed, sources: &[SourceSpec]) -> Result<()> {
     Ok(())
 }
 
-/// Every value of an array, as f64, absent chunks as the fill value.
-fn read_values(
+/// An array's decoded bytes in C order and little-endian, absent chunks as the fill value.
+pub(crate) fn read_le_bytes(
     a: &ArrayMeta,
     stored: &[(u64, ChunkRef)],
     sources: &[SourceSpec],
-) -> std::result::Result<Vec<f64>, String> {
+) -> std::result::Result<Vec<u8>, String> {
     let item = u64::from(a.item_size().unwrap_or(1));
     let total = a.shape.iter().product::<u64>();
     let fill = codecs::fill_bytes(&a.dtype, &a.fill_value);
@@ -91,6 +91,17 @@ fn read_values(
     if a.dtype.starts_with('>') {
         codecs::swap_bytes(&mut buf, item as usize);
     }
+    Ok(buf)
+}
+
+/// Every value of an array, as f64, absent chunks as the fill value.
+pub(crate) fn read_values(
+    a: &ArrayMeta,
+    stored: &[(u64, ChunkRef)],
+    sources: &[SourceSpec],
+) -> std::result::Result<Vec<f64>, String> {
+    let item = u64::from(a.item_size().unwrap_or(1));
+    let buf = read_le_bytes(a, stored, sources)?;
     let kind = a.dtype.as_bytes().get(1).copied().unwrap_or(b'u');
     Ok(buf
         .chunks_exact(item as usize)

@@ -18,6 +18,7 @@
 
 mod attrs;
 mod catalog;
+mod concat;
 mod coords;
 mod error;
 mod netcdf3;
@@ -26,6 +27,7 @@ mod publish;
 mod source;
 
 pub use catalog::{CONFIG_KEY, load_config, write_catalog};
+pub use concat::Concat;
 pub use error::{IndexError, Result};
 pub use netcdf4::{ArrayTable, Indexed, ServeOptions, read_dataset};
 pub use publish::{Published, publish};

@@ -362,6 +362,7 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
         tables,
         absolute_urls: Vec::new(),
         warnings: Vec::new(),
+        inline: Vec::new(),
     })
 }
 

@@ -11,6 +11,7 @@ use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, Layout};
 use serde_json::{Map, Value, json};
 
 use crate::attrs;
+use crate::concat::Concat;
 use crate::error::{IndexError, Result};
 use crate::source::{HdfSource, SourceSpec};
 
@@ -33,6 +34,9 @@ pub struct Indexed {
     pub absolute_urls: Vec<String>,
     /// Warnings for the operator (skipped variables), each naming file and variable.
     pub warnings: Vec<String>,
+    /// Objects the indexer computed (converted time values), by bucket key: written with the
+    /// tables, named as sources by the manifest.
+    pub inline: Vec<(String, Vec<u8>)>,
 }
 
 /// One array's chunk table, encoded and as a list.
@@ -142,25 +146,56 @@ fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
     Ok(())
 }
 
-/// Read the dataset `id` from its sources (one file for now): NetCDF-3, else NetCDF4/HDF5.
+/// Read the dataset `id` from its sources: NetCDF-3, else NetCDF4/HDF5; several sources only
+/// with `concat`, the dimension they follow each other along.
 ///
 /// # Errors
-/// [`IndexError::Source`] for a missing, unreadable or non-HDF5 file, [`IndexError::Variable`]
-/// for a variable with a filter no Zarr codec matches, [`IndexError::Invalid`] for options
-/// that do not fit; nothing is returned then.
-pub fn read_dataset(id: &str, sources: &[SourceSpec], options: &ServeOptions) -> Result<Indexed> {
+/// [`IndexError::Source`] for a missing, unreadable or non-NetCDF file, [`IndexError::Variable`]
+/// for a variable with a filter no Zarr codec matches or that differs between sources,
+/// [`IndexError::Invalid`] for options that do not fit; nothing is returned then.
+pub fn read_dataset(
+    id: &str,
+    sources: &[SourceSpec],
+    options: &ServeOptions,
+    concat: Option<&Concat>,
+) -> Result<Indexed> {
     if !cloudify_core::key::is_valid_id(id) {
         return Err(IndexError::Invalid(format!(
             "dataset id {id:?} must be 1-128 characters of [A-Za-z0-9._-], not starting with '.'"
         )));
     }
-    let [source] = sources else {
-        return Err(IndexError::Invalid(format!(
-            "dataset {id}: {} sources given; a dataset is one file until multi-file \
-             aggregation (--concat-dim) lands",
-            sources.len()
-        )));
+    let (mut indexed, specs) = match (sources, concat) {
+        ([], _) => {
+            return Err(IndexError::Invalid(format!(
+                "dataset {id}: no source given"
+            )));
+        }
+        ([one], _) => {
+            let mut indexed = read_one(one, id, 0)?;
+            indexed.manifest.sources = vec![SourceInfo {
+                url: one.url.clone(),
+                size: one.meta.size,
+                etag: one.meta.etag.clone(),
+            }];
+            indexed.absolute_urls = vec![one.absolute_url.clone()];
+            (indexed, sources.to_vec())
+        }
+        (many, Some(how)) => crate::concat::concat(id, many, how, |s, i| read_one(s, id, i))?,
+        (many, None) => {
+            return Err(IndexError::Invalid(format!(
+                "dataset {id}: {} sources given; name the dimension they follow each other \
+                 along with --concat-dim",
+                many.len()
+            )));
+        }
     };
+    apply(&mut indexed, options)?;
+    crate::coords::summarise(&mut indexed, &specs)?;
+    Ok(indexed)
+}
+
+/// One source as a dataset of its own, its chunks naming it as source `index`.
+fn read_one(source: &SourceSpec, id: &str, index: u32) -> Result<Indexed> {
     let mut head = [0u8; 4];
     if source.reader.size() >= 4 {
         source
@@ -171,20 +206,11 @@ pub fn read_dataset(id: &str, sources: &[SourceSpec], options: &ServeOptions) ->
                 fault: format!("cannot read: {e}"),
             })?;
     }
-    let mut indexed = if crate::netcdf3::is_netcdf3(&head) {
-        crate::netcdf3::read(source, id, 0)?
+    if crate::netcdf3::is_netcdf3(&head) {
+        crate::netcdf3::read(source, id, index)
     } else {
-        SourceReader::open(source)?.read(id, 0)?
-    };
-    indexed.manifest.sources = vec![SourceInfo {
-        url: source.url.clone(),
-        size: source.meta.size,
-        etag: source.meta.etag.clone(),
-    }];
-    indexed.absolute_urls = vec![source.absolute_url.clone()];
-    apply(&mut indexed, options)?;
-    crate::coords::summarise(&mut indexed, sources)?;
-    Ok(indexed)
+        SourceReader::open(source)?.read(id, index)
+    }
 }
 
 struct SourceReader {
@@ -278,6 +304,7 @@ impl SourceReader {
             tables,
             absolute_urls: Vec::new(),
             warnings,
+            inline: Vec::new(),
         })
     }
 

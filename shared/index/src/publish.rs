@@ -55,12 +55,18 @@ pub async fn publish(bucket: &dyn Store, indexed: &Indexed, collection: &str) ->
             .map(|t| t.stored.clone())
             .unwrap_or_default()
     });
-    let mut objects: Vec<(String, Bytes)> = m
-        .arrays
-        .values()
-        .zip(&indexed.tables)
-        .map(|(a, t)| (format!("{dir}/{}", a.table), Bytes::from(t.bytes.clone())))
+    // Computed values first (content-addressed, shared by versions), then the version's own.
+    let mut objects: Vec<(String, Bytes)> = indexed
+        .inline
+        .iter()
+        .map(|(key, b)| (key.clone(), Bytes::from(b.clone())))
         .collect();
+    objects.extend(
+        m.arrays
+            .values()
+            .zip(&indexed.tables)
+            .map(|(a, t)| (format!("{dir}/{}", a.table), Bytes::from(t.bytes.clone()))),
+    );
     objects.push((format!("{dir}/refs.json"), Bytes::from(refs.to_string())));
     // The manifest last: a version folder with a manifest is complete.
     objects.push((manifest_key(&m.id, &version), Bytes::from(manifest_json)));

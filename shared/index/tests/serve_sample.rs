@@ -28,7 +28,7 @@ fn index_sample(id: &str) -> Indexed {
         meta: ObjectMeta { size, etag: None },
         reader: Arc::new(reader),
     };
-    read_dataset(id, &[spec], &ServeOptions::default()).unwrap()
+    read_dataset(id, &[spec], &ServeOptions::default(), None).unwrap()
 }
 
 /// A bucket holding the sample as a source and its index.

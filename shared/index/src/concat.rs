@@ -1,0 +1,610 @@
+//! Several sources of one dataset concatenated along a dimension (`--concat-dim`).
+//!
+//! Each source is indexed alone, then the sources are ordered by the first value of the
+//! dimension's coordinate, checked against the first (variables, dimensions, dtypes, codecs,
+//! packing, the values of the other coordinates), and their chunk tables are laid end to end
+//! along the dimension. That needs chunk boundaries that stay regular across files: the same
+//! chunk length `c` in every file, and every file but the last a multiple of `c` long. An
+//! uncompressed contiguous variable (NetCDF-3, or HDF5 written without chunking) is first cut
+//! into rows, whose byte ranges are known, so files of any lengths (leap years) line up.
+//! Time values in other units than the first file's are converted and stored in the bucket.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use cloudify_core::ObjectMeta;
+use cloudify_core::cftime::{Calendar, Units};
+use cloudify_core::manifest::{self, encode_table};
+use cloudify_core::{ArrayMeta, ChunkRef, Manifest, SourceInfo};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::coords::{read_le_bytes, read_values};
+use crate::error::{IndexError, Result};
+use crate::netcdf4::{ArrayTable, Indexed};
+use crate::source::{RangeRead, SourceSpec};
+
+/// Largest array along the dimension stored whole in the bucket when its chunks do not line up.
+const MAX_INLINE: u64 = 16 << 20;
+/// Attributes that change how stored values decode: they must agree across files.
+const DECODING: [&str; 3] = ["scale_factor", "add_offset", "calendar"];
+
+/// How to aggregate: the dimension, and the bucket's absolute URL (for the kerchunk export of
+/// values the indexer stores in the bucket itself).
+#[derive(Debug, Clone)]
+pub struct Concat {
+    /// The dimension the sources follow each other along.
+    pub dim: String,
+    /// Absolute URL of the bucket's root, without a trailing slash.
+    pub bucket_url: String,
+}
+
+/// One source, indexed alone.
+struct Part {
+    indexed: Indexed,
+    spec: SourceSpec,
+}
+
+impl Part {
+    fn err(&self, variable: &str, fault: impl Into<String>) -> IndexError {
+        IndexError::Variable {
+            file: self.spec.url.clone(),
+            variable: variable.to_owned(),
+            fault: fault.into(),
+        }
+    }
+
+    fn array(&self, name: &str) -> Option<(&ArrayMeta, &ArrayTable)> {
+        let m = &self.indexed.manifest;
+        let i = m.arrays.get_index_of(name)?;
+        Some((&m.arrays[i], self.indexed.tables.get(i)?))
+    }
+
+    /// Every value of array `name`, as f64.
+    fn values(&self, name: &str, sources: &[SourceSpec]) -> Result<Vec<f64>> {
+        let (a, t) = self
+            .array(name)
+            .ok_or_else(|| self.err(name, "is missing"))?;
+        read_values(a, &t.stored, sources).map_err(|f| self.err(name, f))
+    }
+
+    /// CF time units and calendar of array `name`, when it has them; a bounds variable
+    /// without its own takes those of the variable it bounds, as CF says.
+    fn time_units(&self, name: &str) -> Option<(Units, Calendar, String)> {
+        let (a, _) = self.array(name)?;
+        let parent = || {
+            self.indexed
+                .manifest
+                .arrays
+                .values()
+                .find(|p| p.attrs.get("bounds").and_then(Value::as_str) == Some(name))
+        };
+        let owner = if a.attrs.contains_key("units") {
+            a
+        } else {
+            parent()?
+        };
+        let text = owner.attrs.get("units")?.as_str()?;
+        let units = Units::parse(text)?;
+        let calendar = Calendar::parse(owner.attrs.get("calendar").and_then(Value::as_str))?;
+        Some((units, calendar, text.to_owned()))
+    }
+}
+
+/// Index `sources` as one dataset concatenated along `how.dim`. Chunk references name the
+/// sources by their position in the returned list (ordered along the dimension), which ends
+/// with any object the indexer stores in the bucket (see [`Indexed::inline`]).
+///
+/// # Errors
+/// [`IndexError::Variable`]/[`IndexError::Source`] naming the first file that disagrees with
+/// the first one, and what disagrees.
+pub(crate) fn concat(
+    id: &str,
+    sources: &[SourceSpec],
+    how: &Concat,
+    read_one: impl Fn(&SourceSpec, u32) -> Result<Indexed>,
+) -> Result<(Indexed, Vec<SourceSpec>)> {
+    let dim = how.dim.as_str();
+    let mut parts = Vec::with_capacity(sources.len());
+    for (i, spec) in sources.iter().enumerate() {
+        let indexed = read_one(spec, i as u32)?;
+        parts.push(Part {
+            indexed,
+            spec: spec.clone(),
+        });
+    }
+    if !parts[0]
+        .indexed
+        .manifest
+        .arrays
+        .values()
+        .any(|a| a.dims.iter().any(|d| d == dim))
+    {
+        return Err(IndexError::Invalid(format!(
+            "{}: no variable has the dimension {dim:?} given to --concat-dim",
+            sources[0].url
+        )));
+    }
+    order(&mut parts, dim, sources)?;
+    // Chunk references by position along the dimension.
+    let mut specs: Vec<SourceSpec> = parts.iter().map(|p| p.spec.clone()).collect();
+    for (j, p) in parts.iter_mut().enumerate() {
+        let arrays = p.indexed.manifest.arrays.values();
+        for (a, t) in arrays.zip(&mut p.indexed.tables) {
+            for (_, c) in &mut t.stored {
+                c.source = j as u32;
+            }
+            t.bytes = encode_table(a.records, &t.stored);
+        }
+    }
+    let first = &parts[0];
+    for p in &parts[1..] {
+        agree(first, p, dim, &specs)?;
+    }
+
+    let mut out = first.indexed.clone();
+    out.warnings = parts
+        .iter()
+        .flat_map(|p| p.indexed.warnings.clone())
+        .collect();
+    let names: Vec<String> = out.manifest.arrays.keys().cloned().collect();
+    let coordinates = coordinates_and_bounds(&out.manifest);
+    for (position, name) in names.iter().enumerate() {
+        let a = out.manifest.arrays[position].clone();
+        let Some(k) = a.dims.iter().position(|d| d == dim) else {
+            continue;
+        };
+        let converted = match first.time_units(name) {
+            Some((units, calendar, text)) if parts[1..].iter().any(|p| differs(p, name, &text)) => {
+                Some(convert(&parts, name, k, &units, calendar, &specs)?)
+            }
+            _ => None,
+        };
+        let stored = match converted {
+            Some(values) => Some((values.iter().flat_map(|v| v.to_le_bytes()).collect(), "<f8")),
+            None => match join(&parts, name, k) {
+                Ok(joined) => {
+                    (out.manifest.arrays[position], out.tables[position]) = joined;
+                    None
+                }
+                // A coordinate (or its bounds) along the dimension, say with an unlimited
+                // dimension's 512-long chunks, is stored whole instead: it is small, and read
+                // at index time anyway. Data variables are never read.
+                Err(_) if k == 0 && coordinates.contains(name) && bytes_of(&a) <= MAX_INLINE => {
+                    Some((concatenated(&parts, name, &specs)?, a.dtype.as_str()))
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if let Some((bytes, dtype)) = stored {
+            let dtype = dtype.replace('>', "<");
+            let (meta, table, spec) = inline(id, &a, bytes, &dtype, specs.len() as u32, how);
+            specs.push(spec);
+            out.manifest.arrays[position] = meta;
+            out.tables[position] = table;
+        }
+    }
+    out.manifest.sources = specs
+        .iter()
+        .map(|s| SourceInfo {
+            url: s.url.clone(),
+            size: s.meta.size,
+            etag: s.meta.etag.clone(),
+        })
+        .collect();
+    out.absolute_urls = specs.iter().map(|s| s.absolute_url.clone()).collect();
+    out.inline = specs[parts.len()..]
+        .iter()
+        .map(|s| {
+            let mut b = vec![0; s.meta.size as usize];
+            s.reader.read_at(0, &mut b).map(|()| (s.url.clone(), b))
+        })
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| IndexError::Invalid(format!("stored values: {e}")))?;
+    Ok((out, specs))
+}
+
+/// Coordinate variables and the bounds variables they name.
+fn coordinates_and_bounds(m: &Manifest) -> Vec<String> {
+    let mut names: Vec<String> = m
+        .coordinate_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let bounds: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            m.arrays
+                .get(n)?
+                .attrs
+                .get("bounds")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    names.extend(bounds);
+    names
+}
+
+/// Decoded size of a whole array.
+fn bytes_of(a: &ArrayMeta) -> u64 {
+    a.shape.iter().product::<u64>() * u64::from(a.item_size().unwrap_or(8))
+}
+
+/// Sort the parts by the first value of the dimension's coordinate (in the first file's time
+/// units when it has them); keep the given order when there is no coordinate.
+fn order(parts: &mut [Part], dim: &str, sources: &[SourceSpec]) -> Result<()> {
+    if parts[0].array(dim).is_none() {
+        return Ok(());
+    }
+    let mut keyed = Vec::with_capacity(parts.len());
+    for (i, p) in parts.iter().enumerate() {
+        let first = p.values(dim, sources)?.first().copied().unwrap_or(f64::NAN);
+        let key = match p.time_units(dim) {
+            Some((units, calendar, _)) => units.seconds(first, calendar),
+            None => first,
+        };
+        keyed.push((key, i));
+    }
+    keyed.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal));
+    if let Some(w) = keyed.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(parts[w[1].1].err(
+            dim,
+            format!(
+                "starts at the same value as in {}; a dimension cannot repeat",
+                parts[w[0].1].spec.url
+            ),
+        ));
+    }
+    let perm: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+    apply_permutation(parts, &perm);
+    Ok(())
+}
+
+/// Reorder `items` so that position `j` holds what was at `perm[j]`.
+fn apply_permutation<T>(items: &mut [T], perm: &[usize]) {
+    let mut taken: Vec<Option<usize>> = perm.iter().map(|i| Some(*i)).collect();
+    // Follow each cycle of the permutation once.
+    for start in 0..items.len() {
+        let mut j = start;
+        while let Some(from) = taken[j].take() {
+            if from == start {
+                break;
+            }
+            items.swap(j, from);
+            j = from;
+        }
+    }
+}
+
+/// Whether `p` writes `name` in other time units than `first_units`.
+fn differs(p: &Part, name: &str, first_units: &str) -> bool {
+    p.time_units(name).is_some_and(|(_, _, t)| t != first_units)
+}
+
+/// Check `p` against the first part: the same variables, dimensions, types, codecs and
+/// decoding attributes, the same shape off the dimension and the same other coordinates.
+fn agree(first: &Part, p: &Part, dim: &str, sources: &[SourceSpec]) -> Result<()> {
+    let fm = &first.indexed.manifest;
+    let pm = &p.indexed.manifest;
+    if let Some(extra) = pm.arrays.keys().find(|n| !fm.arrays.contains_key(*n)) {
+        return Err(p.err(extra, format!("is not in {}", first.spec.url)));
+    }
+    let coords = fm.coordinate_names();
+    for (name, a) in &fm.arrays {
+        let Some(b) = pm.arrays.get(name) else {
+            return Err(p.err(name, format!("is missing; {} has it", first.spec.url)));
+        };
+        let k = a.dims.iter().position(|d| d == dim);
+        let off = |shape: &[u64]| -> Vec<u64> {
+            shape
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != k)
+                .map(|(_, s)| *s)
+                .collect()
+        };
+        let mismatch = if a.dims != b.dims {
+            Some(format!("dimensions {:?}, not {:?}", b.dims, a.dims))
+        } else if a.dtype != b.dtype {
+            Some(format!("dtype {}, not {}", b.dtype, a.dtype))
+        } else if a.codecs != b.codecs {
+            Some(format!("codecs {:?}, not {:?}", b.codecs, a.codecs))
+        } else if off(&a.shape) != off(&b.shape) {
+            Some(format!("shape {:?}, not {:?}", b.shape, a.shape))
+        } else if a.attrs.get("units") != b.attrs.get("units")
+            && (first.time_units(name).is_none() || p.time_units(name).is_none())
+        {
+            Some(format!(
+                "units {}, not {}",
+                b.attrs.get("units").unwrap_or(&Value::Null),
+                a.attrs.get("units").unwrap_or(&Value::Null)
+            ))
+        } else if a.fill_value != b.fill_value {
+            Some(format!("_FillValue {}, not {}", b.fill_value, a.fill_value))
+        } else {
+            DECODING.iter().find_map(|attr| {
+                (a.attrs.get(*attr) != b.attrs.get(*attr)).then(|| {
+                    format!(
+                        "{attr} {}, not {}",
+                        b.attrs.get(*attr).unwrap_or(&Value::Null),
+                        a.attrs.get(*attr).unwrap_or(&Value::Null)
+                    )
+                })
+            })
+        };
+        if let Some(m) = mismatch {
+            return Err(p.err(name, format!("{m} as in {}", first.spec.url)));
+        }
+        let numeric = matches!(a.dtype.as_bytes().get(1), Some(b'f' | b'i' | b'u'));
+        if k.is_none() && numeric && coords.contains(&name.as_str()) {
+            let same = |x: &f64, y: &f64| x == y || (x.is_nan() && y.is_nan());
+            let (x, y) = (first.values(name, sources)?, p.values(name, sources)?);
+            if x.len() != y.len() || !x.iter().zip(&y).all(|(x, y)| same(x, y)) {
+                return Err(p.err(
+                    name,
+                    format!("its values differ from those in {}", first.spec.url),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Concatenate one array's chunk tables along dimension `k`.
+fn join(parts: &[Part], name: &str, k: usize) -> Result<(ArrayMeta, ArrayTable)> {
+    let mut pieces: Vec<(ArrayMeta, Vec<(u64, ChunkRef)>)> = Vec::with_capacity(parts.len());
+    for p in parts {
+        let (a, t) = p.array(name).ok_or_else(|| p.err(name, "is missing"))?;
+        pieces.push((a.clone(), t.stored.clone()));
+    }
+    let lengths: Vec<u64> = pieces.iter().map(|(a, _)| a.shape[k]).collect();
+    let regular = |pieces: &[(ArrayMeta, Vec<(u64, ChunkRef)>)]| {
+        let c = pieces[0].0.chunks[k];
+        pieces.iter().enumerate().all(|(i, (a, _))| {
+            a.chunks == pieces[0].0.chunks && (i + 1 == pieces.len() || a.shape[k] % c == 0)
+        })
+    };
+    let served_k = pieces[0].0.served_chunks[k];
+    if !regular(&pieces) {
+        let contiguous = k == 0
+            && pieces
+                .iter()
+                .all(|(a, stored)| a.codecs.is_empty() && a.chunks == a.shape && stored.len() <= 1);
+        if !contiguous {
+            let (i, (a, _)) = pieces
+                .iter()
+                .enumerate()
+                .find(|(i, (a, _))| {
+                    a.chunks != pieces[0].0.chunks
+                        || (i + 1 < pieces.len() && a.shape[k] % a.chunks[k] != 0)
+                })
+                .unwrap_or((0, &pieces[0]));
+            return Err(parts[i].err(
+                name,
+                format!(
+                    "its chunks {:?} over a length of {} along the concatenated dimension do \
+                     not line up with the other files' (chunks {:?}); irregular chunk \
+                     boundaries across files are not served yet",
+                    a.chunks, a.shape[k], pieces[0].0.chunks
+                ),
+            ));
+        }
+        let g = lengths.iter().copied().fold(0, gcd).max(1);
+        for (a, stored) in &mut pieces {
+            rows(a, stored, g);
+        }
+    }
+    let mut meta = pieces[0].0.clone();
+    meta.shape[k] = lengths.iter().sum();
+    meta.served_chunks[k] = served_k.max(meta.chunks[k]).min(meta.shape[k].max(1));
+    let grid = meta.grid();
+    let mut stored = Vec::new();
+    let mut offset = 0;
+    for (a, refs) in &pieces {
+        let part_grid = a.grid();
+        for (linear, c) in refs {
+            let mut idx = manifest::grid_index(&part_grid, *linear);
+            idx[k] += offset;
+            let at = manifest::linear_index(&grid, &idx)
+                .ok_or_else(|| IndexError::Invalid(format!("{name}: chunk {idx:?} off grid")))?;
+            stored.push((at, *c));
+        }
+        offset += a.shape[k] / meta.chunks[k].max(1);
+    }
+    stored.sort_by_key(|(i, _)| *i);
+    meta.records = grid.iter().product();
+    meta.stored_chunks = stored.len() as u64;
+    let bytes = encode_table(meta.records, &stored);
+    Ok((meta, ArrayTable { bytes, stored }))
+}
+
+/// Cut an uncompressed array stored in one piece into chunks of `g` rows (dimension 0).
+fn rows(a: &mut ArrayMeta, stored: &mut Vec<(u64, ChunkRef)>, g: u64) {
+    let item = u64::from(a.item_size().unwrap_or(1));
+    let row_bytes = a.shape[1..].iter().product::<u64>() * item;
+    let n = a.shape[0] / g;
+    a.chunks[0] = g;
+    *stored = stored
+        .first()
+        .map(|(_, c)| {
+            (0..n)
+                .map(|j| {
+                    let r = ChunkRef {
+                        offset: c.offset + j * g * row_bytes,
+                        length: g * row_bytes,
+                        ..*c
+                    };
+                    (j, r)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The values of time array `name` of every part, in the first part's units, concatenated
+/// along dimension `k` (which must be the first).
+fn convert(
+    parts: &[Part],
+    name: &str,
+    k: usize,
+    to: &Units,
+    calendar: Calendar,
+    sources: &[SourceSpec],
+) -> Result<Vec<f64>> {
+    if k != 0 {
+        return Err(parts[0].err(
+            name,
+            "its time units differ between files and its first dimension is not the \
+             concatenated one; converting it is not supported",
+        ));
+    }
+    let mut out = Vec::new();
+    for p in parts {
+        let (units, cal, _) = p
+            .time_units(name)
+            .ok_or_else(|| p.err(name, "has no CF time units, unlike the first file"))?;
+        if cal != calendar {
+            return Err(p.err(name, "its calendar differs from the first file's"));
+        }
+        out.extend(
+            p.values(name, sources)?
+                .into_iter()
+                .map(|v| units.convert(v, to, calendar)),
+        );
+    }
+    Ok(out)
+}
+
+/// The decoded, little-endian values of array `name` of every part, one after the other
+/// (concatenated along the first dimension).
+fn concatenated(parts: &[Part], name: &str, sources: &[SourceSpec]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for p in parts {
+        let (a, t) = p.array(name).ok_or_else(|| p.err(name, "is missing"))?;
+        out.extend(read_le_bytes(a, &t.stored, sources).map_err(|f| p.err(name, f))?);
+    }
+    Ok(out)
+}
+
+/// Values the indexer assembled (`bytes`, little-endian `dtype`), stored in the bucket as one
+/// chunk under a content-addressed key, and read as source `source` like any other.
+fn inline(
+    id: &str,
+    a: &ArrayMeta,
+    bytes: Vec<u8>,
+    dtype: &str,
+    source: u32,
+    how: &Concat,
+) -> (ArrayMeta, ArrayTable, SourceSpec) {
+    let digest = Sha256::digest(&bytes);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let key = format!("datasets/{id}/values/{hex}.bin");
+    let mut meta = a.clone();
+    meta.dtype = dtype.to_owned();
+    let row = meta.shape[1..].iter().product::<u64>() * u64::from(meta.item_size().unwrap_or(1));
+    meta.shape[0] = bytes.len() as u64 / row.max(1);
+    meta.codecs = Vec::new();
+    meta.chunks = meta.shape.iter().map(|s| (*s).max(1)).collect();
+    meta.served_chunks = meta.chunks.clone();
+    meta.records = 1;
+    meta.stored_chunks = 1;
+    meta.kerchunk_excluded = None;
+    let c = ChunkRef {
+        source,
+        filter_mask: 0,
+        offset: 0,
+        length: bytes.len() as u64,
+    };
+    let stored = vec![(0, c)];
+    let table = ArrayTable {
+        bytes: encode_table(1, &stored),
+        stored,
+    };
+    let spec = SourceSpec {
+        absolute_url: format!("{}/{key}", how.bucket_url),
+        url: key,
+        meta: ObjectMeta {
+            size: bytes.len() as u64,
+            etag: None,
+        },
+        reader: Arc::new(Memory(bytes)),
+    };
+    (meta, table, spec)
+}
+
+/// Bytes held in memory, as a source.
+struct Memory(Vec<u8>);
+
+impl RangeRead for Memory {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let start = usize::try_from(offset).map_err(std::io::Error::other)?;
+        let src = self
+            .0
+            .get(start..start + buf.len())
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutations_put_each_item_where_the_order_says() {
+        for perm in [
+            vec![1, 2, 3, 0],
+            vec![3, 0, 2, 1],
+            vec![0, 1, 2, 3],
+            vec![2, 3, 0, 1],
+        ] {
+            let mut items = vec!['a', 'b', 'c', 'd'];
+            apply_permutation(&mut items, &perm);
+            let want: Vec<char> = perm.iter().map(|i| ['a', 'b', 'c', 'd'][*i]).collect();
+            assert_eq!(items, want, "{perm:?}");
+        }
+    }
+
+    #[test]
+    fn rows_cut_a_contiguous_array_into_byte_ranges() {
+        let mut a = ArrayMeta {
+            shape: vec![6, 2],
+            dims: vec!["t".into(), "x".into()],
+            dtype: "<f4".into(),
+            chunks: vec![6, 2],
+            served_chunks: vec![6, 2],
+            fill_value: Value::Null,
+            attrs: serde_json::Map::new(),
+            codecs: vec![],
+            table: "t".into(),
+            records: 1,
+            stored_chunks: 1,
+            kerchunk_excluded: None,
+        };
+        let c = ChunkRef {
+            source: 3,
+            filter_mask: 0,
+            offset: 100,
+            length: 48,
+        };
+        let mut stored = vec![(0, c)];
+        rows(&mut a, &mut stored, gcd(6, 4));
+        assert_eq!(a.chunks, vec![2, 2]);
+        let ranges: Vec<(u64, u64, u64)> = stored
+            .iter()
+            .map(|(i, c)| (*i, c.offset, c.length))
+            .collect();
+        assert_eq!(ranges, vec![(0, 100, 16), (1, 116, 16), (2, 132, 16)]);
+        assert!(stored.iter().all(|(_, c)| c.source == 3));
+    }
+}
