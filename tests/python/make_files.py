@@ -246,6 +246,39 @@ def _netcdf3_scipy(version):
     return write
 
 
+def model_piece(path, times, units="days since 2000-01-01", chunks=(1, 4, 5), fmt="NETCDF4",
+          scale=None, seed=0, with_bounds=True, lat=None):
+    """One file of a model run split in time: `times` in `units` (noleap), `tas` on a 4x5 grid,
+    chunked `chunks` (packed as int16 with `scale`), with bounds; for multi-file tests."""
+    rng = np.random.default_rng(seed)
+    with netCDF4.Dataset(path, "w", format=fmt) as nc:
+        nc.title = "a model run in pieces"
+        nc.createDimension("time", None)
+        nc.createDimension("lat", 4)
+        nc.createDimension("lon", 5)
+        nc.createDimension("bnds", 2)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units = units
+        t.calendar = "noleap"
+        t.standard_name = "time"
+        if with_bounds:
+            t.bounds = "time_bnds"
+            nc.createVariable("time_bnds", "f8", ("time", "bnds"))[:] = np.stack(
+                [times - 0.5, times + 0.5], axis=1)
+        t[:] = times
+        nc.createVariable("lat", "f4", ("lat",))[:] = lat if lat is not None else [-45, -15, 15, 45]
+        nc.createVariable("lon", "f4", ("lon",))[:] = np.arange(5) * 72.0
+        kw = {} if fmt.startswith("NETCDF3") else {"zlib": True, "chunksizes": chunks}
+        v = nc.createVariable("tas", "i2" if scale else "f4", ("time", "lat", "lon"), **kw)
+        v.units = "K"
+        values = rng.normal(280, 5, (len(times), 4, 5))
+        if scale:
+            v.scale_factor = scale
+            v.add_offset = 250.0
+        v[:] = values
+    return path
+
+
 HDF5 = {"mixed": _mixed, "many_chunks": _many_chunks, "two_unlimited": _two_unlimited,
         "curvilinear": _curvilinear, "regional_0360": _regional_0360}
 NETCDF3 = {"nc3_classic": _netcdf3("NETCDF3_CLASSIC"),

@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 from compare import datasets_equal
+from make_files import model_piece as write
 from servers import sample_files
 
 VIEWS = {"kerchunk": 2, "zarr": 2, "zarr3": 3}
@@ -26,37 +27,6 @@ def index(cloudify, bucket, ds_id, paths, *options):
     return subprocess.run([cloudify, "index", "--bucket", bucket, "--dataset", ds_id,
                            "--concat-dim", "time", *options, *paths],
                           capture_output=True, text=True)
-
-
-def write(path, times, units="days since 2000-01-01", chunks=(1, 4, 5), fmt="NETCDF4",
-          scale=None, seed=0, with_bounds=True, lat=None):
-    rng = np.random.default_rng(seed)
-    with netCDF4.Dataset(path, "w", format=fmt) as nc:
-        nc.title = "a model run in pieces"
-        nc.createDimension("time", None)
-        nc.createDimension("lat", 4)
-        nc.createDimension("lon", 5)
-        nc.createDimension("bnds", 2)
-        t = nc.createVariable("time", "f8", ("time",))
-        t.units = units
-        t.calendar = "noleap"
-        t.standard_name = "time"
-        if with_bounds:
-            t.bounds = "time_bnds"
-            nc.createVariable("time_bnds", "f8", ("time", "bnds"))[:] = np.stack(
-                [times - 0.5, times + 0.5], axis=1)
-        t[:] = times
-        nc.createVariable("lat", "f4", ("lat",))[:] = lat if lat is not None else [-45, -15, 15, 45]
-        nc.createVariable("lon", "f4", ("lon",))[:] = np.arange(5) * 72.0
-        kw = {} if fmt.startswith("NETCDF3") else {"zlib": True, "chunksizes": chunks}
-        v = nc.createVariable("tas", "i2" if scale else "f4", ("time", "lat", "lon"), **kw)
-        v.units = "K"
-        values = rng.normal(280, 5, (len(times), 4, 5))
-        if scale:
-            v.scale_factor = scale
-            v.add_offset = 250.0
-        v[:] = values
-    return path
 
 
 def mfdataset(paths):

@@ -5,6 +5,7 @@ import os
 import shutil
 import sys
 
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(__file__)
@@ -43,6 +44,13 @@ def bucket(cloudify, tmp_path_factory):
         chosen[sample_id(p)] = dest
     for ds_id, path in chosen.items():
         index(cloudify, root, ds_id, path)
+    # A multi-file dataset: three pieces of a run, its time values stored in the bucket (their
+    # 512-step chunks do not line up), read from R2 like any source.
+    pieces = [make_files.model_piece(os.path.join(sources, f"piece{i}.nc"),
+                                     np.arange(n) + start, seed=i)
+              for i, (n, start) in enumerate([(40, 0), (40, 40), (25, 80)])]
+    index(cloudify, root, "pieces", *pieces, "--concat-dim", "time")
+    chosen["pieces"] = pieces
     # For the fault tests only: a source they change, and one chunked over the read budget.
     victim = os.path.join(sources, "victim.nc")
     shutil.copyfile(generated["mixed"], victim)

@@ -118,8 +118,9 @@ def load_bucket(bucket, state):
     bulk_put(state, pairs)
 
 
-def index(cloudify, root, ds_id, path, *options):
-    subprocess.run([cloudify, "index", "--bucket", root, "--dataset", ds_id, *options, path],
+def index(cloudify, root, ds_id, *args):
+    """`cloudify index` of dataset `ds_id`: its sources and options in `args`."""
+    subprocess.run([cloudify, "index", "--bucket", root, "--dataset", ds_id, *args],
                    check=True, capture_output=True)
 
 

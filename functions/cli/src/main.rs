@@ -75,6 +75,32 @@ enum Command {
         #[arg(long, default_value_t = cloudify_core::read::DEFAULT_MERGE_CAP)]
         merge_cap: u64,
     },
+    /// Report sources changed or missing since they were indexed (exit status 1 if any).
+    Check {
+        /// The bucket: a local folder.
+        #[arg(long)]
+        bucket: PathBuf,
+        /// Datasets to check (default: all).
+        ids: Vec<String>,
+    },
+    /// Remove a dataset: from index.json first, then its objects and its catalog entry.
+    Rm {
+        /// The bucket: a local folder.
+        #[arg(long)]
+        bucket: PathBuf,
+        /// The dataset.
+        id: String,
+    },
+    /// Delete versions no longer current (keeping the last N of each dataset) and objects left
+    /// by removed datasets or killed runs. Run it when no indexer is writing.
+    Gc {
+        /// The bucket: a local folder.
+        #[arg(long)]
+        bucket: PathBuf,
+        /// Versions kept per dataset, the current one included.
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
+    },
     /// Write a sample NetCDF4 file, index it into a local bucket and serve it.
     Demo {
         /// The bucket folder to create.
@@ -167,6 +193,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 merge_cap,
             };
             serve::run(&bucket, addr, limits, |_| {}).await
+        }
+        Command::Check { bucket, ids } => {
+            let bad = sources::check(&bucket, &ids).await?;
+            if bad > 0 {
+                return Err(anyhow::anyhow!(
+                    "{bad} sources changed or missing since indexing; reindex their datasets"
+                ));
+            }
+            Ok(())
+        }
+        Command::Rm { bucket, id } => {
+            let store = cloudify_stores::LocalStore::new(&bucket);
+            let Some(deleted) = cloudify_index::remove(&store, &id).await? else {
+                return Err(anyhow::anyhow!(
+                    "{}: no dataset {id:?} in index.json",
+                    bucket.display()
+                ));
+            };
+            let written = sources::catalog(&bucket, None, None).await?;
+            println!("dataset {id} removed ({deleted} objects deleted)");
+            println!("STAC catalog: {written} files written");
+            Ok(())
+        }
+        Command::Gc { bucket, keep } => {
+            let store = cloudify_stores::LocalStore::new(&bucket);
+            let c = cloudify_index::gc(&store, keep).await?;
+            println!(
+                "{} versions and {} objects deleted (kept {keep} versions per dataset)",
+                c.versions, c.objects
+            );
+            Ok(())
         }
         Command::Demo { bucket, addr } => demo::run(&bucket, addr).await,
     }

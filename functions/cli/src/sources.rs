@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use cloudify_core::Store;
 use cloudify_core::stac::CatalogInfo;
-use cloudify_index::{Concat, LocalFile, Published, ServeOptions, SourceSpec};
+use cloudify_index::{Concat, LocalFile, Published, ServeOptions, SourceSpec, SourceState};
 use cloudify_stores::LocalStore;
 
 /// Index `sources` (paths or glob patterns) into the bucket folder as dataset `id`,
@@ -51,6 +51,41 @@ pub async fn index(
         ));
     }
     Ok(cloudify_index::publish(&store, &indexed, collection).await?)
+}
+
+/// Print each dataset's sources that changed or vanished since indexing; return their number.
+///
+/// # Errors
+/// When the bucket's index cannot be read or a dataset is unknown.
+pub async fn check(bucket: &Path, ids: &[String]) -> anyhow::Result<usize> {
+    let store = LocalStore::new(bucket);
+    let local: Arc<dyn Store> = Arc::new(LocalStore::new(bucket));
+    let root: Arc<dyn Store> = Arc::new(LocalStore::new("/"));
+    let resolve = |url: &str| -> Option<(Arc<dyn Store>, String)> {
+        match url.split_once("://") {
+            None => Some((local.clone(), url.to_owned())),
+            Some(("file", path)) => Some((root.clone(), path.trim_start_matches('/').to_owned())),
+            Some(_) => None,
+        }
+    };
+    let mut bad = 0;
+    for d in cloudify_index::check(&store, &resolve, ids).await? {
+        let total = d.sources.len();
+        let mut changed = 0;
+        for (url, state) in &d.sources {
+            match state {
+                SourceState::Unchanged => {}
+                SourceState::Changed(why) => println!("{}: {url}: changed ({why})", d.id),
+                SourceState::Missing => println!("{}: {url}: missing", d.id),
+            }
+            changed += usize::from(*state != SourceState::Unchanged);
+        }
+        if changed == 0 {
+            println!("{}: all {total} sources as indexed", d.id);
+        }
+        bad += changed;
+    }
+    Ok(bad)
 }
 
 /// Regenerate the bucket's static STAC catalog, first storing a new public URL or catalog

@@ -162,4 +162,11 @@ impl Store for HttpSource {
             self.scheme
         )))
     }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Err(Error::Storage(format!(
+            "{}://{key}: HTTP sources are read-only",
+            self.scheme
+        )))
+    }
 }

@@ -143,6 +143,12 @@ impl Store for R2Store {
         )))
     }
 
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Err(Error::Storage(format!(
+            "the Worker serves its bucket read-only; {key} is removed by `cloudify rm` or `gc`"
+        )))
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let mut keys = Vec::new();
         let mut cursor = None;

@@ -14,6 +14,8 @@ pub const INDEX_KEY: &str = "index.json";
 
 /// How often a conditional registry write is retried after losing a race.
 const PUBLISH_ATTEMPTS: usize = 20;
+/// Versions a dataset's entry remembers after its current one (for `cloudify gc --keep`).
+pub const PREVIOUS_KEPT: usize = 16;
 
 /// The registry document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +34,9 @@ pub struct Entry {
     /// The STAC collection the dataset belongs to.
     #[serde(default = "default_collection")]
     pub collection: String,
+    /// Versions it replaced, newest first (at most [`PREVIOUS_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<String>,
 }
 
 /// The collection of datasets indexed without naming one.
@@ -111,16 +116,49 @@ impl Registry {
         version: &str,
         collection: &str,
     ) -> Result<bool> {
-        let entry = Entry {
-            version: version.to_owned(),
-            collection: collection.to_owned(),
-        };
+        Self::update(store, id, |current| {
+            let mut previous = Vec::new();
+            if let Some(e) = current {
+                if e.version == version && e.collection == collection {
+                    return None;
+                }
+                previous.push(e.version.clone());
+                previous.extend(e.previous.iter().cloned());
+            }
+            previous.retain(|v| v != version);
+            previous.dedup();
+            previous.truncate(PREVIOUS_KEPT);
+            Some(Some(Entry {
+                version: version.to_owned(),
+                collection: collection.to_owned(),
+                previous,
+            }))
+        })
+        .await
+    }
+
+    /// Remove `id`; `false` when it was not there.
+    ///
+    /// # Errors
+    /// As [`Self::publish`].
+    pub async fn remove(store: &dyn Store, id: &str) -> Result<bool> {
+        Self::update(store, id, |current| current.map(|_| None)).await
+    }
+
+    /// Read-merge-write of one entry: `change` maps the current entry to the new one (`None`
+    /// removes it), or returns `None` for no change. Returns whether anything was written.
+    async fn update(
+        store: &dyn Store,
+        id: &str,
+        change: impl Fn(Option<&Entry>) -> Option<Option<Entry>>,
+    ) -> Result<bool> {
         for _ in 0..PUBLISH_ATTEMPTS {
             let (mut registry, pre) = Self::load_tagged(store).await?;
-            if registry.datasets.get(id) == Some(&entry) {
-                return Ok(false);
-            }
-            registry.datasets.insert(id.to_owned(), entry.clone());
+            match change(registry.datasets.get(id)) {
+                None => return Ok(false),
+                Some(Some(entry)) => registry.datasets.insert(id.to_owned(), entry),
+                Some(None) => registry.datasets.remove(id),
+            };
             let body =
                 serde_json::to_vec_pretty(&registry).map_err(|e| Error::json(INDEX_KEY, e))?;
             if store.put(INDEX_KEY, Bytes::from(body), pre).await? {
@@ -128,7 +166,7 @@ impl Registry {
             }
         }
         Err(Error::Storage(format!(
-            "{INDEX_KEY} kept changing under {PUBLISH_ATTEMPTS} attempts to publish {id}"
+            "{INDEX_KEY} kept changing under {PUBLISH_ATTEMPTS} attempts to update {id}"
         )))
     }
 }
@@ -151,6 +189,24 @@ mod tests {
             assert_eq!(r.version("a").unwrap(), "v1");
             assert_eq!(r.version("b").unwrap(), "v2");
             assert!(matches!(r.version("c"), Err(Error::NotFound(_))));
+        });
+    }
+
+    #[test]
+    fn replaced_versions_are_remembered_and_removal_keeps_the_others() {
+        block_on(async {
+            let s = MemoryStore::new();
+            for v in ["v1", "v2", "v3", "v2"] {
+                assert!(Registry::publish(&s, "a", v, "c").await.unwrap());
+            }
+            Registry::publish(&s, "b", "w1", "c").await.unwrap();
+            let r = Registry::load(&s).await.unwrap();
+            assert_eq!(r.datasets["a"].version, "v2");
+            assert_eq!(r.datasets["a"].previous, vec!["v3", "v1"]);
+            assert!(Registry::remove(&s, "a").await.unwrap());
+            assert!(!Registry::remove(&s, "a").await.unwrap());
+            let r = Registry::load(&s).await.unwrap();
+            assert_eq!(r.datasets.keys().collect::<Vec<_>>(), vec!["b"]);
         });
     }
 }

@@ -109,6 +109,12 @@ pub trait Store: MaybeSend {
     /// # Errors
     /// [`Error::Storage`] when the backend fails.
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// Remove an object; `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the backend fails or is read-only.
+    async fn delete(&self, key: &str) -> Result<bool>;
 }
 
 /// A store held in memory: for tests, and as the model the other backends are tested against.
@@ -190,6 +196,10 @@ impl Store for MemoryStore {
             .cloned()
             .collect())
     }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(self.objects().remove(key).is_some())
+    }
 }
 
 /// The tag an S3-compatible store (S3, R2) gives an object, unquoted: 32 hex digits of MD5,
@@ -266,6 +276,10 @@ impl Store for PrefixStore {
             .filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned))
             .collect())
     }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.inner.delete(&self.key(key)).await
+    }
 }
 
 /// One read a [`CountingStore`] saw.
@@ -333,6 +347,10 @@ impl<S: Store> Store for CountingStore<S> {
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         self.inner.list(prefix).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.inner.delete(key).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! Writing the static STAC catalog into the bucket from `index.json` and the manifests alone,
 //! so it can be regenerated without reading any source.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use cloudify_core::registry::{Registry, manifest_key};
@@ -97,5 +97,22 @@ pub async fn write_catalog(bucket: &dyn Store, info: &CatalogInfo) -> Result<usi
         )
         .await?,
     );
+    // Items and collections of datasets removed or moved to another collection.
+    let mut current: BTreeSet<String> = [stac::CATALOG_KEY, CONFIG_KEY]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    current.extend(ids.iter().map(|c| stac::collection_key(c)));
+    current.extend(
+        registry
+            .datasets
+            .iter()
+            .map(|(id, e)| stac::item_key(&e.collection, id)),
+    );
+    for key in bucket.list("stac/").await? {
+        if !current.contains(&key) && key.ends_with(".json") && bucket.delete(&key).await? {
+            written += 1;
+        }
+    }
     Ok(written)
 }

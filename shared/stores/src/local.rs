@@ -153,6 +153,24 @@ impl Store for LocalStore {
         .await
         .map_err(|e| Error::Storage(format!("listing failed: {e}")))?
     }
+
+    /// Remove the file, then the folders it leaves empty (up to the root).
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_error(key, e)),
+        }
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != self.root.as_path()) {
+            if tokio::fs::remove_dir(d).await.is_err() {
+                break; // not empty, or gone already
+            }
+            dir = d.parent();
+        }
+        Ok(true)
+    }
 }
 
 fn walk(root: &Path, dir: &Path, keys: &mut Vec<String>) -> std::io::Result<()> {
