@@ -36,6 +36,19 @@ pub async fn index(
         dim: dim.to_owned(),
         bucket_url: format!("file://{}", bucket_root.display()),
     });
+    if !cloudify_core::key::is_valid_id(collection) {
+        return Err(anyhow!(
+            "collection id {collection:?} must be 1-128 characters of [A-Za-z0-9._-]"
+        ));
+    }
+    let inputs = cloudify_index::inputs(&specs, options, concat.as_ref());
+    if let Some(version) = cloudify_index::unchanged(&store, id, &inputs, collection).await? {
+        return Ok(Published {
+            version,
+            objects_written: 0,
+            registry_changed: false,
+        });
+    }
     let indexed = tokio::task::spawn_blocking({
         let id = id.to_owned();
         let options = options.clone();
@@ -44,11 +57,6 @@ pub async fn index(
     .await??;
     for w in &indexed.warnings {
         eprintln!("warning: {w}");
-    }
-    if !cloudify_core::key::is_valid_id(collection) {
-        return Err(anyhow!(
-            "collection id {collection:?} must be 1-128 characters of [A-Za-z0-9._-]"
-        ));
     }
     Ok(cloudify_index::publish(&store, &indexed, collection).await?)
 }

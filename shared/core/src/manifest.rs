@@ -46,6 +46,10 @@ pub struct Manifest {
     /// Coordinate values summarised at index time, for catalogs (extents, steps).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub coords: IndexMap<String, CoordSummary>,
+    /// Hash of what the indexer read (sources with their sizes and tags, options, indexer
+    /// version): a rerun with the same inputs is skipped without reading any source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
 }
 
 impl Manifest {

@@ -291,12 +291,13 @@ pub struct Read {
     pub range: Option<Range<u64>>,
 }
 
-/// A decorator that records every read passed to the inner store: the instrument behind the
-/// "one range read per chunk" guarantees and, later, `Server-Timing`.
+/// A decorator that records every read and write passed to the inner store: the instrument
+/// behind the "one range read per chunk" and "no change, no write" guarantees.
 #[derive(Debug)]
 pub struct CountingStore<S> {
     inner: S,
     reads: Mutex<Vec<Read>>,
+    writes: Mutex<Vec<String>>,
 }
 
 impl<S> CountingStore<S> {
@@ -305,7 +306,20 @@ impl<S> CountingStore<S> {
         Self {
             inner,
             reads: Mutex::new(Vec::new()),
+            writes: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The keys of every write and delete attempted so far, oldest first; clears the log.
+    pub fn take_writes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.writes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn record_write(&self, key: &str) {
+        self.writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(key.to_owned());
     }
 
     /// Every read so far, oldest first; clears the log.
@@ -342,6 +356,7 @@ impl<S: Store> Store for CountingStore<S> {
     }
 
     async fn put(&self, key: &str, bytes: Bytes, precondition: Precondition) -> Result<bool> {
+        self.record_write(key);
         self.inner.put(key, bytes, precondition).await
     }
 
@@ -350,6 +365,7 @@ impl<S: Store> Store for CountingStore<S> {
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
+        self.record_write(key);
         self.inner.delete(key).await
     }
 }

@@ -68,6 +68,7 @@ fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
         skipped: Map::new(),
         codec: ServedCodec::None,
         coords: Default::default(),
+        inputs: None,
     };
     m.arrays.insert("x".into(), array);
     block_on(async {

@@ -32,5 +32,5 @@ pub use concat::Concat;
 pub use error::{IndexError, Result};
 pub use lifecycle::{Collected, DatasetCheck, Resolver, SourceState, check, gc, remove};
 pub use netcdf4::{ArrayTable, Indexed, ServeOptions, read_dataset};
-pub use publish::{Published, publish};
+pub use publish::{Published, inputs, publish, unchanged};
 pub use source::{LocalFile, RangeRead, SourceSpec};

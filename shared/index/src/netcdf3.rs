@@ -295,6 +295,7 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
         skipped: Map::new(),
         codec: ServedCodec::default(),
         coords: Default::default(),
+        inputs: None,
     };
     let mut tables = Vec::new();
     for v in &vars {

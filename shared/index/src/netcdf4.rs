@@ -191,6 +191,7 @@ pub fn read_dataset(
     };
     apply(&mut indexed, options)?;
     crate::coords::summarise(&mut indexed, &specs)?;
+    indexed.manifest.inputs = Some(crate::publish::inputs(sources, options, concat));
     Ok(indexed)
 }
 
@@ -279,6 +280,7 @@ impl SourceReader {
             skipped: Map::new(),
             codec: ServedCodec::default(),
             coords: Default::default(),
+            inputs: None,
         };
         let mut tables = Vec::new();
         let mut warnings = Vec::new();

@@ -6,8 +6,10 @@ use cloudify_core::store::{Precondition, Store};
 use cloudify_core::zarr_v2;
 use sha2::{Digest, Sha256};
 
+use crate::concat::Concat;
 use crate::error::Result;
-use crate::netcdf4::Indexed;
+use crate::netcdf4::{Indexed, ServeOptions};
+use crate::source::SourceSpec;
 
 /// Hex digits of the content hash kept as a version.
 const VERSION_LEN: usize = 20;
@@ -33,6 +35,52 @@ fn version_of(manifest_json: &[u8], indexed: &Indexed) -> String {
     let digest = h.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     hex[..VERSION_LEN].to_owned()
+}
+
+/// What a run of the indexer reads, as a hash: every source's URL, size and tag, the serving
+/// options, the concatenation and the indexer's version. Equal inputs index to equal datasets.
+pub fn inputs(sources: &[SourceSpec], options: &ServeOptions, concat: Option<&Concat>) -> String {
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION"));
+    for s in sources {
+        h.update(format!("\0{}\0{}\0{:?}", s.url, s.meta.size, s.meta.etag));
+    }
+    h.update(format!(
+        "\0{:?}\0{:?}\0{:?}",
+        options.codec,
+        options.chunks,
+        concat.map(|c| &c.dim)
+    ));
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The current version of `id` when it was indexed from exactly `inputs` into `collection`:
+/// then a rerun has nothing to read or write. Reads `index.json` and one manifest.
+///
+/// # Errors
+/// When the bucket cannot be read.
+pub async fn unchanged(
+    bucket: &dyn Store,
+    id: &str,
+    inputs: &str,
+    collection: &str,
+) -> Result<Option<String>> {
+    let registry = Registry::load(bucket).await?;
+    let Some(entry) = registry
+        .datasets
+        .get(id)
+        .filter(|e| e.collection == collection)
+    else {
+        return Ok(None);
+    };
+    let Some(bytes) = bucket.get(&manifest_key(id, &entry.version)).await? else {
+        return Ok(None);
+    };
+    let same = cloudify_core::Manifest::from_json(&bytes)
+        .ok()
+        .and_then(|m| m.inputs)
+        .is_some_and(|i| i == inputs);
+    Ok(same.then(|| entry.version.clone()))
 }
 
 /// Write `indexed` under its version and point `index.json` at it. Objects that already exist

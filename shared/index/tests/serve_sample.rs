@@ -9,7 +9,9 @@ use bytes::Bytes;
 use cloudify_core::store::{CountingStore, Precondition, Read};
 use cloudify_core::zarr_v2::chunk_key;
 use cloudify_core::{App, MemoryStore, ObjectMeta, Store};
-use cloudify_index::{Indexed, LocalFile, ServeOptions, SourceSpec, publish, read_dataset};
+use cloudify_index::{
+    Indexed, LocalFile, ServeOptions, SourceSpec, inputs, publish, read_dataset, unchanged,
+};
 use serde_json::Value;
 
 const SOURCE_KEY: &str = "sources/sample.nc";
@@ -18,17 +20,20 @@ fn sample_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/sample.nc")
 }
 
-fn index_sample(id: &str) -> Indexed {
+fn sample_spec() -> SourceSpec {
     let path = sample_path();
     let reader = LocalFile::open(&path).unwrap();
     let size = std::fs::metadata(&path).unwrap().len();
-    let spec = SourceSpec {
+    SourceSpec {
         url: SOURCE_KEY.into(),
         absolute_url: format!("file://{}", path.display()),
         meta: ObjectMeta { size, etag: None },
         reader: Arc::new(reader),
-    };
-    read_dataset(id, &[spec], &ServeOptions::default(), None).unwrap()
+    }
+}
+
+fn index_sample(id: &str) -> Indexed {
+    read_dataset(id, &[sample_spec()], &ServeOptions::default(), None).unwrap()
 }
 
 /// A bucket holding the sample as a source and its index.
@@ -302,4 +307,48 @@ async fn republishing_unchanged_writes_nothing_and_datasets_coexist() {
     let (_, body) = get(&app, "/datasets").await;
     let ids: Vec<String> = serde_json::from_slice(&body).unwrap();
     assert_eq!(ids, vec!["other".to_owned(), "sample".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_rerun_with_the_same_inputs_reads_two_objects_and_writes_none() {
+    let (store, indexed) = bucket().await;
+    store.take_writes();
+    let options = ServeOptions::default();
+    let same = inputs(&[sample_spec()], &options, None);
+    let version = unchanged(store.as_ref(), "sample", &same, "c")
+        .await
+        .unwrap();
+    assert!(version.is_some());
+    assert!(store.take_writes().is_empty());
+    let read: Vec<String> = store.take_reads().into_iter().map(|r| r.key).collect();
+    assert_eq!(read.len(), 2, "{read:?}");
+    assert!(read.iter().all(|k| !k.starts_with("sources/")));
+    // Any other input (a grown source, other options, another collection) reindexes.
+    let mut grown = sample_spec();
+    grown.meta.size += 1;
+    let other = inputs(&[grown], &options, None);
+    assert_eq!(
+        unchanged(store.as_ref(), "sample", &other, "c")
+            .await
+            .unwrap(),
+        None
+    );
+    let zstd = ServeOptions {
+        codec: cloudify_core::codecs::ServedCodec::parse("zstd").unwrap(),
+        ..ServeOptions::default()
+    };
+    let other = inputs(&[sample_spec()], &zstd, None);
+    assert_eq!(
+        unchanged(store.as_ref(), "sample", &other, "c")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        unchanged(store.as_ref(), "sample", &same, "d")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(indexed.manifest.inputs.as_deref(), Some(same.as_str()));
 }
