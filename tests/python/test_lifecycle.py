@@ -120,3 +120,55 @@ def test_gc_keeps_values_a_kept_version_names(cloudify, tmp_path, start_server):
     server = start_server(bucket)
     r = server.get("/datasets/p/zarr/time/0")
     assert r.status_code == 200
+
+
+def test_a_config_file_indexes_every_dataset_it_lists(cloudify, generated, tmp_path,
+                                                      start_server):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        model_piece(str(data / f"run_{i}.nc"), np.arange(4) + 4 * i, seed=i)
+    shutil.copy(generated["nc3_classic"], data / "nc3.nc")
+    config = tmp_path / "cloudify.toml"
+    config.write_text('''
+[catalog]
+title = "Test archive"
+public_url = "https://example.org/cloudify"
+
+[datasets.run]
+sources = ["data/run_*.nc"]
+concat_dim = "time"
+collection = "runs"
+
+[datasets.nc3]
+sources = ["data/nc3.nc"]
+codec = "zstd"
+
+[datasets.broken]
+sources = ["data/none_*.nc"]
+''')
+    bucket = str(tmp_path / "bucket")
+    r = run(cloudify, "index", "--bucket", bucket, "--config", str(config))
+    # One line per dataset (stdout is not a terminal), the broken one named, the others indexed.
+    assert r.returncode == 1
+    assert "cloudify.toml: broken failed" in r.stderr, r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.startswith("dataset ")]
+    assert len(lines) == 3, r.stdout
+    assert any(line.startswith("dataset broken: error:") and "no file matches" in line
+               for line in lines)
+    assert set(registry(bucket)) == {"run", "nc3"}
+    assert registry(bucket)["run"]["collection"] == "runs"
+    with open(os.path.join(bucket, "stac", "catalog.json")) as f:
+        assert json.load(f)["title"] == "Test archive"
+    server = start_server(bucket)
+    info = server.get("/datasets/run/info").json()
+    assert info["variables"]["tas"]["shape"][0] == 12
+    assert server.get("/datasets/nc3/info").json()["codec"]["name"] == "zstd"
+    # A rerun with nothing changed reads no source and writes nothing.
+    config.write_text(config.read_text().replace('[datasets.broken]\nsources = ["data/none_*.nc"]\n', ""))
+    stamps = {o: os.stat(os.path.join(bucket, o)).st_mtime_ns for o in objects(bucket, ".")}
+    r = run(cloudify, "index", "--bucket", bucket, "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("unchanged") == 2, r.stdout
+    assert {o: os.stat(os.path.join(bucket, o)).st_mtime_ns
+            for o in objects(bucket, ".")} == stamps

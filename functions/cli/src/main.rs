@@ -1,6 +1,7 @@
 //! `cloudify`: the precompute job (`index`), the function as a local server (`serve`), and a
 //! self-contained demo (`demo`).
 
+mod config;
 mod demo;
 mod serve;
 mod sources;
@@ -25,14 +26,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Index NetCDF4/HDF5 or NetCDF-3 sources into a bucket folder as one dataset.
+    /// Index NetCDF4/HDF5 or NetCDF-3 sources into a bucket folder as one dataset, or every
+    /// dataset a config file lists (--config).
     Index {
         /// The bucket: a local folder.
         #[arg(long)]
         bucket: PathBuf,
         /// Dataset id ([A-Za-z0-9._-]).
-        #[arg(long)]
-        dataset: String,
+        #[arg(long, required_unless_present = "config")]
+        dataset: Option<String>,
+        /// A TOML file listing datasets (sources, concat_dim, codec, chunks, collection) and
+        /// the [catalog]; see the README.
+        #[arg(long, conflicts_with_all = ["dataset", "sources", "concat_dim"])]
+        config: Option<PathBuf>,
         /// Codec of the re-encoding routes: none, zlib[:LEVEL] (gzip in Zarr v3), zstd[:LEVEL].
         #[arg(long, default_value = "zlib:1")]
         codec: String,
@@ -49,7 +55,7 @@ enum Command {
         #[command(flatten)]
         catalog: CatalogArgs,
         /// Source files, or glob patterns ('data/tas_*.nc'): the dataset's whole membership.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "config")]
         sources: Vec<PathBuf>,
     },
     /// Regenerate the static STAC catalog from index.json and the manifests (reads no source).
@@ -145,9 +151,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             chunks,
             collection,
             concat_dim,
+            config,
             catalog,
             sources,
         } => {
+            if let Some(config) = config {
+                let failed = config::run(&bucket, &config, catalog.public_url).await?;
+                if !failed.is_empty() {
+                    return Err(anyhow::anyhow!(
+                        "{}: {} failed (see above); the other datasets are indexed",
+                        config.display(),
+                        failed.join(", ")
+                    ));
+                }
+                return Ok(());
+            }
+            let dataset = dataset.unwrap_or_default();
             let options = ServeOptions {
                 codec: ServedCodec::parse(&codec)?,
                 chunks: ServeOptions::parse_chunks(&chunks)?,

@@ -97,7 +97,7 @@ pub async fn check(bucket: &Path, ids: &[String]) -> anyhow::Result<usize> {
 }
 
 /// Regenerate the bucket's static STAC catalog, first storing a new public URL or catalog
-/// configuration when given.
+/// configuration (a JSON file) when given.
 ///
 /// # Errors
 /// When the configuration file is unreadable or the bucket cannot be written.
@@ -106,13 +106,33 @@ pub async fn catalog(
     public_url: Option<String>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<usize> {
+    let given = match config {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read(&path)
+                .with_context(|| format!("catalog config {}", path.display()))?;
+            Some(
+                serde_json::from_slice(&text)
+                    .with_context(|| format!("catalog config {}", path.display()))?,
+            )
+        }
+    };
+    catalog_with(bucket, public_url, given).await
+}
+
+/// Regenerate the static STAC catalog with the stored configuration, replaced by `given` (its
+/// public URL aside) and `public_url` when given.
+///
+/// # Errors
+/// When the bucket cannot be read or written.
+pub async fn catalog_with(
+    bucket: &Path,
+    public_url: Option<String>,
+    given: Option<CatalogInfo>,
+) -> anyhow::Result<usize> {
     let store = LocalStore::new(bucket);
     let mut info = cloudify_index::load_config(&store).await?;
-    if let Some(path) = config {
-        let text =
-            std::fs::read(&path).with_context(|| format!("catalog config {}", path.display()))?;
-        let given: CatalogInfo = serde_json::from_slice(&text)
-            .with_context(|| format!("catalog config {}", path.display()))?;
+    if let Some(given) = given {
         info = CatalogInfo {
             public_url: info.public_url,
             ..given
