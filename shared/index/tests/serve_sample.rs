@@ -352,3 +352,118 @@ async fn a_rerun_with_the_same_inputs_reads_two_objects_and_writes_none() {
     );
     assert_eq!(indexed.manifest.inputs.as_deref(), Some(same.as_str()));
 }
+
+/// A store whose writes fail from the `k`-th on: a run killed at that point.
+struct FailAfter {
+    inner: Arc<CountingStore<MemoryStore>>,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for FailAfter {
+    async fn get(&self, key: &str) -> cloudify_core::Result<Option<Bytes>> {
+        self.inner.get(key).await
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> cloudify_core::Result<Option<Bytes>> {
+        self.inner.get_range(key, range).await
+    }
+
+    async fn head(&self, key: &str) -> cloudify_core::Result<Option<ObjectMeta>> {
+        self.inner.head(key).await
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes, pre: Precondition) -> cloudify_core::Result<bool> {
+        use std::sync::atomic::Ordering;
+        let left = self.left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(cloudify_core::Error::Storage(format!(
+                "killed before writing {key}"
+            )));
+        }
+        self.left.store(left - 1, Ordering::SeqCst);
+        self.inner.put(key, bytes, pre).await
+    }
+
+    async fn list(&self, prefix: &str) -> cloudify_core::Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+
+    async fn delete(&self, key: &str) -> cloudify_core::Result<bool> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Every `/zarr` key of a dataset (metadata and every served chunk) with its answer.
+async fn answers(app: &App, indexed: &Indexed) -> Vec<(String, (u16, Bytes))> {
+    let mut paths = vec!["/datasets/sample/zarr/.zmetadata".to_owned()];
+    for (name, a) in &indexed.manifest.arrays {
+        let grid = a.served_grid();
+        for linear in 0..grid.iter().product::<u64>() {
+            let idx = cloudify_core::manifest::grid_index(&grid, linear);
+            let key: Vec<String> = idx.iter().map(u64::to_string).collect();
+            let key = if key.is_empty() {
+                "0".to_owned()
+            } else {
+                key.join(".")
+            };
+            paths.push(format!("/datasets/sample/zarr/{name}/{key}"));
+        }
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let answer = get(app, &p).await;
+        out.push((p, answer));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_run_killed_after_any_write_leaves_the_previous_version_serving() {
+    // Version 2 serves other bytes (zlib where version 1 is uncompressed).
+    let options = ServeOptions {
+        codec: cloudify_core::codecs::ServedCodec::parse("zlib:6").unwrap(),
+        ..ServeOptions::default()
+    };
+    let v2 = read_dataset("sample", &[sample_spec()], &options, None).unwrap();
+    let (probe, _) = bucket().await;
+    probe.take_writes();
+    publish(probe.as_ref(), &v2, "c").await.unwrap();
+    let writes = probe.take_writes().len();
+    assert!(writes >= 3, "{writes} writes");
+    for k in 0..writes {
+        let (store, v1) = bucket().await;
+        let before = answers(&App::new(store.clone()), &v1).await;
+        assert!(before.iter().all(|(_, (status, _))| *status == 200));
+        let failing = FailAfter {
+            inner: store.clone(),
+            left: k.into(),
+        };
+        assert!(publish(&failing, &v2, "c").await.is_err(), "k = {k}");
+        // A fresh function (no cached manifest) answers exactly as before.
+        let after = answers(&App::new(store.clone()), &v1).await;
+        assert_eq!(before, after, "killed after {k} writes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_indexers_of_other_datasets_keep_each_others_work() {
+    let store = Arc::new(MemoryStore::new());
+    let ids: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (store, indexed) = (store.clone(), index_sample(id));
+            tokio::spawn(async move { publish(store.as_ref(), &indexed, "c").await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let registry = cloudify_core::Registry::load(store.as_ref()).await.unwrap();
+    assert_eq!(registry.datasets.keys().cloned().collect::<Vec<_>>(), ids);
+}
