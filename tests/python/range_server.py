@@ -20,6 +20,16 @@ class RangeServer:
             def log_message(self, *a):
                 pass
 
+            def do_HEAD(self):  # noqa: N802 (http.server's naming)
+                path = self.translate_path(self.path)
+                if not os.path.isfile(path):
+                    return self.send_error(404)
+                st = os.stat(path)
+                self.send_response(200)
+                self.send_header("Content-Length", str(st.st_size))
+                self.send_header("ETag", f'"{st.st_size}-{st.st_mtime_ns}"')
+                self.end_headers()
+
             def do_GET(self):  # noqa: N802 (http.server's naming)
                 path = self.translate_path(self.path)
                 if not os.path.isfile(path):

@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod remote;
 mod serve;
 mod sources;
 
@@ -54,7 +55,8 @@ enum Command {
         concat_dim: Option<String>,
         #[command(flatten)]
         catalog: CatalogArgs,
-        /// Source files, or glob patterns ('data/tas_*.nc'): the dataset's whole membership.
+        /// Source files, glob patterns ('data/tas_*.nc') or http(s):// URLs (read by range):
+        /// the dataset's whole membership.
         #[arg(required_unless_present = "config")]
         sources: Vec<PathBuf>,
     },

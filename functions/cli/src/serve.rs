@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use bytes::Bytes;
 use cloudify_core::App;
-use cloudify_stores::LocalStore;
+use cloudify_stores::{HttpStore, LocalStore};
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -55,6 +55,8 @@ pub async fn run(
     let app = Arc::new(
         App::new(Arc::new(LocalStore::new(bucket)))
             .with_scheme("file", Arc::new(LocalStore::new("/")))
+            .with_scheme("http", Arc::new(HttpStore::new("http")))
+            .with_scheme("https", Arc::new(HttpStore::new("https")))
             .with_read_budget(limits.read_budget)
             .with_reads(cloudify_core::read::DEFAULT_CONCURRENCY, limits.merge_cap)
             .with_clock(now_ms),

@@ -30,7 +30,14 @@ pub async fn index(
     let store = LocalStore::new(&bucket_root);
     let mut specs = Vec::new();
     for path in expand(sources)? {
-        specs.push(spec(&bucket_root, &store, &path).await?);
+        let named = path.to_string_lossy();
+        specs.push(match crate::remote::store_for(&named) {
+            Some(_) => {
+                let url = named.into_owned();
+                tokio::task::spawn_blocking(move || crate::remote::spec(&url)).await??
+            }
+            None => spec(&bucket_root, &store, &path).await?,
+        });
     }
     let concat = concat_dim.map(|dim| Concat {
         dim: dim.to_owned(),
@@ -73,7 +80,10 @@ pub async fn check(bucket: &Path, ids: &[String]) -> anyhow::Result<usize> {
         match url.split_once("://") {
             None => Some((local.clone(), url.to_owned())),
             Some(("file", path)) => Some((root.clone(), path.trim_start_matches('/').to_owned())),
-            Some(_) => None,
+            Some(_) => {
+                let (store, key) = crate::remote::store_for(url)?;
+                Some((Arc::new(store), key.to_owned()))
+            }
         }
     };
     let mut bad = 0;
@@ -151,7 +161,8 @@ fn expand(sources: &[impl AsRef<Path>]) -> anyhow::Result<Vec<PathBuf>> {
     for s in sources {
         let s = s.as_ref();
         let text = s.to_string_lossy();
-        if s.exists() || !text.contains(['*', '?', '[']) {
+        let url = text.contains("://");
+        if url || s.exists() || !text.contains(['*', '?', '[']) {
             out.push(s.to_owned());
             continue;
         }
@@ -166,7 +177,8 @@ fn expand(sources: &[impl AsRef<Path>]) -> anyhow::Result<Vec<PathBuf>> {
         out.extend(matched);
     }
     let mut seen = std::collections::BTreeSet::new();
-    if let Some(twice) = out.iter().find(|p| !seen.insert(p.canonicalize().ok())) {
+    let named = |p: &PathBuf| p.canonicalize().unwrap_or_else(|_| p.clone());
+    if let Some(twice) = out.iter().find(|p| !seen.insert(named(p))) {
         return Err(anyhow!("{}: named twice", twice.display()));
     }
     Ok(out)

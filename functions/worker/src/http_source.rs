@@ -4,7 +4,9 @@ use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cloudify_core::store::{ObjectMeta, Precondition};
+use cloudify_core::store::{
+    ObjectMeta, Precondition, content_range_total, ranged_answer, size_changed,
+};
 use cloudify_core::{Error, Result, Store};
 use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
 
@@ -48,41 +50,22 @@ impl HttpSource {
         }
         let mut resp = self.send(key, Method::Get, &headers).await?;
         let url = format!("{}://{key}", self.scheme);
-        match resp.status_code() {
-            206 => {
-                let total = resp
-                    .headers()
-                    .get("content-range")
-                    .ok()
-                    .flatten()
-                    .and_then(|v| content_range_total(&v));
-                let body = resp.bytes().await.map_err(|e| failed(&url, &e))?;
-                Ok(Some((Bytes::from(body), total)))
-            }
-            404 | 410 => Ok(None),
-            412 => Err(Error::Conflict(format!(
-                "it no longer has the tag {}",
-                if_match.unwrap_or("?")
-            ))),
-            416 => Err(Error::RangeNotSatisfiable(format!(
-                "bytes {}..{} of {url}",
-                range.start, range.end
-            ))),
-            200 => Err(Error::Storage(format!(
-                "{url} ignored the Range header; sources must be served with byte ranges"
-            ))),
-            s => Err(Error::Storage(format!("{url} answered HTTP {s}"))),
+        if !ranged_answer(resp.status_code(), &url, range, if_match)? {
+            return Ok(None);
         }
+        let total = resp
+            .headers()
+            .get("content-range")
+            .ok()
+            .flatten()
+            .and_then(|v| content_range_total(&v));
+        let body = resp.bytes().await.map_err(|e| failed(&url, &e))?;
+        Ok(Some((Bytes::from(body), total)))
     }
 }
 
 fn failed(url: &str, e: &worker::Error) -> Error {
     Error::Storage(format!("fetch of {url} failed: {e}"))
-}
-
-/// The complete length in a `Content-Range: bytes a-b/total` header.
-fn content_range_total(v: &str) -> Option<u64> {
-    v.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 #[async_trait(?Send)]
@@ -122,9 +105,7 @@ impl Store for HttpSource {
             return Ok(None);
         };
         match total {
-            Some(t) if t != size => Err(Error::Conflict(format!(
-                "its size is {t} bytes, {size} when indexed"
-            ))),
+            Some(t) if t != size => Err(size_changed(t, size)),
             _ => Ok(Some(bytes)),
         }
     }

@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cloudify_core::store::{ObjectMeta, Precondition, object_store_etag};
+use cloudify_core::store::{ObjectMeta, Precondition, object_store_etag, size_changed};
 use cloudify_core::{Error, Result, Store};
 use worker::{Bucket, Conditional, Object, Range as R2Range};
 
@@ -105,7 +105,7 @@ impl Store for R2Store {
         let read = match self.ranged(key, &range, etag).await {
             Err(Error::RangeNotSatisfiable(_)) => {
                 return match self.head(key).await? {
-                    Some(m) if m.size != size => Err(changed_size(m.size, size)),
+                    Some(m) if m.size != size => Err(size_changed(m.size, size)),
                     _ => Err(Error::RangeNotSatisfiable(format!(
                         "bytes {}..{} of {key}",
                         range.start, range.end
@@ -118,7 +118,7 @@ impl Store for R2Store {
             return Ok(None);
         };
         if o.size() != size {
-            return Err(changed_size(o.size(), size));
+            return Err(size_changed(o.size(), size));
         }
         match body(key, &o).await? {
             Some(b) => Ok(Some(b)),
@@ -167,8 +167,4 @@ impl Store for R2Store {
         keys.sort();
         Ok(keys)
     }
-}
-
-fn changed_size(now: u64, indexed: u64) -> Error {
-    Error::Conflict(format!("its size is {now} bytes, {indexed} when indexed"))
 }

@@ -77,10 +77,7 @@ pub trait Store: MaybeSend {
             return Ok(None);
         };
         if meta.size != size {
-            return Err(Error::Conflict(format!(
-                "its size is {} bytes, {size} when indexed",
-                meta.size
-            )));
+            return Err(size_changed(meta.size, size));
         }
         if let (Some(want), Some(have)) = (etag, meta.etag.as_deref())
             && want != have
@@ -200,6 +197,46 @@ impl Store for MemoryStore {
     async fn delete(&self, key: &str) -> Result<bool> {
         Ok(self.objects().remove(key).is_some())
     }
+}
+
+/// The conflict of an object that is `now` bytes long where `indexed` were recorded.
+pub fn size_changed(now: u64, indexed: u64) -> Error {
+    Error::Conflict(format!("its size is {now} bytes, {indexed} when indexed"))
+}
+
+/// What the status of a ranged HTTP GET of `url` means, for every HTTP-backed store:
+/// `Ok(true)` for 206 (the body is the range), `Ok(false)` for a missing object.
+///
+/// # Errors
+/// [`Error::Conflict`] for 412 (`if_match` failed), [`Error::RangeNotSatisfiable`] for 416,
+/// [`Error::Storage`] for a server that ignored Range (200) and any other status.
+pub fn ranged_answer(
+    status: u16,
+    url: &str,
+    range: &Range<u64>,
+    if_match: Option<&str>,
+) -> Result<bool> {
+    match status {
+        206 => Ok(true),
+        404 | 410 => Ok(false),
+        412 => Err(Error::Conflict(format!(
+            "it no longer has the tag {}",
+            if_match.unwrap_or("?")
+        ))),
+        416 => Err(Error::RangeNotSatisfiable(format!(
+            "bytes {}..{} of {url}",
+            range.start, range.end
+        ))),
+        200 => Err(Error::Storage(format!(
+            "{url} ignored the Range header; sources must be served with byte ranges"
+        ))),
+        s => Err(Error::Storage(format!("{url} answered HTTP {s}"))),
+    }
+}
+
+/// The complete length in a `Content-Range: bytes a-b/total` header.
+pub fn content_range_total(value: &str) -> Option<u64> {
+    value.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 /// The tag an S3-compatible store (S3, R2) gives an object, unquoted: 32 hex digits of MD5,

@@ -1,0 +1,101 @@
+"""Sources behind HTTP: indexed through ranged reads of their metadata and coordinates only,
+served by `cloudify serve` through ranged reads, and checked against the recorded size and tag."""
+import os
+import subprocess
+
+import h5py
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+from compare import datasets_equal
+from range_server import RangeServer
+
+
+@pytest.fixture
+def web(tmp_path):
+    root = tmp_path / "web"
+    root.mkdir()
+    server = RangeServer(str(root))
+    yield root, server
+    server.stop()
+
+
+def mostly_data(path):
+    """20 MB of float32 in 50 compressed chunks, small coordinates."""
+    rng = np.random.default_rng(0)
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.title = "mostly data"
+        for name, n in [("time", 500), ("lat", 100), ("lon", 100)]:
+            nc.createDimension(name, n)
+            v = nc.createVariable(name, "f8", (name,))
+            v[:] = np.arange(n, dtype="f8")
+        nc["time"].units = "days since 2000-01-01"
+        v = nc.createVariable("noise", "f4", ("time", "lat", "lon"), zlib=True, complevel=1,
+                              chunksizes=(10, 100, 100))
+        v[:] = rng.normal(0, 1, (500, 100, 100)).astype("f4")
+    return path
+
+
+def data_chunk_bytes(path, name):
+    with h5py.File(path) as f:
+        ds = f[name]
+        return sum(ds.id.get_chunk_info(i).size for i in range(ds.id.get_num_chunks()))
+
+
+def index(cloudify, bucket, ds_id, *sources):
+    return subprocess.run([cloudify, "index", "--bucket", bucket, "--dataset", ds_id, *sources],
+                          capture_output=True, text=True)
+
+
+def test_remote_sources_are_indexed_from_metadata_and_coordinates_only(cloudify, web, tmp_path,
+                                                                       start_server):
+    root, server = web
+    path = mostly_data(str(root / "big.nc"))
+    size = os.path.getsize(path)
+    metadata_and_coordinates = size - data_chunk_bytes(path, "noise")
+    assert metadata_and_coordinates < size / 50
+    bucket = str(tmp_path / "bucket")
+    r = index(cloudify, bucket, "remote", f"{server.url}/big.nc")
+    assert r.returncode == 0, r.stderr
+    assert server.sent <= metadata_and_coordinates + size // 100, (server.sent, size)
+    # Served through ranged reads of the same server.
+    function = start_server(bucket)
+    info = function.get("/datasets/remote/info").json()
+    assert info["sources"][0]["url"] == f"{server.url}/big.nc"
+    for view, fmt in [("zarr", 2), ("kerchunk", 2)]:
+        with xr.open_dataset(path, engine="netcdf4") as expected, \
+                xr.open_dataset(f"{function.url}/datasets/remote/{view}", engine="zarr",
+                                zarr_format=fmt, consolidated=True) as actual:
+            datasets_equal(actual, expected)
+
+
+def test_a_changed_remote_source_is_409_and_a_gone_one_502(cloudify, web, generated, tmp_path,
+                                                           start_server):
+    root, server = web
+    with open(generated["mixed"], "rb") as f:
+        (root / "m.nc").write_bytes(f.read())
+    bucket = str(tmp_path / "bucket")
+    assert index(cloudify, bucket, "m", f"{server.url}/m.nc").returncode == 0
+    function = start_server(bucket)
+    assert function.get("/datasets/m/zarr/zlib_shuffle/0.0.0").status_code == 200
+    with open(root / "m.nc", "ab") as f:
+        f.write(b"\0" * 3)
+    r = function.get("/datasets/m/zarr/zlib_shuffle/1.0.0")
+    assert r.status_code == 409 and "m.nc" in r.json()["detail"], r.text
+    r = subprocess.run([cloudify, "check", "--bucket", bucket], capture_output=True, text=True)
+    assert r.returncode == 1 and f"{server.url}/m.nc: changed" in r.stdout, r.stdout
+    os.remove(root / "m.nc")
+    r = function.get("/datasets/m/zarr/zlib_shuffle/1.1.0")
+    assert r.status_code == 502 and "missing" in r.json()["detail"], r.text
+
+
+def test_a_missing_or_unreachable_url_is_an_error_naming_it(cloudify, web, tmp_path):
+    root, server = web
+    bucket = str(tmp_path / "bucket")
+    r = index(cloudify, bucket, "x", f"{server.url}/nothing.nc")
+    assert r.returncode != 0 and "nothing.nc" in r.stderr and "404" in r.stderr, r.stderr
+    r = index(cloudify, bucket, "x", "http://127.0.0.1:9/closed.nc")
+    assert r.returncode != 0 and "closed.nc" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(bucket, "index.json"))
