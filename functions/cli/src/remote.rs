@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::anyhow;
+use cloudify_core::store::strong_etag;
 use cloudify_index::{RangeRead, SourceSpec};
 use cloudify_stores::HttpStore;
 
@@ -27,7 +28,7 @@ impl HttpFile {
     /// Fetch blocks `first..=last` in one request, and keep them.
     fn fetch(&self, first: u64, last: u64) -> std::io::Result<()> {
         let range = first * BLOCK..((last + 1) * BLOCK).min(self.size);
-        let strong = self.etag.as_deref().filter(|t| t.starts_with('"'));
+        let strong = strong_etag(self.etag.as_deref());
         let (bytes, _) = self
             .store
             .range(&self.key, &range, strong)

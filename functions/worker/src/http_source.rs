@@ -5,7 +5,7 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cloudify_core::store::{
-    ObjectMeta, Precondition, content_range_total, ranged_answer, size_changed,
+    ObjectMeta, Precondition, content_range_total, ranged_answer, size_changed, strong_etag,
 };
 use cloudify_core::{Error, Result, Store};
 use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
@@ -100,7 +100,7 @@ impl Store for HttpSource {
         size: u64,
         etag: Option<&str>,
     ) -> Result<Option<Bytes>> {
-        let strong = etag.filter(|t| t.starts_with('"'));
+        let strong = strong_etag(etag);
         let Some((bytes, total)) = self.ranged(key, &range, strong).await? else {
             return Ok(None);
         };

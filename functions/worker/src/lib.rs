@@ -85,9 +85,10 @@ async fn serve(req: &Request, env: &Env, ctx: &Context) -> Result<Response, Stri
         && request.method() == http::Method::GET
         && !request.headers().contains_key(http::header::IF_NONE_MATCH);
     // An error resolving the key is left for the router to report.
-    let key = match cacheable {
-        true => app.chunk_cache_key(&path).await.ok().flatten(),
-        false => None,
+    let key = if cacheable {
+        app.chunk_cache_key(&path).await.ok().flatten()
+    } else {
+        None
     };
     let cache = Cache::default();
     if let Some(k) = &key

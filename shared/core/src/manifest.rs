@@ -53,6 +53,22 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Dataset `id` with its global attributes, in the current format: no sources or arrays
+    /// yet, served with the default codec.
+    pub fn new(id: &str, attrs: Map<String, Value>) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            id: id.to_owned(),
+            attrs,
+            sources: Vec::new(),
+            arrays: IndexMap::new(),
+            skipped: Map::new(),
+            codec: ServedCodec::default(),
+            coords: IndexMap::new(),
+            inputs: None,
+        }
+    }
+
     /// Names of the coordinate variables: dimension coordinates, then those a `coordinates`
     /// attribute names.
     pub fn coordinate_names(&self) -> Vec<&str> {

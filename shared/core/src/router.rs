@@ -108,13 +108,7 @@ impl App {
         let Ok(Route::Zarr(ds, _, Some(ZarrKey::Chunk(..)))) = parse_path(path) else {
             return Ok(None);
         };
-        let version = match &ds.version {
-            Some(v) => v.clone(),
-            None => Registry::load(self.bucket.as_ref())
-                .await?
-                .version(&ds.id)?
-                .to_owned(),
-        };
+        let version = self.version(&ds).await?;
         Ok(Some(format!(
             "{version}/{}{path}",
             env!("CARGO_PKG_VERSION")
@@ -326,15 +320,20 @@ impl App {
         Ok(answer.into_response())
     }
 
-    /// The manifest a dataset reference names, and its version.
-    async fn manifest(&self, ds: &DatasetRef) -> Result<(Arc<Manifest>, String)> {
-        let version = match &ds.version {
-            Some(v) => v.clone(),
-            None => Registry::load(self.bucket.as_ref())
+    /// The version a dataset reference names: pinned, else the current one in `index.json`.
+    async fn version(&self, ds: &DatasetRef) -> Result<String> {
+        match &ds.version {
+            Some(v) => Ok(v.clone()),
+            None => Ok(Registry::load(self.bucket.as_ref())
                 .await?
                 .version(&ds.id)?
-                .to_owned(),
-        };
+                .to_owned()),
+        }
+    }
+
+    /// The manifest a dataset reference names, and its version.
+    async fn manifest(&self, ds: &DatasetRef) -> Result<(Arc<Manifest>, String)> {
+        let version = self.version(ds).await?;
         let key = manifest_key(&ds.id, &version);
         if let Some(m) = self.cached(&key) {
             return Ok((m, version));

@@ -250,6 +250,11 @@ pub fn object_store_etag(tag: &str) -> Option<&str> {
     (hex && parts).then_some(t)
 }
 
+/// A recorded tag an HTTP server can be asked to match (`If-Match`): a strong one, quoted.
+pub fn strong_etag(tag: Option<&str>) -> Option<&str> {
+    tag.filter(|t| t.starts_with('"'))
+}
+
 /// A store seen from one of its folders: every key is read and written below `prefix`.
 pub struct PrefixStore {
     inner: std::sync::Arc<dyn Store>,

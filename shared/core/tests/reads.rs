@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cloudify_core::codecs::ServedCodec;
-use cloudify_core::manifest::{FORMAT_VERSION, encode_table};
+use cloudify_core::manifest::encode_table;
 use cloudify_core::read::Limits;
 use cloudify_core::registry::{Registry, manifest_key, version_dir};
 use cloudify_core::store::{CountingStore, Precondition, Read};
@@ -55,21 +55,13 @@ fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
         stored_chunks: 4,
         kerchunk_excluded: None,
     };
-    let mut m = Manifest {
-        format_version: FORMAT_VERSION,
-        id: "d".into(),
-        attrs: Map::new(),
-        sources: vec![SourceInfo {
-            url: SOURCE.into(),
-            size: 200,
-            etag: None,
-        }],
-        arrays: Default::default(),
-        skipped: Map::new(),
-        codec: ServedCodec::None,
-        coords: Default::default(),
-        inputs: None,
-    };
+    let mut m = Manifest::new("d", Map::new());
+    m.codec = ServedCodec::None;
+    m.sources = vec![SourceInfo {
+        url: SOURCE.into(),
+        size: 200,
+        etag: None,
+    }];
     m.arrays.insert("x".into(), array);
     block_on(async {
         let put = |k: String, b: Vec<u8>| {

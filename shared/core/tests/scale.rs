@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cloudify_core::codecs::ServedCodec;
-use cloudify_core::manifest::{FORMAT_VERSION, RECORD_LEN, TABLE_HEADER_LEN, encode_table};
+use cloudify_core::manifest::{RECORD_LEN, TABLE_HEADER_LEN, encode_table};
 use cloudify_core::registry::{Registry, manifest_key, version_dir};
 use cloudify_core::store::{CountingStore, Precondition};
 use cloudify_core::{App, ArrayMeta, ChunkRef, Manifest, MemoryStore, SourceInfo, Store};
@@ -32,21 +32,13 @@ fn bucket() -> Arc<CountingStore<MemoryStore>> {
             (i, c)
         })
         .collect();
-    let mut m = Manifest {
-        format_version: FORMAT_VERSION,
-        id: "big".into(),
-        attrs: Map::new(),
-        sources: vec![SourceInfo {
-            url: SOURCE.into(),
-            size: source.len() as u64,
-            etag: None,
-        }],
-        arrays: Default::default(),
-        skipped: Map::new(),
-        codec: ServedCodec::None,
-        coords: Default::default(),
-        inputs: None,
-    };
+    let mut m = Manifest::new("big", Map::new());
+    m.codec = ServedCodec::None;
+    m.sources = vec![SourceInfo {
+        url: SOURCE.into(),
+        size: source.len() as u64,
+        etag: None,
+    }];
     m.arrays.insert(
         "v".into(),
         ArrayMeta {

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use cloudify_core::registry::{Registry, manifest_key};
+use cloudify_core::Error;
+use cloudify_core::registry::Registry;
 use cloudify_core::stac::{self, CatalogInfo};
 use cloudify_core::store::{Precondition, Store};
-use cloudify_core::{Error, Manifest};
 use serde_json::Value;
 
 use crate::error::Result;
@@ -63,12 +63,7 @@ pub async fn write_catalog(bucket: &dyn Store, info: &CatalogInfo) -> Result<usi
     );
     let mut collections: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
     for (id, entry) in &registry.datasets {
-        let key = manifest_key(id, &entry.version);
-        let bytes = bucket
-            .get(&key)
-            .await?
-            .ok_or_else(|| Error::Storage(format!("{key} is listed in index.json but missing")))?;
-        let m = Manifest::from_json(&bytes)?;
+        let m = crate::lifecycle::manifest(bucket, id, &entry.version).await?;
         let item = stac::static_item(&m, &entry.version, &entry.collection, info);
         written += usize::from(
             put_if_changed(

@@ -125,7 +125,7 @@ pub(crate) fn concat(
             sources[0].url
         )));
     }
-    order(&mut parts, dim, sources)?;
+    let mut parts = order(parts, dim, sources)?;
     // Chunk references by position along the dimension.
     let mut specs: Vec<SourceSpec> = parts.iter().map(|p| p.spec.clone()).collect();
     for (j, p) in parts.iter_mut().enumerate() {
@@ -138,8 +138,9 @@ pub(crate) fn concat(
         }
     }
     let first = &parts[0];
+    let fixed = fixed_coordinates(first, dim, &specs)?;
     for p in &parts[1..] {
-        agree(first, p, dim, &specs)?;
+        agree(first, p, dim, &fixed, &specs)?;
     }
 
     let mut out = first.indexed.clone();
@@ -178,7 +179,9 @@ pub(crate) fn concat(
         };
         if let Some((bytes, dtype)) = stored {
             let dtype = dtype.replace('>', "<");
-            let (meta, table, spec) = inline(id, &a, bytes, &dtype, specs.len() as u32, how);
+            let (meta, table, spec) =
+                inline(id, &a, bytes.clone(), &dtype, specs.len() as u32, how);
+            out.inline.push((spec.url.clone(), bytes));
             specs.push(spec);
             out.manifest.arrays[position] = meta;
             out.tables[position] = table;
@@ -193,14 +196,6 @@ pub(crate) fn concat(
         })
         .collect();
     out.absolute_urls = specs.iter().map(|s| s.absolute_url.clone()).collect();
-    out.inline = specs[parts.len()..]
-        .iter()
-        .map(|s| {
-            let mut b = vec![0; s.meta.size as usize];
-            s.reader.read_at(0, &mut b).map(|()| (s.url.clone(), b))
-        })
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| IndexError::Invalid(format!("stored values: {e}")))?;
     Ok((out, specs))
 }
 
@@ -233,48 +228,30 @@ fn bytes_of(a: &ArrayMeta) -> u64 {
 
 /// Sort the parts by the first value of the dimension's coordinate (in the first file's time
 /// units when it has them); keep the given order when there is no coordinate.
-fn order(parts: &mut [Part], dim: &str, sources: &[SourceSpec]) -> Result<()> {
+fn order(parts: Vec<Part>, dim: &str, sources: &[SourceSpec]) -> Result<Vec<Part>> {
     if parts[0].array(dim).is_none() {
-        return Ok(());
+        return Ok(parts);
     }
     let mut keyed = Vec::with_capacity(parts.len());
-    for (i, p) in parts.iter().enumerate() {
+    for p in parts {
         let first = p.values(dim, sources)?.first().copied().unwrap_or(f64::NAN);
         let key = match p.time_units(dim) {
             Some((units, calendar, _)) => units.seconds(first, calendar),
             None => first,
         };
-        keyed.push((key, i));
+        keyed.push((key, p));
     }
     keyed.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal));
     if let Some(w) = keyed.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(parts[w[1].1].err(
+        return Err(w[1].1.err(
             dim,
             format!(
                 "starts at the same value as in {}; a dimension cannot repeat",
-                parts[w[0].1].spec.url
+                w[0].1.spec.url
             ),
         ));
     }
-    let perm: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
-    apply_permutation(parts, &perm);
-    Ok(())
-}
-
-/// Reorder `items` so that position `j` holds what was at `perm[j]`.
-fn apply_permutation<T>(items: &mut [T], perm: &[usize]) {
-    let mut taken: Vec<Option<usize>> = perm.iter().map(|i| Some(*i)).collect();
-    // Follow each cycle of the permutation once.
-    for start in 0..items.len() {
-        let mut j = start;
-        while let Some(from) = taken[j].take() {
-            if from == start {
-                break;
-            }
-            items.swap(j, from);
-            j = from;
-        }
-    }
+    Ok(keyed.into_iter().map(|(_, p)| p).collect())
 }
 
 /// Whether `p` writes `name` in other time units than `first_units`.
@@ -283,14 +260,20 @@ fn differs(p: &Part, name: &str, first_units: &str) -> bool {
 }
 
 /// Check `p` against the first part: the same variables, dimensions, types, codecs and
-/// decoding attributes, the same shape off the dimension and the same other coordinates.
-fn agree(first: &Part, p: &Part, dim: &str, sources: &[SourceSpec]) -> Result<()> {
+/// decoding attributes, the same shape off the dimension and the values of the `fixed`
+/// coordinates.
+fn agree(
+    first: &Part,
+    p: &Part,
+    dim: &str,
+    fixed: &[(String, Vec<f64>)],
+    sources: &[SourceSpec],
+) -> Result<()> {
     let fm = &first.indexed.manifest;
     let pm = &p.indexed.manifest;
     if let Some(extra) = pm.arrays.keys().find(|n| !fm.arrays.contains_key(*n)) {
         return Err(p.err(extra, format!("is not in {}", first.spec.url)));
     }
-    let coords = fm.coordinate_names();
     for (name, a) in &fm.arrays {
         let Some(b) = pm.arrays.get(name) else {
             return Err(p.err(name, format!("is missing; {} has it", first.spec.url)));
@@ -336,19 +319,37 @@ fn agree(first: &Part, p: &Part, dim: &str, sources: &[SourceSpec]) -> Result<()
         if let Some(m) = mismatch {
             return Err(p.err(name, format!("{m} as in {}", first.spec.url)));
         }
-        let numeric = matches!(a.dtype.as_bytes().get(1), Some(b'f' | b'i' | b'u'));
-        if k.is_none() && numeric && coords.contains(&name.as_str()) {
-            let same = |x: &f64, y: &f64| x == y || (x.is_nan() && y.is_nan());
-            let (x, y) = (first.values(name, sources)?, p.values(name, sources)?);
-            if x.len() != y.len() || !x.iter().zip(&y).all(|(x, y)| same(x, y)) {
-                return Err(p.err(
-                    name,
-                    format!("its values differ from those in {}", first.spec.url),
-                ));
-            }
+    }
+    for (name, x) in fixed {
+        let y = p.values(name, sources)?;
+        let same = |x: &f64, y: &f64| x == y || (x.is_nan() && y.is_nan());
+        if x.len() != y.len() || !x.iter().zip(&y).all(|(x, y)| same(x, y)) {
+            return Err(p.err(
+                name,
+                format!("its values differ from those in {}", first.spec.url),
+            ));
         }
     }
     Ok(())
+}
+
+/// The values of the first part's numeric coordinates off the dimension: every other part must
+/// have the same.
+fn fixed_coordinates(
+    first: &Part,
+    dim: &str,
+    sources: &[SourceSpec],
+) -> Result<Vec<(String, Vec<f64>)>> {
+    let m = &first.indexed.manifest;
+    let mut out = Vec::new();
+    for name in m.coordinate_names() {
+        let a = &m.arrays[name];
+        let numeric = matches!(a.dtype.as_bytes().get(1), Some(b'f' | b'i' | b'u'));
+        if numeric && !a.dims.iter().any(|d| d == dim) {
+            out.push((name.to_owned(), first.values(name, sources)?));
+        }
+    }
+    Ok(out)
 }
 
 /// Concatenate one array's chunk tables along dimension `k`.
@@ -559,21 +560,6 @@ impl RangeRead for Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn permutations_put_each_item_where_the_order_says() {
-        for perm in [
-            vec![1, 2, 3, 0],
-            vec![3, 0, 2, 1],
-            vec![0, 1, 2, 3],
-            vec![2, 3, 0, 1],
-        ] {
-            let mut items = vec!['a', 'b', 'c', 'd'];
-            apply_permutation(&mut items, &perm);
-            let want: Vec<char> = perm.iter().map(|i| ['a', 'b', 'c', 'd'][*i]).collect();
-            assert_eq!(items, want, "{perm:?}");
-        }
-    }
 
     #[test]
     fn rows_cut_a_contiguous_array_into_byte_ranges() {

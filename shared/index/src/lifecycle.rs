@@ -78,12 +78,15 @@ pub async fn check(
     Ok(out)
 }
 
-async fn manifest(bucket: &dyn Store, id: &str, version: &str) -> Result<Manifest> {
+/// The manifest of a version `index.json` names (or kept): missing is a storage fault.
+///
+/// # Errors
+/// When it is missing, unreadable or malformed.
+pub(crate) async fn manifest(bucket: &dyn Store, id: &str, version: &str) -> Result<Manifest> {
     let key = manifest_key(id, version);
-    let bytes = bucket
-        .get(&key)
-        .await?
-        .ok_or_else(|| cloudify_core::Error::Storage(format!("{key} is missing")))?;
+    let bytes = bucket.get(&key).await?.ok_or_else(|| {
+        cloudify_core::Error::Storage(format!("{key} is listed in index.json but missing"))
+    })?;
     Ok(Manifest::from_json(&bytes)?)
 }
 

@@ -7,8 +7,7 @@
 //! Non-record variables are one chunk each; record variables one chunk per record, at
 //! `begin + record * recsize`. Nothing is compressed, so the raw route serves every variable.
 
-use cloudify_core::codecs::ServedCodec;
-use cloudify_core::manifest::{FORMAT_VERSION, encode_table};
+use cloudify_core::manifest::encode_table;
 use cloudify_core::{ArrayMeta, ChunkRef, Manifest};
 use serde_json::{Map, Value, json};
 
@@ -286,17 +285,7 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
         }
     };
 
-    let mut manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        id: id.to_owned(),
-        attrs: global,
-        sources: Vec::new(),
-        arrays: Default::default(),
-        skipped: Map::new(),
-        codec: ServedCodec::default(),
-        coords: Default::default(),
-        inputs: None,
-    };
+    let mut manifest = Manifest::new(id, global);
     let mut tables = Vec::new();
     for v in &vars {
         let shape: Vec<u64> = v.dims.iter().map(|d| len_of(*d)).collect();

@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cloudify_core::codecs::ServedCodec;
-use cloudify_core::manifest::{FORMAT_VERSION, encode_table};
+use cloudify_core::manifest::encode_table;
 use cloudify_core::router::DEFAULT_READ_BUDGET;
 use cloudify_core::{ArrayMeta, ChunkRef, Codec, Manifest, SourceInfo};
 use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, Layout};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::attrs;
 use crate::concat::Concat;
@@ -271,17 +271,7 @@ impl SourceReader {
             });
         }
         let dims = dimensions(&members);
-        let mut manifest = Manifest {
-            format_version: FORMAT_VERSION,
-            id: id.to_owned(),
-            attrs: attrs::visible(&group_attrs, &[]),
-            sources: Vec::new(),
-            arrays: Default::default(),
-            skipped: Map::new(),
-            codec: ServedCodec::default(),
-            coords: Default::default(),
-            inputs: None,
-        };
+        let mut manifest = Manifest::new(id, attrs::visible(&group_attrs, &[]));
         let mut tables = Vec::new();
         let mut warnings = Vec::new();
         for m in members.iter().filter(|m| !m.is_pure_dimension()) {

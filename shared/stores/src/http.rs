@@ -8,7 +8,7 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cloudify_core::store::{
-    ObjectMeta, Precondition, content_range_total, ranged_answer, size_changed,
+    ObjectMeta, Precondition, content_range_total, ranged_answer, size_changed, strong_etag,
 };
 use cloudify_core::{Error, Result, Store};
 use ureq::Agent;
@@ -143,7 +143,7 @@ impl Store for HttpStore {
         etag: Option<&str>,
     ) -> Result<Option<Bytes>> {
         let key = key.to_owned();
-        let strong = etag.filter(|t| t.starts_with('"')).map(str::to_owned);
+        let strong = strong_etag(etag).map(str::to_owned);
         let read = self
             .blocking(move |s| s.range(&key, &range, strong.as_deref()))
             .await?;
