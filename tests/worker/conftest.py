@@ -55,6 +55,10 @@ def bucket(cloudify, tmp_path_factory):
     victim = os.path.join(sources, "victim.nc")
     shutil.copyfile(generated["mixed"], victim)
     index(cloudify, root, "victim", victim)
+    # For the ETag test: read under R2's own tag for it.
+    tagged = os.path.join(sources, "tagged.nc")
+    shutil.copyfile(generated["many_chunks"], tagged)
+    index(cloudify, root, "tagged", tagged)
     # Served as zstd, which the Worker encodes with ruzstd: other bytes, the same values.
     index(cloudify, root, "zstd", generated["mixed"], "--codec", "zstd:3")
     index(cloudify, root, "big", write_big(os.path.join(sources, "big.nc")), "--chunks", "t=1200")

@@ -191,32 +191,57 @@ def test_changed_and_missing_sources(worker, bucket, tmp_path):
     served(worker)
 
 
+def republish(worker, root, ds_id, tmp_path, edit):
+    """Put into R2 a new version of `ds_id` whose manifest `edit` changed (the same chunk
+    tables), and make it current."""
+    registry = json.load(open(os.path.join(root, "index.json")))
+    folder = os.path.join(root, "datasets", ds_id, registry["datasets"][ds_id]["version"])
+    manifest = json.load(open(os.path.join(folder, "manifest.json")))
+    edit(manifest)
+    moved = "f" * 20
+    objects = {}
+    for base, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(base, name)
+            objects[f"datasets/{ds_id}/{moved}/{os.path.relpath(path, folder)}"] = path
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    objects[f"datasets/{ds_id}/{moved}/manifest.json"] = str(tmp_path / "manifest.json")
+    registry["datasets"][ds_id]["version"] = moved
+    (tmp_path / "index.json").write_text(json.dumps(registry))
+    objects["index.json"] = str(tmp_path / "index.json")
+    bulk_put(worker.state, objects)
+
+
+def test_r2_reads_are_conditional_on_the_recorded_etag(worker, bucket, tmp_path):
+    """Recorded under R2's own tag (an MD5), a source rewritten with other bytes of the same
+    size is caught by the read's `onlyIf`, where a size check cannot."""
+    key = "sources/tagged.nc"
+    with open(os.path.join(bucket[0], key), "rb") as f:
+        data = f.read()
+    tag = f'"{hashlib.md5(data).hexdigest()}"'
+    republish(worker, bucket[0], "tagged", tmp_path,
+              lambda m: m["sources"][0].update(etag=tag))
+    assert worker.get("/datasets/tagged/zarr/values/0.0").status_code == 200
+    changed = bytearray(data)
+    changed[-1] ^= 0xFF
+    (tmp_path / "changed.nc").write_bytes(changed)
+    worker.put(key, str(tmp_path / "changed.nc"))
+    detail = error_of(worker.get("/datasets/tagged/zarr/values/1.0"), 409)
+    assert key in detail and tag.strip('"') in detail, detail
+    served(worker)
+
+
 def test_sources_behind_https_urls_are_read_with_range(worker, bucket, tmp_path):
     """A dataset whose source is named by an http:// URL: the Worker reads it with ranged
     `fetch`es, conditional on the recorded tag, and reports a changed source as 409."""
     root = bucket[0]
     web = RangeServer(os.path.join(root, "web"))
     try:
-        registry = json.load(open(os.path.join(root, "index.json")))
-        version = registry["datasets"]["remote"]["version"]
-        folder = os.path.join(root, "datasets", "remote", version)
-        manifest = json.load(open(os.path.join(folder, "manifest.json")))
-        assert manifest["sources"][0]["url"] == "web/remote.nc"
-        manifest["sources"][0]["url"] = f"{web.url}/remote.nc"
-        # The same chunk tables under a new version whose manifest names the URL.
-        moved = "f" * 20
-        objects = {}
-        for base, _, files in os.walk(folder):
-            for name in files:
-                path = os.path.join(base, name)
-                objects[f"datasets/remote/{moved}/{os.path.relpath(path, folder)}"] = path
-        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-        objects[f"datasets/remote/{moved}/manifest.json"] = str(tmp_path / "manifest.json")
-        registry["datasets"]["remote"]["version"] = moved
-        (tmp_path / "index.json").write_text(json.dumps(registry))
-        objects["index.json"] = str(tmp_path / "index.json")
-        bulk_put(worker.state, objects)
+        def to_web(manifest):
+            assert manifest["sources"][0]["url"] == "web/remote.nc"
+            manifest["sources"][0]["url"] = f"{web.url}/remote.nc"
 
+        republish(worker, root, "remote", tmp_path, to_web)
         source = os.path.join(root, "web", "remote.nc")
         url = f"{worker.url}/datasets/remote/zarr"
         with xr.open_dataset(source, engine="netcdf4") as expected, \
