@@ -2,6 +2,7 @@
 files, and a `cloudify serve` process on a free loopback port."""
 import glob
 import hashlib
+import itertools
 import os
 import re
 import subprocess
@@ -34,10 +35,10 @@ def sample_id(path):
 
 
 class Server:
-    def __init__(self, cloudify, bucket, *extra):
+    def __init__(self, cloudify, bucket, *extra, env=None):
         self.proc = subprocess.Popen(
             [cloudify, "serve", "--bucket", bucket, "--addr", "127.0.0.1:0", *extra],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, text=True, env=env,
         )
         line = self.proc.stdout.readline()
         match = re.search(r"http://[0-9.:]+", line)
@@ -50,3 +51,40 @@ class Server:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+def chunk_keys(shape, chunks, sep, prefix):
+    if not shape:
+        return [prefix + ("c" if sep == "/" else "0")]
+    grid = [range(-(-s // c)) for s, c in zip(shape, chunks)]
+    return [prefix + sep.join(map(str, i)) for i in itertools.product(*grid)]
+
+
+def view_keys(server, ds_id, view):
+    """Every key of a dataset's view: its metadata documents and every chunk of every array."""
+    base = f"/datasets/{ds_id}/{view}/"
+    if view == "zarr3":
+        root = server.get(base + "zarr.json").json()
+        arrays = root["consolidated_metadata"]["metadata"]
+        keys = ["zarr.json"]
+        for name, meta in arrays.items():
+            keys.append(f"{name}/zarr.json")
+            sep = meta["chunk_key_encoding"]["configuration"]["separator"]
+            prefix = f"{name}/c{sep}" if meta["shape"] else f"{name}/"
+            shape, chunks = meta["shape"], meta["chunk_grid"]["configuration"]["chunk_shape"]
+            keys += chunk_keys(shape, chunks, sep, prefix)
+        return [base + k for k in keys]
+    meta = server.get(base + ".zmetadata").json()["metadata"]
+    keys = [".zmetadata", ".zgroup", ".zattrs"]
+    for key, doc in meta.items():
+        if key.endswith("/.zarray"):
+            name = key[: -len("/.zarray")]
+            keys += [key, f"{name}/.zattrs"]
+            keys += chunk_keys(doc["shape"], doc["chunks"], doc.get("dimension_separator", "."),
+                               f"{name}/")
+    return [base + k for k in keys]
+
+
+def digest(server, path):
+    r = server.get(path)
+    return r.status_code, hashlib.sha256(r.content).hexdigest()

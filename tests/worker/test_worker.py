@@ -2,7 +2,6 @@
 test dataset byte for byte, xarray reads the sources' values through it, and faults are clear
 answers that leave the isolate serving."""
 import hashlib
-import itertools
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -12,48 +11,12 @@ import xarray as xr
 
 from compare import datasets_equal
 from range_server import RangeServer
+from servers import digest, view_keys
 from wrangler import bulk_put
 
 VIEWS = ("kerchunk", "zarr", "zarr3")
 # Documents that link back to the function: compared with the hosts made equal.
 DOCS = ("info", "keys", "dict", "stac", "")
-
-
-def chunk_keys(shape, chunks, sep, prefix):
-    if not shape:
-        return [prefix + ("c" if sep == "/" else "0")]
-    grid = [range(-(-s // c)) for s, c in zip(shape, chunks)]
-    return [prefix + sep.join(map(str, i)) for i in itertools.product(*grid)]
-
-
-def view_keys(server, ds_id, view):
-    """Every key of a dataset's view: its metadata documents and every chunk of every array."""
-    base = f"/datasets/{ds_id}/{view}/"
-    if view == "zarr3":
-        root = server.get(base + "zarr.json").json()
-        arrays = root["consolidated_metadata"]["metadata"]
-        keys = ["zarr.json"]
-        for name, meta in arrays.items():
-            keys.append(f"{name}/zarr.json")
-            sep = meta["chunk_key_encoding"]["configuration"]["separator"]
-            prefix = f"{name}/c{sep}" if meta["shape"] else f"{name}/"
-            shape, chunks = meta["shape"], meta["chunk_grid"]["configuration"]["chunk_shape"]
-            keys += chunk_keys(shape, chunks, sep, prefix)
-        return [base + k for k in keys]
-    meta = server.get(base + ".zmetadata").json()["metadata"]
-    keys = [".zmetadata", ".zgroup", ".zattrs"]
-    for key, doc in meta.items():
-        if key.endswith("/.zarray"):
-            name = key[: -len("/.zarray")]
-            keys += [key, f"{name}/.zattrs"]
-            keys += chunk_keys(doc["shape"], doc["chunks"], doc.get("dimension_separator", "."),
-                               f"{name}/")
-    return [base + k for k in keys]
-
-
-def digest(server, path):
-    r = server.get(path)
-    return r.status_code, hashlib.sha256(r.content).hexdigest()
 
 
 def test_every_key_answers_as_cloudify_serve(worker, native, bucket):

@@ -7,7 +7,8 @@
 //! public_url = "https://example.org/cloudify"
 //!
 //! [datasets.tas]                  # one table per dataset id
-//! sources = ["data/tas_*.nc"]     # paths and globs, relative to this file
+//! sources = ["data/tas_*.nc"]     # paths and globs, relative to this file; URLs
+//!                                 # (https://…, s3://bucket/tas/, s3://bucket/tas_*.nc)
 //! concat_dim = "time"             # with several sources
 //! codec = "zlib:1"                # optional, as --codec
 //! chunks = "time=12"              # optional, as --chunks
@@ -16,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use cloudify_core::codecs::ServedCodec;
@@ -26,13 +27,18 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
+use crate::bucket::Bucket;
+
 /// Datasets indexed at once: each reads its sources on a blocking thread.
 const CONCURRENT: usize = 2;
 
 /// The file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Config {
+pub struct Config {
+    /// Where it was read from, for errors.
+    #[serde(skip)]
+    origin: String,
     catalog: Option<toml::Table>,
     #[serde(default)]
     datasets: BTreeMap<String, Dataset>,
@@ -49,21 +55,74 @@ struct Dataset {
     collection: Option<String>,
 }
 
+impl Config {
+    /// Parse the text of a config file; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// When it is not TOML of this shape.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Self> {
+        let mut config: Self = toml::from_str(text).with_context(|| format!("config {origin}"))?;
+        config.origin = origin.to_owned();
+        Ok(config)
+    }
+
+    /// Every dataset id, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        self.datasets.keys().cloned().collect()
+    }
+
+    /// The datasets a source at `url` belongs to, or would by its name: those listing it, a
+    /// prefix of it ending in `/`, or a glob pattern it matches.
+    pub fn datasets_of(&self, url: &str) -> Vec<String> {
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        let names = |s: &String| {
+            s == url
+                || (s.ends_with('/') && url.starts_with(s.as_str()))
+                || glob::Pattern::new(s).is_ok_and(|p| p.matches_with(url, options))
+        };
+        self.datasets
+            .iter()
+            .filter(|(_, d)| d.sources.iter().any(names))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
 /// Index every dataset `path` lists into `bucket`, then update the catalog once. Returns the
 /// datasets that failed (each reported with its error), sorted.
 ///
 /// # Errors
 /// When the file cannot be read or parsed, or the catalog cannot be written.
 pub async fn run(
-    bucket: &Path,
+    bucket: &Bucket,
     path: &Path,
     public_url: Option<String>,
 ) -> anyhow::Result<Vec<String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("config {}", path.display()))?;
-    let config: Config =
-        toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+    let config = Config::parse(&text, &path.display().to_string())?;
     let base = path.parent().unwrap_or(Path::new("."));
+    run_config(bucket, config, base, None, public_url).await
+}
+
+/// Index the datasets of `config` (those in `only` when given) into `bucket`, with relative
+/// source paths below `base`, then update the catalog once. Returns the datasets that failed.
+///
+/// # Errors
+/// When the catalog cannot be written.
+pub async fn run_config(
+    bucket: &Bucket,
+    mut config: Config,
+    base: &Path,
+    only: Option<&[String]>,
+    public_url: Option<String>,
+) -> anyhow::Result<Vec<String>> {
+    if let Some(only) = only {
+        config.datasets.retain(|id, _| only.contains(id));
+    }
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(config.datasets.len() as u64);
         bar.set_style(
@@ -117,14 +176,14 @@ pub async fn run(
         .catalog
         .map(toml::Table::try_into)
         .transpose()
-        .with_context(|| format!("config {}: [catalog]", path.display()))?;
+        .with_context(|| format!("config {}: [catalog]", config.origin))?;
     let written = crate::sources::catalog_with(bucket, public_url.or(file_url), info).await?;
     println!("STAC catalog: {written} files written");
     Ok(failed)
 }
 
 async fn one(
-    bucket: &Path,
+    bucket: &Bucket,
     base: &Path,
     id: &str,
     d: &Dataset,
@@ -139,7 +198,14 @@ async fn one(
     if d.sources.is_empty() {
         return Err(anyhow!("no sources listed"));
     }
-    let sources: Vec<PathBuf> = d.sources.iter().map(|s| base.join(s)).collect();
+    let sources: Vec<String> = d
+        .sources
+        .iter()
+        .map(|s| match s.contains("://") {
+            true => s.clone(),
+            false => base.join(s).to_string_lossy().into_owned(),
+        })
+        .collect();
     let collection = d
         .collection
         .as_deref()

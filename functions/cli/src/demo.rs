@@ -6,6 +6,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::bucket::Bucket;
+
 /// A small multi-variable NetCDF4 file (monthly temperature and precipitation on a 4° grid),
 /// written by `tests/data/make_sample.py`.
 const SAMPLE: &[u8] = include_bytes!("../../../tests/data/sample.nc");
@@ -27,22 +29,23 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         std::fs::write(&source, SAMPLE)
             .with_context(|| format!("cannot write {}", source.display()))?;
     }
+    let opened = Bucket::open(&bucket.to_string_lossy(), true).await?;
     let published = crate::sources::index(
-        bucket,
+        &opened,
         DATASET,
-        &[&source],
+        &[source.to_string_lossy()],
         &Default::default(),
         None,
         "demo",
     )
     .await?;
-    crate::sources::catalog(bucket, Some(format!("http://{addr}")), None).await?;
+    crate::sources::catalog(&opened, Some(format!("http://{addr}")), None).await?;
     println!(
         "indexed {} as dataset {DATASET} (version {})",
         source.display(),
         published.version
     );
-    crate::serve::run(bucket, addr, Default::default(), |bound| {
+    crate::serve::run(&opened, addr, Default::default(), |bound| {
         println!("open it with xarray:");
         println!(
             "  import xarray as xr; ds = xr.open_dataset(\"http://{bound}/datasets/{DATASET}/zarr\", engine=\"zarr\")"

@@ -1,16 +1,11 @@
 //! `cloudify`: the precompute job (`index`), the function as a local server (`serve`), and a
 //! self-contained demo (`demo`).
 
-mod config;
-mod demo;
-mod remote;
-mod serve;
-mod sources;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use cloudify::{Bucket, config, demo, serve, sources};
 use cloudify_core::codecs::ServedCodec;
 use cloudify_index::ServeOptions;
 
@@ -30,9 +25,10 @@ enum Command {
     /// Index NetCDF4/HDF5 or NetCDF-3 sources into a bucket folder as one dataset, or every
     /// dataset a config file lists (--config).
     Index {
-        /// The bucket: a local folder.
+        /// The bucket: a local folder, or s3://BUCKET[/PREFIX] (AWS_ENDPOINT_URL for
+        /// S3-compatible servers).
         #[arg(long)]
-        bucket: PathBuf,
+        bucket: String,
         /// Dataset id ([A-Za-z0-9._-]).
         #[arg(long, required_unless_present = "config")]
         dataset: Option<String>,
@@ -55,24 +51,26 @@ enum Command {
         concat_dim: Option<String>,
         #[command(flatten)]
         catalog: CatalogArgs,
-        /// Source files, glob patterns ('data/tas_*.nc') or http(s):// URLs (read by range):
-        /// the dataset's whole membership.
+        /// Source files, glob patterns ('data/tas_*.nc'), http(s):// URLs (read by range), and
+        /// s3:// objects, prefixes ending in '/' or patterns: the dataset's whole membership.
         #[arg(required_unless_present = "config")]
-        sources: Vec<PathBuf>,
+        sources: Vec<String>,
     },
     /// Regenerate the static STAC catalog from index.json and the manifests (reads no source).
     Stac {
-        /// The bucket: a local folder.
+        /// The bucket: a local folder, or s3://BUCKET[/PREFIX] (AWS_ENDPOINT_URL for
+        /// S3-compatible servers).
         #[arg(long)]
-        bucket: PathBuf,
+        bucket: String,
         #[command(flatten)]
         catalog: CatalogArgs,
     },
     /// Serve a bucket folder over HTTP, as the function does.
     Serve {
-        /// The bucket: a local folder.
+        /// The bucket: a local folder, or s3://BUCKET[/PREFIX] (AWS_ENDPOINT_URL for
+        /// S3-compatible servers).
         #[arg(long)]
-        bucket: PathBuf,
+        bucket: String,
         /// Address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
@@ -85,31 +83,34 @@ enum Command {
     },
     /// Report sources changed or missing since they were indexed (exit status 1 if any).
     Check {
-        /// The bucket: a local folder.
+        /// The bucket: a local folder, or s3://BUCKET[/PREFIX] (AWS_ENDPOINT_URL for
+        /// S3-compatible servers).
         #[arg(long)]
-        bucket: PathBuf,
+        bucket: String,
         /// Datasets to check (default: all).
         ids: Vec<String>,
     },
     /// Remove a dataset: from index.json first, then its objects and its catalog entry.
     Rm {
-        /// The bucket: a local folder.
+        /// The bucket: a local folder, or s3://BUCKET[/PREFIX] (AWS_ENDPOINT_URL for
+        /// S3-compatible servers).
         #[arg(long)]
-        bucket: PathBuf,
+        bucket: String,
         /// The dataset.
         id: String,
     },
     /// Delete versions no longer current (keeping the last N of each dataset) and objects left
     /// by removed datasets or killed runs. Run it when no indexer is writing.
     Gc {
-        /// The bucket: a local folder.
+        /// The bucket: a local folder, or s3://BUCKET[/PREFIX] (AWS_ENDPOINT_URL for
+        /// S3-compatible servers).
         #[arg(long)]
-        bucket: PathBuf,
+        bucket: String,
         /// Versions kept per dataset, the current one included.
         #[arg(long, default_value_t = 2)]
         keep: usize,
     },
-    /// Write a sample NetCDF4 file, index it into a local bucket and serve it.
+    /// Write a sample NetCDF4 file, index it into a local bucket folder and serve it.
     Demo {
         /// The bucket folder to create.
         #[arg(long, default_value = "cloudify-demo")]
@@ -145,9 +146,18 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Commands that write an index create a missing bucket folder; the others do not.
+    let (arg, create) = match &cli.command {
+        Command::Demo { bucket, addr } => return demo::run(bucket, *addr).await,
+        Command::Index { bucket, .. } | Command::Stac { bucket, .. } => (bucket, true),
+        Command::Serve { bucket, .. }
+        | Command::Check { bucket, .. }
+        | Command::Rm { bucket, .. }
+        | Command::Gc { bucket, .. } => (bucket, false),
+    };
+    let bucket = Bucket::open(arg, create).await?;
     match cli.command {
         Command::Index {
-            bucket,
             dataset,
             codec,
             chunks,
@@ -156,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             catalog,
             sources,
+            ..
         } => {
             if let Some(config) = config {
                 let failed = config::run(&bucket, &config, catalog.public_url).await?;
@@ -197,17 +208,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("STAC catalog: {written} files written");
             Ok(())
         }
-        Command::Stac { bucket, catalog } => {
+        Command::Stac { catalog, .. } => {
             let written =
                 sources::catalog(&bucket, catalog.public_url, catalog.catalog_config).await?;
             println!("STAC catalog: {written} files written");
             Ok(())
         }
         Command::Serve {
-            bucket,
             addr,
             read_budget,
             merge_cap,
+            ..
         } => {
             let limits = serve::Limits {
                 read_budget,
@@ -215,7 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             serve::run(&bucket, addr, limits, |_| {}).await
         }
-        Command::Check { bucket, ids } => {
+        Command::Check { ids, .. } => {
             let bad = sources::check(&bucket, &ids).await?;
             if bad > 0 {
                 return Err(anyhow::anyhow!(
@@ -224,28 +235,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Rm { bucket, id } => {
-            let store = cloudify_stores::LocalStore::new(&bucket);
-            let Some(deleted) = cloudify_index::remove(&store, &id).await? else {
-                return Err(anyhow::anyhow!(
-                    "{}: no dataset {id:?} in index.json",
-                    bucket.display()
-                ));
+        Command::Rm { id, .. } => {
+            let Some(deleted) = cloudify_index::remove(bucket.store(), &id).await? else {
+                return Err(anyhow::anyhow!("{bucket}: no dataset {id:?} in index.json"));
             };
             let written = sources::catalog(&bucket, None, None).await?;
             println!("dataset {id} removed ({deleted} objects deleted)");
             println!("STAC catalog: {written} files written");
             Ok(())
         }
-        Command::Gc { bucket, keep } => {
-            let store = cloudify_stores::LocalStore::new(&bucket);
-            let c = cloudify_index::gc(&store, keep).await?;
+        Command::Gc { keep, .. } => {
+            let c = cloudify_index::gc(bucket.store(), keep).await?;
             println!(
                 "{} versions and {} objects deleted (kept {keep} versions per dataset)",
                 c.versions, c.objects
             );
             Ok(())
         }
-        Command::Demo { bucket, addr } => demo::run(&bucket, addr).await,
+        Command::Demo { .. } => Ok(()), // run above, without a bucket to open
     }
 }

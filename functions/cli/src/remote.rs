@@ -1,40 +1,49 @@
-//! Indexing sources behind `http(s)://` URLs: the indexer's byte-range reads become ranged
-//! GETs of whole blocks, cached, so the metadata's many small reads cost few requests and the
-//! data chunks (never read) are never sent.
+//! Indexing sources behind `http(s)://` and `s3://` URLs: the indexer's byte-range reads become
+//! ranged GETs of whole blocks, cached, so the metadata's many small reads cost few requests and
+//! the data chunks (never read) are never sent.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use anyhow::anyhow;
+use cloudify_core::Store;
 use cloudify_core::store::strong_etag;
 use cloudify_index::{RangeRead, SourceSpec};
-use cloudify_stores::HttpStore;
+use cloudify_stores::{HttpStore, S3Store};
+
+use crate::bucket::Bucket;
 
 /// Bytes fetched per block: small, as blocks near metadata are mostly data.
 const BLOCK: u64 = 16 << 10;
 /// Blocks kept per source (4 MiB).
 const CACHED_BLOCKS: usize = 256;
 
+/// One ranged read of the object as indexed (its tag checked where the store can).
+type Fetch = Box<dyn Fn(Range<u64>) -> cloudify_core::Result<Vec<u8>> + Send + Sync>;
+
 /// A remote source as the indexer reads it.
-struct HttpFile {
-    store: HttpStore,
-    key: String,
+struct RemoteFile {
+    fetch: Fetch,
     size: u64,
-    etag: Option<String>,
     blocks: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
 }
 
-impl HttpFile {
+impl RemoteFile {
+    fn new(size: u64, fetch: Fetch) -> Self {
+        Self {
+            fetch,
+            size,
+            blocks: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Fetch blocks `first..=last` in one request, and keep them.
-    fn fetch(&self, first: u64, last: u64) -> std::io::Result<()> {
+    fn load(&self, first: u64, last: u64) -> std::io::Result<()> {
         let range = first * BLOCK..((last + 1) * BLOCK).min(self.size);
-        let strong = strong_etag(self.etag.as_deref());
-        let (bytes, _) = self
-            .store
-            .range(&self.key, &range, strong)
-            .map_err(std::io::Error::other)?
-            .ok_or_else(|| std::io::Error::other(format!("{} vanished", self.key)))?;
-        if bytes.len() as u64 != range.end - range.start {
+        let want = range.end - range.start;
+        let bytes = (self.fetch)(range).map_err(std::io::Error::other)?;
+        if bytes.len() as u64 != want {
             return Err(std::io::Error::other("short read"));
         }
         let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
@@ -48,7 +57,7 @@ impl HttpFile {
     }
 }
 
-impl RangeRead for HttpFile {
+impl RangeRead for RemoteFile {
     fn size(&self) -> u64 {
         self.size
     }
@@ -73,7 +82,7 @@ impl RangeRead for HttpFile {
             while j + 1 < missing.len() && missing[j + 1] == missing[j] + 1 {
                 j += 1;
             }
-            self.fetch(missing[i], missing[j])?;
+            self.load(missing[i], missing[j])?;
             i = j + 1;
         }
         let blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
@@ -91,8 +100,13 @@ impl RangeRead for HttpFile {
     }
 }
 
-/// The store that reads `url`'s scheme, and the key it knows `url` by; `None` for other URLs.
-pub fn store_for(url: &str) -> Option<(HttpStore, &str)> {
+/// Whether `url` names a remote source (`http`, `https` or `s3`).
+pub fn is_remote(url: &str) -> bool {
+    matches!(url.split_once("://"), Some(("http" | "https" | "s3", _)))
+}
+
+/// The store that reads `url`'s scheme when it is `http(s)`, and the key it knows `url` by.
+pub fn http_store_for(url: &str) -> Option<(HttpStore, &str)> {
     match url.split_once("://")? {
         ("http", rest) => Some((HttpStore::new("http"), rest)),
         ("https", rest) => Some((HttpStore::new("https"), rest)),
@@ -100,27 +114,98 @@ pub fn store_for(url: &str) -> Option<(HttpStore, &str)> {
     }
 }
 
-/// A source named by an `http(s)://` URL: its size and tag by HEAD, its bytes by range.
+/// The reader of every `s3://` source of this process, configured once from the environment.
+pub async fn s3() -> &'static S3Store {
+    static S3: tokio::sync::OnceCell<S3Store> = tokio::sync::OnceCell::const_new();
+    S3.get_or_init(S3Store::any_bucket).await
+}
+
+/// A source named by a remote URL: its size and tag by HEAD, its bytes by cached ranged reads.
+/// An `s3://` object inside `bucket` is recorded by its key there.
 ///
 /// # Errors
-/// When the URL does not answer, or answers without a length.
-pub fn spec(url: &str) -> anyhow::Result<SourceSpec> {
-    let (store, key) = store_for(url).ok_or_else(|| anyhow!("{url}: not an http(s) URL"))?;
+/// When the object does not answer or is missing.
+pub async fn spec(url: &str, bucket: &Bucket) -> anyhow::Result<SourceSpec> {
+    if let Some(key) = url.strip_prefix("s3://") {
+        let store = s3().await;
+        let meta = store
+            .head(key)
+            .await
+            .map_err(|e| anyhow!("{url}: {e}"))?
+            .ok_or_else(|| anyhow!("{url}: no such object (404)"))?;
+        let (key, size, etag) = (key.to_owned(), meta.size, meta.etag.clone());
+        let handle = tokio::runtime::Handle::current();
+        // The indexer reads on a blocking thread, where waiting on the runtime is allowed.
+        let fetch: Fetch = Box::new(move |range| {
+            handle
+                .block_on(store.get_range_checked(&key, range, size, etag.as_deref()))?
+                .map(|b| b.to_vec())
+                .ok_or_else(|| cloudify_core::Error::Storage(format!("s3://{key} vanished")))
+        });
+        return Ok(SourceSpec {
+            url: bucket.key_of(url).unwrap_or(url).to_owned(),
+            absolute_url: url.to_owned(),
+            reader: Arc::new(RemoteFile::new(meta.size, fetch)),
+            meta,
+        });
+    }
+    let named = url.to_owned();
+    tokio::task::spawn_blocking(move || http_spec(&named)).await?
+}
+
+fn http_spec(url: &str) -> anyhow::Result<SourceSpec> {
+    let (store, key) = http_store_for(url).ok_or_else(|| anyhow!("{url}: not a remote URL"))?;
     let meta = store
         .meta(key)
         .map_err(|e| anyhow!("{url}: {e}"))?
         .ok_or_else(|| anyhow!("{url}: no such object (404)"))?;
-    let reader = HttpFile {
-        key: key.to_owned(),
-        size: meta.size,
-        etag: meta.etag.clone(),
-        store,
-        blocks: Mutex::new(HashMap::new()),
-    };
+    let (key, etag) = (key.to_owned(), meta.etag.clone());
+    let fetch: Fetch = Box::new(move |range| {
+        let strong = strong_etag(etag.as_deref());
+        store
+            .range(&key, &range, strong)?
+            .map(|(bytes, _)| bytes)
+            .ok_or_else(|| cloudify_core::Error::Storage(format!("{key} vanished")))
+    });
     Ok(SourceSpec {
         url: url.to_owned(),
         absolute_url: url.to_owned(),
+        reader: Arc::new(RemoteFile::new(meta.size, fetch)),
         meta,
-        reader: Arc::new(reader),
     })
+}
+
+/// The objects an `s3://` source names: itself, every object below it when it ends in `/`, or
+/// those its glob pattern (`*`, `?`, `[...]` within one path segment) matches; sorted.
+///
+/// # Errors
+/// When the listing fails, the pattern is malformed or matches nothing.
+pub async fn expand_s3(url: &str) -> anyhow::Result<Vec<String>> {
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return Ok(vec![url.to_owned()]);
+    };
+    let literal = rest.find(['*', '?', '[']).unwrap_or(rest.len());
+    if literal == rest.len() && !rest.ends_with('/') {
+        return Ok(vec![url.to_owned()]);
+    }
+    let pattern = glob::Pattern::new(rest).map_err(|e| anyhow!("{url}: {e}"))?;
+    let options = glob::MatchOptions {
+        require_literal_separator: true,
+        ..Default::default()
+    };
+    let listed = s3()
+        .await
+        .list(&rest[..literal])
+        .await
+        .map_err(|e| anyhow!("{url}: {e}"))?;
+    let matched: Vec<String> = listed
+        .into_iter()
+        .filter(|k| !k.ends_with('/'))
+        .filter(|k| literal == rest.len() || pattern.matches_with(k, options))
+        .map(|k| format!("s3://{k}"))
+        .collect();
+    if matched.is_empty() {
+        return Err(anyhow!("{url}: no object matches"));
+    }
+    Ok(matched)
 }

@@ -2,20 +2,21 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
 use cloudify_core::App;
 use cloudify_stores::{HttpStore, LocalStore};
+
+use crate::bucket::Bucket;
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 /// Milliseconds since the first call: the clock of `Server-Timing`.
-fn now_ms() -> f64 {
+pub fn now_ms() -> f64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     START
         .get_or_init(std::time::Instant::now)
@@ -42,19 +43,20 @@ impl Default for Limits {
     }
 }
 
-/// Serve the bucket folder on `addr`; `ready` is called with the bound address.
+/// Serve the bucket on `addr`; `ready` is called with the bound address.
 ///
 /// # Errors
 /// When the address cannot be bound.
 pub async fn run(
-    bucket: &Path,
+    bucket: &Bucket,
     addr: SocketAddr,
     limits: Limits,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let app = Arc::new(
-        App::new(Arc::new(LocalStore::new(bucket)))
+        App::new(bucket.shared())
             .with_scheme("file", Arc::new(LocalStore::new("/")))
+            .with_scheme("s3", Arc::new(crate::remote::s3().await.clone()))
             .with_scheme("http", Arc::new(HttpStore::new("http")))
             .with_scheme("https", Arc::new(HttpStore::new("https")))
             .with_read_budget(limits.read_budget)
@@ -65,7 +67,7 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
-    println!("cloudify serving {} on http://{bound}", bucket.display());
+    println!("cloudify serving {bucket} on http://{bound}");
     ready(bound);
     loop {
         let (stream, _) = match listener.accept().await {

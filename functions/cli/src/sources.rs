@@ -9,47 +9,42 @@ use cloudify_core::stac::CatalogInfo;
 use cloudify_index::{Concat, LocalFile, Published, ServeOptions, SourceSpec, SourceState};
 use cloudify_stores::LocalStore;
 
-/// Index `sources` (paths or glob patterns) into the bucket folder as dataset `id`,
-/// concatenated along `concat_dim` when there are several, and publish it.
+use crate::bucket::Bucket;
+use crate::remote;
+
+/// Index `sources` (paths, glob patterns, `http(s)://` URLs, `s3://` objects, prefixes ending
+/// in `/` and patterns) into the bucket as dataset `id`, concatenated along `concat_dim` when
+/// there are several, and publish it.
 ///
 /// # Errors
 /// A message naming the file and fault; nothing is written then.
 pub async fn index(
-    bucket: &Path,
+    bucket: &Bucket,
     id: &str,
-    sources: &[impl AsRef<Path>],
+    sources: &[impl AsRef<str>],
     options: &ServeOptions,
     concat_dim: Option<&str>,
     collection: &str,
 ) -> anyhow::Result<Published> {
-    std::fs::create_dir_all(bucket)
-        .with_context(|| format!("cannot create bucket folder {}", bucket.display()))?;
-    let bucket_root = bucket
-        .canonicalize()
-        .with_context(|| format!("bucket folder {}", bucket.display()))?;
-    let store = LocalStore::new(&bucket_root);
     let mut specs = Vec::new();
-    for path in expand(sources)? {
-        let named = path.to_string_lossy();
-        specs.push(match crate::remote::store_for(&named) {
-            Some(_) => {
-                let url = named.into_owned();
-                tokio::task::spawn_blocking(move || crate::remote::spec(&url)).await??
-            }
-            None => spec(&bucket_root, &store, &path).await?,
+    for named in expand(sources).await? {
+        specs.push(match remote::is_remote(&named) {
+            true => remote::spec(&named, bucket).await?,
+            false => spec(bucket, Path::new(&named)).await?,
         });
     }
     let concat = concat_dim.map(|dim| Concat {
         dim: dim.to_owned(),
-        bucket_url: format!("file://{}", bucket_root.display()),
+        bucket_url: bucket.url().to_owned(),
     });
     if !cloudify_core::key::is_valid_id(collection) {
         return Err(anyhow!(
             "collection id {collection:?} must be 1-128 characters of [A-Za-z0-9._-]"
         ));
     }
+    let store = bucket.store();
     let inputs = cloudify_index::inputs(&specs, options, concat.as_ref());
-    if let Some(version) = cloudify_index::unchanged(&store, id, &inputs, collection).await? {
+    if let Some(version) = cloudify_index::unchanged(store, id, &inputs, collection).await? {
         return Ok(Published {
             version,
             objects_written: 0,
@@ -65,29 +60,30 @@ pub async fn index(
     for w in &indexed.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(cloudify_index::publish(&store, &indexed, collection).await?)
+    Ok(cloudify_index::publish(store, &indexed, collection).await?)
 }
 
 /// Print each dataset's sources that changed or vanished since indexing; return their number.
 ///
 /// # Errors
 /// When the bucket's index cannot be read or a dataset is unknown.
-pub async fn check(bucket: &Path, ids: &[String]) -> anyhow::Result<usize> {
-    let store = LocalStore::new(bucket);
-    let local: Arc<dyn Store> = Arc::new(LocalStore::new(bucket));
+pub async fn check(bucket: &Bucket, ids: &[String]) -> anyhow::Result<usize> {
+    let local = bucket.shared();
     let root: Arc<dyn Store> = Arc::new(LocalStore::new("/"));
+    let s3: Arc<dyn Store> = Arc::new(remote::s3().await.clone());
     let resolve = |url: &str| -> Option<(Arc<dyn Store>, String)> {
         match url.split_once("://") {
             None => Some((local.clone(), url.to_owned())),
             Some(("file", path)) => Some((root.clone(), path.trim_start_matches('/').to_owned())),
+            Some(("s3", key)) => Some((s3.clone(), key.to_owned())),
             Some(_) => {
-                let (store, key) = crate::remote::store_for(url)?;
+                let (store, key) = remote::http_store_for(url)?;
                 Some((Arc::new(store), key.to_owned()))
             }
         }
     };
     let mut bad = 0;
-    for d in cloudify_index::check(&store, &resolve, ids).await? {
+    for d in cloudify_index::check(bucket.store(), &resolve, ids).await? {
         let total = d.sources.len();
         let mut changed = 0;
         for (url, state) in &d.sources {
@@ -112,7 +108,7 @@ pub async fn check(bucket: &Path, ids: &[String]) -> anyhow::Result<usize> {
 /// # Errors
 /// When the configuration file is unreadable or the bucket cannot be written.
 pub async fn catalog(
-    bucket: &Path,
+    bucket: &Bucket,
     public_url: Option<String>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<usize> {
@@ -136,12 +132,12 @@ pub async fn catalog(
 /// # Errors
 /// When the bucket cannot be read or written.
 pub async fn catalog_with(
-    bucket: &Path,
+    bucket: &Bucket,
     public_url: Option<String>,
     given: Option<CatalogInfo>,
 ) -> anyhow::Result<usize> {
-    let store = LocalStore::new(bucket);
-    let mut info = cloudify_index::load_config(&store).await?;
+    let store = bucket.store();
+    let mut info = cloudify_index::load_config(store).await?;
     if let Some(given) = given {
         info = CatalogInfo {
             public_url: info.public_url,
@@ -151,22 +147,24 @@ pub async fn catalog_with(
     if let Some(url) = public_url {
         info.public_url = url.trim_end_matches('/').to_owned();
     }
-    Ok(cloudify_index::write_catalog(&store, &info).await?)
+    Ok(cloudify_index::write_catalog(store, &info).await?)
 }
 
-/// The files `sources` name: each a path, or a glob pattern matching at least one file (in
-/// sorted order). The same file named twice is an error.
-fn expand(sources: &[impl AsRef<Path>]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out: Vec<PathBuf> = Vec::new();
+/// The sources `sources` name: each a path or URL, a local glob pattern matching at least one
+/// file (in sorted order), or an `s3://` prefix or pattern. The same source twice is an error.
+async fn expand(sources: &[impl AsRef<str>]) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
     for s in sources {
-        let s = s.as_ref();
-        let text = s.to_string_lossy();
-        let url = text.contains("://");
-        if url || s.exists() || !text.contains(['*', '?', '[']) {
-            out.push(s.to_owned());
+        let text = s.as_ref();
+        if text.starts_with("s3://") {
+            out.extend(remote::expand_s3(text).await?);
             continue;
         }
-        let mut matched: Vec<PathBuf> = glob::glob(&text)
+        if text.contains("://") || Path::new(text).exists() || !text.contains(['*', '?', '[']) {
+            out.push(text.to_owned());
+            continue;
+        }
+        let mut matched: Vec<PathBuf> = glob::glob(text)
             .map_err(|e| anyhow!("{text}: not a valid glob pattern: {e}"))?
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow!("{text}: {e}"))?;
@@ -174,18 +172,29 @@ fn expand(sources: &[impl AsRef<Path>]) -> anyhow::Result<Vec<PathBuf>> {
             return Err(anyhow!("{text}: no file matches this pattern"));
         }
         matched.sort();
-        out.extend(matched);
+        for m in matched {
+            let m = m
+                .into_os_string()
+                .into_string()
+                .map_err(|p| anyhow!("{}: path is not UTF-8", Path::new(&p).display()))?;
+            out.push(m);
+        }
     }
     let mut seen = std::collections::BTreeSet::new();
-    let named = |p: &PathBuf| p.canonicalize().unwrap_or_else(|_| p.clone());
+    let named = |p: &String| {
+        Path::new(p)
+            .canonicalize()
+            .map_or_else(|_| p.clone(), |c| c.to_string_lossy().into_owned())
+    };
     if let Some(twice) = out.iter().find(|p| !seen.insert(named(p))) {
-        return Err(anyhow!("{}: named twice", twice.display()));
+        return Err(anyhow!("{twice}: named twice"));
     }
     Ok(out)
 }
 
-/// Name a source as DESIGN.md says: a key when it lives in the bucket, else a `file://` URL.
-async fn spec(bucket_root: &Path, bucket: &LocalStore, path: &Path) -> anyhow::Result<SourceSpec> {
+/// Name a local source as DESIGN.md says: a key when it lives in the (local) bucket, else a
+/// `file://` URL.
+async fn spec(bucket: &Bucket, path: &Path) -> anyhow::Result<SourceSpec> {
     let shown = path.display();
     let abs = path
         .canonicalize()
@@ -197,16 +206,17 @@ async fn spec(bucket_root: &Path, bucket: &LocalStore, path: &Path) -> anyhow::R
     let abs_str = abs
         .to_str()
         .ok_or_else(|| anyhow!("{shown}: path is not UTF-8"))?;
-    let (url, meta) = match abs.strip_prefix(bucket_root) {
-        Ok(rel) => {
+    let inside = bucket.root().and_then(|root| abs.strip_prefix(root).ok());
+    let (url, meta) = match inside {
+        Some(rel) => {
             let key = rel
                 .to_str()
                 .ok_or_else(|| anyhow!("{shown}: path is not UTF-8"))?
                 .to_owned();
-            let meta = bucket.head(&key).await?;
+            let meta = bucket.store().head(&key).await?;
             (key, meta)
         }
-        Err(_) => {
+        None => {
             let meta = LocalStore::new("/")
                 .head(abs_str.trim_start_matches('/'))
                 .await?;

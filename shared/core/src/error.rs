@@ -28,6 +28,9 @@ pub enum Error {
     /// The storage backend failed, or an object the index names is missing.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// The storage backend did not answer in time.
+    #[error("storage timed out: {0}")]
+    Timeout(String),
     /// Bytes read from the bucket or a source are not what the index says they are.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -54,6 +57,7 @@ impl Error {
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::Storage(_) | Error::Corrupt(_) | Error::Json { .. } => StatusCode::BAD_GATEWAY,
+            Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -67,6 +71,7 @@ impl Error {
             Error::TooLarge(_) => "over a request budget",
             Error::RangeNotSatisfiable(_) => "range not satisfiable",
             Error::Storage(_) => "storage error",
+            Error::Timeout(_) => "storage timeout",
             Error::Corrupt(_) | Error::Json { .. } => "corrupt data",
         }
     }

@@ -749,7 +749,9 @@ fn json_response(v: &Value, cache: &'static str) -> Response<Bytes> {
     a.into_response()
 }
 
-fn error_response(e: &Error) -> Response<Bytes> {
+/// The answer to a failed request, as every runtime gives it: the error's status and a JSON
+/// body naming the problem.
+pub fn error_response(e: &Error) -> Response<Bytes> {
     let body = json!({ "error": e.kind(), "detail": e.to_string() });
     let mut r = json_response(&body, "no-store");
     *r.status_mut() = e.status();

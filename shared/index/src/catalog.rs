@@ -12,8 +12,7 @@ use serde_json::Value;
 
 use crate::error::Result;
 
-/// Key of the catalog configuration kept in the bucket.
-pub const CONFIG_KEY: &str = "stac/config.json";
+pub use cloudify_core::stac::CONFIG_KEY;
 
 /// The catalog configuration stored in the bucket, or the default.
 ///

@@ -1,8 +1,11 @@
 //! Native implementations of [`cloudify_core::Store`]: a local folder (the bucket of
-//! `cloudify serve --bucket DIR`, and the reader of `file://` sources) and `http(s)://` sources.
+//! `cloudify serve --bucket DIR`, and the reader of `file://` sources), S3 and S3-compatible
+//! servers, and `http(s)://` sources.
 
 mod http;
 mod local;
+mod s3;
 
 pub use http::HttpStore;
 pub use local::LocalStore;
+pub use s3::{DEFAULT_TIMEOUT, S3Store};

@@ -1,0 +1,333 @@
+//! S3 and S3-compatible servers through aws-sdk-s3: the bucket of the Lambda and of
+//! `cloudify serve --bucket s3://…`, and `s3://` sources.
+//!
+//! Configuration comes from the environment as the AWS SDKs read it (credentials, region,
+//! `AWS_ENDPOINT_URL`), plus two settings of ours: `CLOUDIFY_S3_TIMEOUT_MS` (per operation,
+//! retries included) and `CLOUDIFY_S3_REQUESTER_PAYS=1`.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::RequestPayer;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use bytes::Bytes;
+use cloudify_core::store::{
+    ObjectMeta, Precondition, content_range_total, object_store_etag, size_changed,
+};
+use cloudify_core::{Error, Result, Store};
+
+/// Default time one S3 operation may take, retries included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A bucket, or with [`S3Store::any_bucket`] every bucket (keys are then `bucket/key`).
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: Option<String>,
+    timeout: Duration,
+    requester_pays: bool,
+}
+
+/// A client configured from the environment.
+async fn client(timeout: Duration) -> Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(timeout)
+                .build(),
+        )
+        .load()
+        .await;
+    // A custom endpoint (MinIO, moto, s3s, R2) usually has no per-bucket host names.
+    let custom = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(custom)
+        .build();
+    Client::from_conf(config)
+}
+
+fn env_timeout() -> Duration {
+    std::env::var("CLOUDIFY_S3_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
+}
+
+impl S3Store {
+    /// The store of `bucket`, configured from the environment.
+    pub async fn new(bucket: &str) -> Self {
+        Self::configured(Some(bucket.to_owned())).await
+    }
+
+    /// A store of every bucket the credentials reach: the reader of `s3://bucket/key` sources,
+    /// whose keys are `bucket/key`.
+    pub async fn any_bucket() -> Self {
+        Self::configured(None).await
+    }
+
+    async fn configured(bucket: Option<String>) -> Self {
+        let timeout = env_timeout();
+        Self {
+            client: client(timeout).await,
+            bucket,
+            timeout,
+            requester_pays: std::env::var("CLOUDIFY_S3_REQUESTER_PAYS").is_ok_and(|v| v == "1"),
+        }
+    }
+
+    /// Bucket and object key of a store key.
+    fn locate<'a>(&'a self, key: &'a str) -> Result<(&'a str, &'a str)> {
+        match &self.bucket {
+            Some(b) => Ok((b, key)),
+            None => key
+                .split_once('/')
+                .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+                .ok_or_else(|| Error::Storage(format!("s3://{key} names no object"))),
+        }
+    }
+
+    fn payer(&self) -> Option<RequestPayer> {
+        self.requester_pays.then_some(RequestPayer::Requester)
+    }
+
+    /// What an S3 failure means. Messages name the object and the service's error code, never
+    /// a request's headers, so no credential can leak into a response.
+    fn error<E: ProvideErrorMetadata>(
+        &self,
+        e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+        bucket: &str,
+        key: &str,
+    ) -> Failure {
+        let url = format!("s3://{bucket}/{key}");
+        match e {
+            SdkError::TimeoutError(_) => Failure::Err(Error::Timeout(format!(
+                "{url}: no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+            SdkError::DispatchFailure(d) if d.is_timeout() => Failure::Err(Error::Timeout(
+                format!("{url}: no answer within {} ms", self.timeout.as_millis()),
+            )),
+            SdkError::ServiceError(s) => {
+                let status = s.raw().status().as_u16();
+                let code = s.err().code().unwrap_or("no error code");
+                match status {
+                    404 => Failure::Missing,
+                    412 | 409 => Failure::Precondition,
+                    416 => Failure::Err(Error::RangeNotSatisfiable(format!(
+                        "{url}: range outside the object"
+                    ))),
+                    403 => Failure::Err(Error::Storage(format!(
+                        "{url}: access denied ({code}); the function's role cannot read it"
+                    ))),
+                    s => Failure::Err(Error::Storage(format!("{url}: S3 answered {s} ({code})"))),
+                }
+            }
+            SdkError::DispatchFailure(_) => Failure::Err(Error::Storage(format!(
+                "{url}: cannot reach the S3 endpoint"
+            ))),
+            _ => Failure::Err(Error::Storage(format!(
+                "{url}: S3 request failed ({})",
+                e.code().unwrap_or("no answer")
+            ))),
+        }
+    }
+
+    /// A ranged GET, conditional on `if_match`: the bytes and the object's size.
+    async fn read(
+        &self,
+        key: &str,
+        range: Option<&Range<u64>>,
+        if_match: Option<&str>,
+    ) -> Result<Option<(Bytes, Option<u64>)>> {
+        let (bucket, object) = self.locate(key)?;
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(object)
+            .set_request_payer(self.payer())
+            .set_if_match(if_match.map(|t| format!("\"{t}\"")));
+        if let Some(r) = range {
+            req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e) => {
+                return match self.error(&e, bucket, object) {
+                    Failure::Missing => Ok(None),
+                    Failure::Precondition => Err(Error::Conflict(format!(
+                        "s3://{bucket}/{object} no longer has the tag {}",
+                        if_match.unwrap_or("?")
+                    ))),
+                    Failure::Err(e) => Err(e),
+                };
+            }
+        };
+        let total = match range {
+            Some(_) => out.content_range().and_then(content_range_total),
+            None => out.content_length().and_then(|n| u64::try_from(n).ok()),
+        };
+        let body = out.body.collect().await.map_err(|e| {
+            Error::Storage(format!(
+                "s3://{bucket}/{object}: reading the body failed: {e}"
+            ))
+        })?;
+        Ok(Some((body.into_bytes(), total)))
+    }
+}
+
+/// The outcomes of a failed request that callers treat apart.
+enum Failure {
+    Missing,
+    Precondition,
+    Err(Error),
+}
+
+#[async_trait]
+impl Store for S3Store {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.read(key, None, None).await?.map(|(b, _)| b))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
+        if range.is_empty() {
+            return Ok(self.head(key).await?.map(|_| Bytes::new()));
+        }
+        Ok(self.read(key, Some(&range), None).await?.map(|(b, _)| b))
+    }
+
+    /// One conditional ranged GET: `If-Match` on an S3-style recorded tag, the size from
+    /// `Content-Range`.
+    async fn get_range_checked(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        size: u64,
+        etag: Option<&str>,
+    ) -> Result<Option<Bytes>> {
+        if range.is_empty() {
+            return self.get_range(key, range).await;
+        }
+        let tag = etag.and_then(object_store_etag);
+        match self.read(key, Some(&range), tag).await? {
+            None => Ok(None),
+            Some((_, Some(total))) if total != size => Err(size_changed(total, size)),
+            Some((bytes, _)) => Ok(Some(bytes)),
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let (bucket, object) = self.locate(key)?;
+        let sent = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(object)
+            .set_request_payer(self.payer())
+            .send()
+            .await;
+        match sent {
+            Ok(out) => Ok(Some(ObjectMeta {
+                size: out
+                    .content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+                etag: out.e_tag().map(str::to_owned),
+            })),
+            Err(e) => match self.error(&e, bucket, object) {
+                Failure::Missing => Ok(None),
+                Failure::Precondition => Err(Error::Storage(format!(
+                    "s3://{bucket}/{object}: HEAD answered a precondition failure"
+                ))),
+                Failure::Err(e) => Err(e),
+            },
+        }
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes, precondition: Precondition) -> Result<bool> {
+        let (bucket, object) = self.locate(key)?;
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(object)
+            .body(bytes.into());
+        req = match precondition {
+            Precondition::None => req,
+            Precondition::Absent => req.if_none_match("*"),
+            Precondition::Matches(tag) => req.if_match(tag),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match self.error(&e, bucket, object) {
+                Failure::Precondition => Ok(false),
+                Failure::Missing => Err(Error::Storage(format!("s3://{bucket}: no such bucket"))),
+                Failure::Err(e) => Err(e),
+            },
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let (bucket, object_prefix) = match &self.bucket {
+            Some(b) => (b.as_str(), prefix),
+            None => prefix.split_once('/').unwrap_or((prefix, "")),
+        };
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(object_prefix)
+            .set_request_payer(self.payer())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| match self.error(&e, bucket, object_prefix) {
+                Failure::Err(e) => e,
+                _ => Error::Storage(format!("s3://{bucket}: cannot be listed")),
+            })?;
+            for o in page.contents() {
+                if let Some(k) = o.key() {
+                    keys.push(match self.bucket {
+                        Some(_) => k.to_owned(),
+                        None => format!("{bucket}/{k}"),
+                    });
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        // S3 answers a delete the same whether or not the object was there.
+        if self.head(key).await?.is_none() {
+            return Ok(false);
+        }
+        let (bucket, object) = self.locate(key)?;
+        match self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(object)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match self.error(&e, bucket, object) {
+                Failure::Missing => Ok(false),
+                Failure::Precondition => Ok(false),
+                Failure::Err(e) => Err(e),
+            },
+        }
+    }
+}

@@ -1,0 +1,238 @@
+"""The local AWS the Lambda tests run against: moto's S3 server on 127.0.0.1, a proxy in front
+of it that turns chosen objects into faults, and `cargo lambda watch` emulating the functions."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TOOLS = os.path.join(ROOT, ".venv-aws", "bin")
+# Credentials moto accepts; the secret is distinctive so a test can look for leaks.
+SECRET = "cloudify-test-secret-key-do-not-leak"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "AKIACLOUDIFYTEST",
+    "AWS_SECRET_ACCESS_KEY": SECRET,
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+# Objects with these names answer 403 AccessDenied, or answer late.
+FORBIDDEN, SLOW = "forbidden.nc", "slow.nc"
+SLOW_SECONDS = 4
+# Instances of each emulated function.
+INSTANCES = 8
+# The S3 timeout of the functions under test: well under SLOW_SECONDS.
+TIMEOUT_MS = 1500
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(url, seconds=120, ok=lambda r: True):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if ok(requests.get(url, timeout=5)):
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer in {seconds} s")
+
+
+def stop(proc):
+    """Stop a process started with start_new_session, and its children."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class Moto:
+    """moto's S3 server, in memory."""
+
+    def __init__(self):
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        moto = os.path.join(ROOT, ".venv", "bin", "moto_server")
+        self.proc = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        wait_for(self.url + "/moto-api/")
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=SECRET)
+
+    def stop(self):
+        stop(self.proc)
+
+
+class FaultProxy:
+    """Forwards every request to `upstream` unchanged, except for objects named FORBIDDEN
+    (403 AccessDenied, as S3 answers a role without s3:GetObject) and SLOW (answered after
+    SLOW_SECONDS). Path-style S3 requests name the object in the path. It runs in its own
+    process, so the tests' threads do not slow it."""
+
+    def __init__(self, upstream):
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([sys.executable, __file__, "proxy", str(port), upstream],
+                                     start_new_session=True)
+        wait_for(self.url + "/")
+
+    def stop(self):
+        stop(self.proc)
+
+
+def serve_proxy(port, upstream):
+    local = threading.local()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def setup(self):
+            super().setup()
+            # One write per answer and no Nagle delay: the functions wait on every read.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def answer(self, status, headers, body):
+            lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
+            lines += [f"{k}: {v}" for k, v in headers]
+            lines.append(f"Content-Length: {len(body)}")
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            self.wfile.write(head + (b"" if self.command == "HEAD" else body))
+
+        def forward(self):
+            path = self.path.split("?")[0]
+            if path.endswith("/" + FORBIDDEN):
+                body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied"
+                        b"</Code><Message>Access Denied</Message></Error>")
+                return self.answer(403, [("Content-Type", "application/xml")], body)
+            if path.endswith("/" + SLOW):
+                time.sleep(SLOW_SECONDS)
+            length = int(self.headers.get("Content-Length") or 0)
+            data = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            if not hasattr(local, "session"):
+                local.session = requests.Session()
+            r = local.session.request(self.command, upstream + self.path, headers=headers,
+                                      data=data, allow_redirects=False)
+            kept = [(k, v) for k, v in r.headers.items()
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                         "content-encoding")]
+            if self.command == "HEAD" and "Content-Length" in r.headers:
+                # A HEAD answer's length is the object's, not of the (empty) body.
+                head = [f"HTTP/1.1 {r.status_code} {r.reason}"]
+                head += [f"{k}: {v}" for k, v in kept]
+                head.append(f"Content-Length: {r.headers['Content-Length']}")
+                return self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            self.answer(r.status_code, kept, r.content)
+
+        do_GET = do_HEAD = do_PUT = do_DELETE = do_POST = forward  # noqa: N815
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def s3_env(endpoint, **extra):
+    env = dict(os.environ, **CREDENTIALS, AWS_ENDPOINT_URL=endpoint,
+               CLOUDIFY_S3_TIMEOUT_MS=str(TIMEOUT_MS))
+    env.update(extra)
+    return env
+
+
+class LambdaWatch:
+    """`cargo lambda watch`: both functions of cloudify-lambda, the serving one behind an
+    emulated Function URL at `{url}` (…/lambda-url/cloudify-serve). Up to INSTANCES, each
+    taking one request at a time as on Lambda: with one, the emulator loses answers to
+    concurrent requests (xarray makes many)."""
+
+    def __init__(self, endpoint, env_file, settings, first_request=True):
+        with open(env_file, "w") as f:
+            for k, v in {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint,
+                         "CLOUDIFY_S3_TIMEOUT_MS": str(TIMEOUT_MS), **settings}.items():
+                f.write(f"{k}={v}\n")
+        self.port = free_port()
+        # Release: the suite re-encodes thousands of chunks, which a debug build does slowly.
+        cmd = [os.path.join(TOOLS, "cargo-lambda"), "lambda", "watch", "--release",
+               "-p", "cloudify-lambda",
+               "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port),
+               "--ignore-changes", "--concurrency", str(INSTANCES),
+               "--env-file", env_file]
+        env = s3_env(endpoint)
+        env["PATH"] = TOOLS + os.pathsep + env["PATH"]
+        self.log = open(env_file + ".log", "w")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        # Documents link to the host a request reached: here the emulator's, without the
+        # `/lambda-url/NAME` prefix a real Function URL does not have.
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.origin}/lambda-url/cloudify-serve"
+        if first_request:
+            # The first request compiles the functions when needed, then starts one.
+            wait_for(self.url + "/", seconds=600, ok=lambda r: r.status_code == 200)
+            return
+        # Only the emulator: the function process starts with the first request.
+        deadline = time.time() + 60
+        while not listening(self.port):
+            if time.time() > deadline:
+                raise TimeoutError("cargo lambda watch did not listen")
+            time.sleep(0.05)
+
+    def get(self, path, **kw):
+        r = requests.get(self.url + path, timeout=60, **kw)
+        if r.status_code == 500:
+            # The core never answers 500; the emulator does, now and then, for an invocation
+            # it lost between two instances. Ask once more, as a client of Lambda would.
+            r = requests.get(self.url + path, timeout=60, **kw)
+        return r
+
+    def start_every_instance(self, slow_path):
+        """Start all INSTANCES with as many concurrent requests that each keep one busy (a
+        `slow_path` read): the emulator may lose an answer while it starts an instance, with
+        a 500 the core never gives, so the tests should not meet a start."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(INSTANCES) as pool:
+            for _ in range(2):
+                list(pool.map(lambda _: self.get(slow_path), range(INSTANCES)))
+
+    def invoke(self, function, event_file):
+        """`cargo lambda invoke`: the function's answer, as JSON."""
+        import json
+
+        out = subprocess.run(
+            [os.path.join(TOOLS, "cargo-lambda"), "lambda", "invoke", function,
+             "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port),
+             "--data-file", event_file, "--output-format", "json"],
+            cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout)
+
+    def stop(self):
+        stop(self.proc)
+        self.log.close()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["proxy"]:
+    serve_proxy(int(sys.argv[2]), sys.argv[3])

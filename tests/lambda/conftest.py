@@ -1,0 +1,116 @@
+"""The Lambda end to end: a bucket indexed by `cloudify index` (sources inside it, named by
+key) copied into moto's S3 server, served by the serving function under `cargo lambda watch`
+through a fault proxy, by `cloudify serve --bucket s3://…`, and for comparison by
+`cloudify serve` on the folder."""
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(__file__)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, os.path.join(HERE, "..", "worker"))
+import make_files  # noqa: E402
+from aws import FaultProxy, LambdaWatch, Moto, s3_env  # noqa: E402
+from servers import Server, binary, sample_files, sample_id  # noqa: E402
+from wrangler import index, write_big  # noqa: E402
+
+BUCKET, PREFIX = "cloudify-test", "idx"
+# A few CMIP6 samples of different calendars and grids (all 326 run in tests/python).
+SAMPLES = 6
+
+
+@pytest.fixture(scope="session")
+def cloudify():
+    return binary()
+
+
+@pytest.fixture(scope="session")
+def folder(cloudify, tmp_path_factory):
+    """{dataset id: source path} indexed into a bucket folder that holds the sources too."""
+    root = str(tmp_path_factory.mktemp("bucket"))
+    sources = os.path.join(root, "sources")
+    generated = make_files.write_all(sources)
+    # Many small chunks are the py and worker tiers' case; through moto's S3 server (about
+    # 10 ms a read) their 3600 keys would take minutes here.
+    os.remove(generated.pop("many_chunks"))
+    chosen = dict(generated)
+    files = sample_files()
+    for p in files[:: max(1, len(files) // SAMPLES)][:SAMPLES]:
+        dest = os.path.join(sources, os.path.basename(p))
+        shutil.copyfile(p, dest)
+        chosen[sample_id(p)] = dest
+    for ds_id, path in chosen.items():
+        index(cloudify, root, ds_id, path)
+    pieces = [make_files.model_piece(os.path.join(sources, f"piece{i}.nc"),
+                                     np.arange(n) + start, seed=i)
+              for i, (n, start) in enumerate([(40, 0), (40, 40), (25, 80)])]
+    index(cloudify, root, "pieces", *pieces, "--concat-dim", "time")
+    chosen["pieces"] = pieces
+    # For the fault tests: a source they delete, one S3 forbids, one that answers late, and one
+    # whose served chunk is larger than a buffered Function URL carries.
+    for name in ("victim", "forbidden", "slow"):
+        path = os.path.join(sources, f"{name}.nc")
+        shutil.copyfile(generated["mixed"], path)
+        index(cloudify, root, name, path)
+    index(cloudify, root, "big", write_big(os.path.join(sources, "big.nc")), "--chunks", "t=600",
+          "--codec", "none")
+    return root, chosen
+
+
+@pytest.fixture(scope="session")
+def moto():
+    m = Moto()
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(moto):
+    return moto.client()
+
+
+@pytest.fixture(scope="session")
+def bucket(folder, moto, s3):
+    """The folder's objects in S3 under PREFIX/, each under its key in the folder."""
+    s3.create_bucket(Bucket=BUCKET)
+    for base, _, files in os.walk(folder[0]):
+        for name in files:
+            path = os.path.join(base, name)
+            s3.upload_file(path, BUCKET, f"{PREFIX}/{os.path.relpath(path, folder[0])}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def proxy(moto):
+    p = FaultProxy(moto.url)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def lam(bucket, proxy, tmp_path_factory):
+    env_file = str(tmp_path_factory.mktemp("lambda") / "function.env")
+    w = LambdaWatch(proxy.url, env_file, {"BUCKET": BUCKET, "INDEX_PREFIX": PREFIX,
+                                          "READ_BUDGET_BYTES": str(16 << 20)})
+    w.start_every_instance("/datasets/slow/kerchunk/zlib_shuffle/0.0.0")
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="session")
+def native(cloudify, bucket):
+    s = Server(cloudify, bucket[0], "--read-budget", str(16 << 20))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def s3serve(cloudify, bucket, moto):
+    s = Server(cloudify, f"s3://{BUCKET}/{PREFIX}", "--read-budget", str(16 << 20),
+               env=s3_env(moto.url))
+    yield s
+    s.stop()
