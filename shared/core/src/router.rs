@@ -40,7 +40,8 @@ pub struct App {
     manifests: Mutex<ManifestCache>,
 }
 
-/// Parsed manifests, oldest first, with the size of the JSON each was parsed from.
+/// Parsed manifests, least recently used first, with the size of the JSON each was parsed
+/// from: a warm function instance keeps the datasets it is asked for.
 #[derive(Default)]
 struct ManifestCache {
     entries: VecDeque<(String, Arc<Manifest>, u64)>,
@@ -492,17 +493,19 @@ impl App {
 }
 
 impl ManifestCache {
-    fn get(&self, key: &str) -> Option<Arc<Manifest>> {
-        self.entries
-            .iter()
-            .find(|(k, _, _)| k == key)
-            .map(|(_, m, _)| m.clone())
+    /// The manifest under `key`, which becomes the most recently used.
+    fn get(&mut self, key: &str) -> Option<Arc<Manifest>> {
+        let i = self.entries.iter().position(|(k, _, _)| k == key)?;
+        let entry = self.entries.remove(i)?;
+        let m = entry.1.clone();
+        self.entries.push_back(entry);
+        Some(m)
     }
 
-    /// Keep `m`, dropping the oldest entries over the count or byte bound; a manifest larger
-    /// than the whole bound is used for this request only.
+    /// Keep `m`, dropping the least recently used entries over the count or byte bound; a
+    /// manifest larger than the whole bound is used for this request only.
     fn insert(&mut self, key: String, m: Arc<Manifest>, size: u64) {
-        if size > self.max_bytes || self.get(&key).is_some() {
+        if size > self.max_bytes || self.entries.iter().any(|(k, _, _)| *k == key) {
             return;
         }
         while self.entries.len() >= MANIFEST_CACHE || self.bytes + size > self.max_bytes {
@@ -771,4 +774,28 @@ fn preflight() -> Response<Bytes> {
         HeaderValue::from_static("*"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_cache_drops_the_least_recently_used() {
+        let mut cache = ManifestCache {
+            max_bytes: 30,
+            ..ManifestCache::default()
+        };
+        let m = |id: &str| Arc::new(Manifest::new(id, serde_json::Map::new()));
+        for id in ["a", "b", "c"] {
+            cache.insert(id.to_owned(), m(id), 10);
+        }
+        assert!(cache.get("a").is_some());
+        cache.insert("d".to_owned(), m("d"), 10);
+        let kept: Vec<&str> = cache.entries.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(kept, ["c", "a", "d"]);
+        assert_eq!(cache.bytes, 30);
+        cache.insert("huge".to_owned(), m("huge"), 31);
+        assert!(cache.get("huge").is_none());
+    }
 }
