@@ -12,7 +12,6 @@
 Run: cargo build --release -p cloudify && .venv/bin/pip install -r bench/requirements.txt \
      && .venv/bin/python bench/bench_index.py
 """
-import glob
 import json
 import os
 import random

@@ -66,7 +66,6 @@ def bench_index(files):
 
 
 def bench_load(path):
-    import fsspec
     import xarray as xr
     from kerchunk.hdf import SingleHdf5ToZarr
 

@@ -28,7 +28,7 @@ os.environ.setdefault("CLOUDIFY_BIN", os.path.join(ROOT, "target", "release", "c
 import make_files  # noqa: E402
 import wrangler  # noqa: E402
 from bench_kerchunk import big_file  # noqa: E402
-from servers import Server, binary  # noqa: E402
+from servers import Server, binary, index  # noqa: E402
 
 def chunk_paths(server, ds_id, view):
     meta = server.get(f"/datasets/{ds_id}/{view}/.zmetadata").json()["metadata"]
@@ -64,7 +64,7 @@ def main():
         files = make_files.write_all(sources)
         files["big"] = big_file(os.path.join(sources, "big.nc"))
         for ds_id in ("mixed", "big"):
-            wrangler.index(cloudify, bucket, ds_id, files[ds_id])
+            index(cloudify, bucket, ds_id, files[ds_id])
         state = os.path.join(tmp, "wrangler")
         os.makedirs(state)
         wrangler.load_bucket(bucket, state)

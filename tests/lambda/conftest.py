@@ -6,17 +6,15 @@ import os
 import shutil
 import sys
 
-import numpy as np
 import pytest
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 sys.path.insert(0, os.path.join(HERE, "..", "worker"))
-import make_files  # noqa: E402
 from aws import FaultProxy, LambdaWatch, Moto, s3_env  # noqa: E402
-from servers import Server, binary, sample_files, sample_id  # noqa: E402
-from wrangler import index, write_big  # noqa: E402
+from servers import Server, binary, index, indexed_bucket  # noqa: E402
+from wrangler import write_big  # noqa: E402
 
 BUCKET, PREFIX = "cloudify-test", "idx"
 # A few CMIP6 samples of different calendars and grids (all 326 run in tests/python).
@@ -33,23 +31,9 @@ def folder(cloudify, tmp_path_factory):
     """{dataset id: source path} indexed into a bucket folder that holds the sources too."""
     root = str(tmp_path_factory.mktemp("bucket"))
     sources = os.path.join(root, "sources")
-    generated = make_files.write_all(sources)
     # Many small chunks are the py and worker tiers' case; through moto's S3 server (about
     # 10 ms a read) their 3600 keys would take minutes here.
-    os.remove(generated.pop("many_chunks"))
-    chosen = dict(generated)
-    files = sample_files()
-    for p in files[:: max(1, len(files) // SAMPLES)][:SAMPLES]:
-        dest = os.path.join(sources, os.path.basename(p))
-        shutil.copyfile(p, dest)
-        chosen[sample_id(p)] = dest
-    for ds_id, path in chosen.items():
-        index(cloudify, root, ds_id, path)
-    pieces = [make_files.model_piece(os.path.join(sources, f"piece{i}.nc"),
-                                     np.arange(n) + start, seed=i)
-              for i, (n, start) in enumerate([(40, 0), (40, 40), (25, 80)])]
-    index(cloudify, root, "pieces", *pieces, "--concat-dim", "time")
-    chosen["pieces"] = pieces
+    generated, chosen = indexed_bucket(cloudify, root, SAMPLES, leave_out=["many_chunks"])
     # For the fault tests: a source they delete, one S3 forbids, one that answers late, and one
     # whose served chunk is larger than a buffered Function URL carries.
     for name in ("victim", "forbidden", "slow"):

@@ -5,7 +5,6 @@ clear answers; the reindex function adds a new file to its dataset and writes no
 repeated event."""
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -13,23 +12,12 @@ import xarray as xr
 
 import make_files
 from aws import SECRET, TIMEOUT_MS
-from compare import datasets_equal
+from compare import datasets_equal, source
 from conftest import BUCKET, PREFIX
-from servers import digest, view_keys
+from servers import assert_same_answers, every_key
 
 VIEWS = ("kerchunk", "zarr", "zarr3")
 FAULTY = {"victim", "forbidden", "slow", "big"}
-
-
-def source(path):
-    if isinstance(path, list):
-        return xr.open_mfdataset(path, engine="netcdf4", combine="by_coords",
-                                 data_vars="minimal", coords="minimal", compat="override")
-    return xr.open_dataset(path, engine="netcdf4")
-
-
-def every_key(native, ids):
-    return [p for ds_id in ids for view in VIEWS for p in view_keys(native, ds_id, view)]
 
 
 # The function answers for every dataset; `cloudify serve --bucket s3://` shares its S3 store
@@ -37,15 +25,9 @@ def every_key(native, ids):
 @pytest.mark.parametrize("server,some", [("lam", None), ("s3serve", ("mixed", "pieces",
                                                                        "nc3_classic"))])
 def test_every_key_answers_as_cloudify_serve(server, some, native, bucket, request):
-    theirs_server = request.getfixturevalue(server)
     paths = every_key(native, some or [i for i in bucket[1] if i not in FAULTY])
     assert len(paths) > (1000 if some is None else 500)
-    with ThreadPoolExecutor(4) as pool:
-        theirs = list(pool.map(lambda p: digest(theirs_server, p), paths))
-        ours = list(pool.map(lambda p: digest(native, p), paths))
-    differ = [(p, t, o) for p, t, o in zip(paths, theirs, ours) if t != o]
-    assert not differ, f"{len(differ)} of {len(paths)} keys differ, first {differ[:3]}"
-    assert sum(status == 200 for status, _ in ours) > 0.9 * len(paths)
+    assert_same_answers(request.getfixturevalue(server), native, paths)
 
 
 @pytest.mark.parametrize("view", VIEWS)

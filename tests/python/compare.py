@@ -1,5 +1,14 @@
 """Exact, NaN-aware comparison of a dataset served by cloudify with the source file."""
 import numpy as np
+import xarray as xr
+
+
+def source(path):
+    """A dataset's source as xarray reads it: one file, or several (`pieces`) concatenated."""
+    if isinstance(path, list):
+        return xr.open_mfdataset(path, engine="netcdf4", combine="by_coords",
+                                 data_vars="minimal", coords="minimal", compat="override")
+    return xr.open_dataset(path, engine="netcdf4")
 
 
 def _as_array(v):

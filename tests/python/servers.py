@@ -1,11 +1,14 @@
 """The pieces the end-to-end suites and benchmarks share: the cloudify binary, the sample
-files, and a `cloudify serve` process on a free loopback port."""
+files, a bucket folder indexed from them, a `cloudify serve` process on a free loopback port,
+and key-by-key comparison of two servers."""
 import glob
 import hashlib
 import itertools
 import os
 import re
+import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -32,6 +35,42 @@ def sample_id(path):
     stem = os.path.basename(path)[:-3]
     digest = hashlib.sha1(path.encode()).hexdigest()[:8]
     return re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:100] + "-" + digest
+
+
+def index(cloudify, root, ds_id, *args):
+    """`cloudify index` of dataset `ds_id` into the bucket folder `root`: its sources and
+    options in `args`."""
+    subprocess.run([cloudify, "index", "--bucket", root, "--dataset", ds_id, *args],
+                   check=True, capture_output=True)
+
+
+def indexed_bucket(cloudify, root, samples, leave_out=()):
+    """A bucket folder whose `sources/` hold the generated test files (but `leave_out`) and
+    `samples` CMIP6 sample files, each indexed as a dataset by key, so a function reads them
+    from the bucket, plus `pieces`: a run in three files along time, its 512-step time chunks
+    not lining up. Gives the generated files by name and {dataset id: source path(s)}."""
+    import numpy as np
+
+    import make_files
+
+    sources = os.path.join(root, "sources")
+    generated = make_files.write_all(sources)
+    for name in leave_out:
+        os.remove(generated.pop(name))
+    chosen = dict(generated)
+    files = sample_files()
+    for p in files[:: max(1, len(files) // samples)][:samples]:
+        dest = os.path.join(sources, os.path.basename(p))
+        shutil.copyfile(p, dest)
+        chosen[sample_id(p)] = dest
+    for ds_id, path in chosen.items():
+        index(cloudify, root, ds_id, path)
+    pieces = [make_files.model_piece(os.path.join(sources, f"piece{i}.nc"),
+                                     np.arange(n) + start, seed=i)
+              for i, (n, start) in enumerate([(40, 0), (40, 40), (25, 80)])]
+    index(cloudify, root, "pieces", *pieces, "--concat-dim", "time")
+    chosen["pieces"] = pieces
+    return generated, chosen
 
 
 class Server:
@@ -88,3 +127,19 @@ def view_keys(server, ds_id, view):
 def digest(server, path):
     r = server.get(path)
     return r.status_code, hashlib.sha256(r.content).hexdigest()
+
+
+def every_key(server, ids, views=("kerchunk", "zarr", "zarr3")):
+    """Every key of every view of the datasets `ids`, as `server` lists them."""
+    return [p for ds_id in ids for view in views for p in view_keys(server, ds_id, view)]
+
+
+def assert_same_answers(theirs, ours, paths, threads=4):
+    """`theirs` answers every path with the status and bytes `ours` gives, and most of them
+    are answers (not errors both give)."""
+    with ThreadPoolExecutor(threads) as pool:
+        a = list(pool.map(lambda p: digest(theirs, p), paths))
+        b = list(pool.map(lambda p: digest(ours, p), paths))
+    differ = [(p, x, y) for p, x, y in zip(paths, a, b) if x != y]
+    assert not differ, f"{len(differ)} of {len(paths)} keys differ, first {differ[:3]}"
+    assert sum(status == 200 for status, _ in b) > 0.9 * len(paths)

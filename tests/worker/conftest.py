@@ -5,24 +5,16 @@ import os
 import shutil
 import sys
 
-import numpy as np
 import pytest
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
-import make_files  # noqa: E402
-from servers import Server, binary, sample_files, sample_id  # noqa: E402
-from wrangler import READ_BUDGET, Wrangler, index, load_bucket, write_big  # noqa: E402
+from servers import Server, binary, index, indexed_bucket  # noqa: E402
+from wrangler import READ_BUDGET, Wrangler, load_bucket, write_big  # noqa: E402
 
 # A few CMIP6 samples of different calendars and grids (all 326 run in tests/python).
 SAMPLES = 12
-
-
-def picked_samples():
-    files = sample_files()
-    step = max(1, len(files) // SAMPLES)
-    return files[::step][:SAMPLES]
 
 
 @pytest.fixture(scope="session")
@@ -36,21 +28,7 @@ def bucket(cloudify, tmp_path_factory):
     the index names them by key and the Worker reads them from R2."""
     root = str(tmp_path_factory.mktemp("bucket"))
     sources = os.path.join(root, "sources")
-    generated = make_files.write_all(sources)
-    chosen = dict(generated)
-    for p in picked_samples():
-        dest = os.path.join(sources, os.path.basename(p))
-        shutil.copyfile(p, dest)
-        chosen[sample_id(p)] = dest
-    for ds_id, path in chosen.items():
-        index(cloudify, root, ds_id, path)
-    # A multi-file dataset: three pieces of a run, its time values stored in the bucket (their
-    # 512-step chunks do not line up), read from R2 like any source.
-    pieces = [make_files.model_piece(os.path.join(sources, f"piece{i}.nc"),
-                                     np.arange(n) + start, seed=i)
-              for i, (n, start) in enumerate([(40, 0), (40, 40), (25, 80)])]
-    index(cloudify, root, "pieces", *pieces, "--concat-dim", "time")
-    chosen["pieces"] = pieces
+    generated, chosen = indexed_bucket(cloudify, root, SAMPLES)
     # For the fault tests only: a source they change, and one chunked over the read budget.
     victim = os.path.join(sources, "victim.nc")
     shutil.copyfile(generated["mixed"], victim)

@@ -4,14 +4,13 @@ answers that leave the isolate serving."""
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import xarray as xr
 
-from compare import datasets_equal
+from compare import datasets_equal, source
 from range_server import RangeServer
-from servers import digest, view_keys
+from servers import assert_same_answers, every_key
 from wrangler import bulk_put
 
 VIEWS = ("kerchunk", "zarr", "zarr3")
@@ -20,17 +19,9 @@ DOCS = ("info", "keys", "dict", "stac", "")
 
 
 def test_every_key_answers_as_cloudify_serve(worker, native, bucket):
-    paths = []
-    for ds_id in bucket[1]:
-        for view in VIEWS:
-            paths += view_keys(native, ds_id, view)
+    paths = every_key(native, bucket[1], VIEWS)
     assert len(paths) > 5000
-    with ThreadPoolExecutor(6) as pool:
-        theirs = list(pool.map(lambda p: digest(worker, p), paths))
-        ours = list(pool.map(lambda p: digest(native, p), paths))
-    differ = [(p, t, o) for p, t, o in zip(paths, theirs, ours) if t != o]
-    assert not differ, f"{len(differ)} of {len(paths)} keys differ, first {differ[:3]}"
-    assert sum(status == 200 for status, _ in ours) > 0.9 * len(paths)
+    assert_same_answers(worker, native, paths, threads=6)
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -45,14 +36,6 @@ def test_documents_match_but_for_the_host(worker, native, bucket, doc):
         theirs, ours = worker.get(path), native.get(path)
         assert theirs.status_code == ours.status_code, path
         assert theirs.text.replace(worker.url, "HOST") == ours.text.replace(native.url, "HOST"), path
-
-
-def source(path):
-    """A dataset's source as xarray reads it: one file, or several (`pieces`) concatenated."""
-    if isinstance(path, list):
-        return xr.open_mfdataset(path, engine="netcdf4", combine="by_coords",
-                                 data_vars="minimal", coords="minimal", compat="override")
-    return xr.open_dataset(path, engine="netcdf4")
 
 
 @pytest.mark.parametrize("view", VIEWS)

@@ -118,12 +118,6 @@ def load_bucket(bucket, state):
     bulk_put(state, pairs)
 
 
-def index(cloudify, root, ds_id, *args):
-    """`cloudify index` of dataset `ds_id`: its sources and options in `args`."""
-    subprocess.run([cloudify, "index", "--bucket", root, "--dataset", ds_id, *args],
-                   check=True, capture_output=True)
-
-
 def write_big(path):
     """9.6 MB of float64 in 800 kB source chunks: served as one chunk it is over the budget."""
     import netCDF4

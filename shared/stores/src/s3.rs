@@ -108,14 +108,18 @@ impl S3Store {
         key: &str,
     ) -> Failure {
         let url = format!("s3://{bucket}/{key}");
-        match e {
-            SdkError::TimeoutError(_) => Failure::Err(Error::Timeout(format!(
+        let timed_out = match e {
+            SdkError::TimeoutError(_) => true,
+            SdkError::DispatchFailure(d) => d.is_timeout(),
+            _ => false,
+        };
+        if timed_out {
+            return Failure::Err(Error::Timeout(format!(
                 "{url}: no answer within {} ms",
                 self.timeout.as_millis()
-            ))),
-            SdkError::DispatchFailure(d) if d.is_timeout() => Failure::Err(Error::Timeout(
-                format!("{url}: no answer within {} ms", self.timeout.as_millis()),
-            )),
+            )));
+        }
+        match e {
             SdkError::ServiceError(s) => {
                 let status = s.raw().status().as_u16();
                 let code = s.err().code().unwrap_or("no error code");
