@@ -14,7 +14,7 @@ import make_files
 from aws import SECRET, TIMEOUT_MS
 from compare import datasets_equal, source
 from conftest import BUCKET, PREFIX
-from servers import assert_same_answers, every_key
+from servers import DIAGNOSTICS, assert_same_answers, every_key
 
 VIEWS = ("kerchunk", "zarr", "zarr3")
 FAULTY = {"victim", "forbidden", "slow", "big"}
@@ -42,6 +42,10 @@ def test_xarray_reads_the_sources_through_the_function_url(lam, native, bucket, 
                 xr.open_dataset(f"{lam.url}/datasets/{ds_id}/{view}", engine="zarr",
                                 zarr_format=fmt, consolidated=True) as actual:
             datasets_equal(actual, expected.load(), left_out)
+
+
+def test_diagnostics_answer_as_cloudify_serve(lam, native):
+    assert_same_answers(lam, native, DIAGNOSTICS)
 
 
 def test_documents_match_but_for_the_host(lam, native):

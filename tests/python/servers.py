@@ -143,3 +143,17 @@ def assert_same_answers(theirs, ours, paths, threads=4):
     differ = [(p, x, y) for p, x, y in zip(paths, a, b) if x != y]
     assert not differ, f"{len(differ)} of {len(paths)} keys differ, first {differ[:3]}"
     assert sum(status == 200 for status, _ in b) > 0.9 * len(paths)
+
+
+# Diagnostics over the shared test bucket's datasets: JSON, Zarr and PNG answers that must be
+# byte for byte the same on every runtime (the core computes and draws them all).
+DIAGNOSTICS = [
+    "/datasets/mixed/groupby/zlib_shuffle/time.month/mean",
+    "/datasets/mixed/groupby/fletcher_shuffle_zlib_i2/time.season/std/lat/-30_30",
+    "/datasets/mixed/reduce/zlib_shuffle/lat,lon/mean?weights=coslat",
+    "/datasets/mixed/reduce/zlib_shuffle/time/last/zarr/zlib_shuffle/0.0",
+    "/datasets/pieces/groupby/tas/time.year/max/zarr/.zmetadata",
+    "/datasets/pieces/groupby/tas/time.year/max/zarr/tas/0.0.0",
+    "/datasets/mixed/plot/zlib_shuffle/map/viridis",
+    "/datasets/pieces/plot/tas/timeseries/RdBu_r/time/10_90?width=300&height=200",
+]

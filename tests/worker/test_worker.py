@@ -10,7 +10,7 @@ import xarray as xr
 
 from compare import datasets_equal, source
 from range_server import RangeServer
-from servers import assert_same_answers, every_key
+from servers import DIAGNOSTICS, assert_same_answers, every_key
 from wrangler import bulk_put
 
 VIEWS = ("kerchunk", "zarr", "zarr3")
@@ -22,6 +22,10 @@ def test_every_key_answers_as_cloudify_serve(worker, native, bucket):
     paths = every_key(native, bucket[1], VIEWS)
     assert len(paths) > 5000
     assert_same_answers(worker, native, paths, threads=6)
+
+
+def test_diagnostics_answer_as_cloudify_serve(worker, native):
+    assert_same_answers(worker, native, DIAGNOSTICS)
 
 
 @pytest.mark.parametrize("doc", DOCS)

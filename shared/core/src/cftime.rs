@@ -54,6 +54,16 @@ impl Calendar {
         matches!(self, Calendar::Standard | Calendar::ProlepticGregorian)
     }
 
+    /// Day of the year of `date`, from 1 (as cftime's `dayofyr`: 360 in a `360_day` year).
+    pub fn day_of_year(self, date: Date) -> u32 {
+        let first = Date {
+            year: date.year,
+            month: 1,
+            day: 1,
+        };
+        (self.day_number(date) - self.day_number(first) + 1) as u32
+    }
+
     /// Days from this calendar's epoch to `date`.
     fn day_number(self, d: Date) -> i64 {
         let (y, m, day) = (d.year, i64::from(d.month), i64::from(d.day));
@@ -260,6 +270,15 @@ impl Units {
         (self.seconds(value, calendar) - to.seconds(0.0, calendar)) / to.seconds_per_unit
     }
 
+    /// The value in these units of an ISO date (`2000-01-01`, `2000-01-01T06:00`), in
+    /// `calendar`; `None` when `date` is not one.
+    pub fn value_of(&self, date: &str, calendar: Calendar) -> Option<f64> {
+        if date.contains(" since ") {
+            return None;
+        }
+        Units::parse(&format!("seconds since {date}")).map(|at| at.convert(0.0, self, calendar))
+    }
+
     /// The date and time `value` units after the reference, in `calendar`.
     pub fn decode(&self, value: f64, calendar: Calendar) -> Option<DateTime> {
         let offset_seconds = value * self.seconds_per_unit;
@@ -291,6 +310,29 @@ mod tests {
             .decode(value, cal)
             .unwrap()
             .rfc3339()
+    }
+
+    #[test]
+    fn day_of_year_and_dates_as_values() {
+        let doy = |cal: &str, y, m, d| {
+            Calendar::parse(Some(cal)).unwrap().day_of_year(Date {
+                year: y,
+                month: m,
+                day: d,
+            })
+        };
+        assert_eq!(doy("standard", 2000, 12, 31), 366);
+        assert_eq!(doy("noleap", 2000, 12, 31), 365);
+        assert_eq!(doy("360_day", 2000, 12, 30), 360);
+        assert_eq!(doy("all_leap", 2001, 3, 1), 61);
+        assert_eq!(doy("julian", 1900, 3, 1), 61);
+        let days = Units::parse("days since 2000-01-01").unwrap();
+        let at = |date, cal| days.value_of(date, Calendar::parse(Some(cal)).unwrap());
+        assert_eq!(at("2001-01-01", "standard"), Some(366.0));
+        assert_eq!(at("2001-01-01", "noleap"), Some(365.0));
+        assert_eq!(at("2001-01-01T12:00", "360_day"), Some(360.5));
+        assert_eq!(at("2001-01", "standard"), None);
+        assert_eq!(at("days since 2001-01-01", "standard"), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::diag::colormap::Colormap;
 use crate::manifest::{ArrayMeta, Manifest};
 
 /// NumPy's name of a dtype (`float32`, `int16`, `|S1`).
@@ -219,12 +220,13 @@ pub fn openapi() -> Value {
         json!({ "name": "chunk", "in": "path", "required": true, "description": "dot-separated chunk index", "schema": { "type": "string" }, "example": "0.0.0" })], chunk_ok.clone(), chunk_errors));
     paths.insert("/datasets/{id}/zarr/{var}/{chunk}".into(), op("a re-encoded chunk (Zarr v2)", vec![id.clone(), var.clone(),
         json!({ "name": "chunk", "in": "path", "required": true, "description": "dot-separated chunk index", "schema": { "type": "string" }, "example": "0.0.0" })], chunk_ok.clone(), chunk_errors));
-    paths.insert("/datasets/{id}/zarr3/{var}/c/{chunk}".into(), op("a re-encoded chunk (Zarr v3)", vec![id.clone(), var,
+    paths.insert("/datasets/{id}/zarr3/{var}/c/{chunk}".into(), op("a re-encoded chunk (Zarr v3)", vec![id.clone(), var.clone(),
         json!({ "name": "chunk", "in": "path", "required": true, "description": "slash-separated chunk index", "schema": { "type": "string" }, "example": "0/0/0" })], chunk_ok, chunk_errors));
     paths.insert("/datasets/{id}/{version}/refs.json".into(), op("kerchunk v1 references of a version", vec![
         json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" }, "example": "sample" }),
         json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "string" }, "example": "0123456789abcdef0123" })],
         json_ok("kerchunk references"), dataset_errors));
+    diagnostics(&mut paths, &id, &var, &op, &json_ok, &zarr_key);
     paths.insert(
         "/stac-collection-all.json".into(),
         op(
@@ -254,4 +256,71 @@ pub fn openapi() -> Value {
             "properties": { "error": { "type": "string" }, "detail": { "type": "string" } },
         } } },
     })
+}
+
+/// Builds one path item: summary, parameters, the 200 answer, error codes.
+type Operation<'a> = &'a dyn Fn(&str, Vec<Value>, Value, &[&str]) -> Value;
+
+/// The diagnostic routes of [`openapi`]. A selection (`/{coord}/{low}_{high}` pairs) may follow
+/// each route; OpenAPI paths cannot say so, their descriptions do.
+fn diagnostics(
+    paths: &mut Map<String, Value>,
+    id: &Value,
+    var: &Value,
+    op: Operation<'_>,
+    json_ok: &dyn Fn(&str) -> Value,
+    zarr_key: &dyn Fn(&str) -> Value,
+) {
+    let errors: &[&str] = &["400", "404", "409", "413", "502", "504"];
+    let selection = "Append a selection as path pairs /{coord}/{low}_{high} (low <= v < high): \
+                     time by index (time/0_12) or ISO dates (time/2000-01-01_2001-01-01), other \
+                     coordinates by value (lat/-30_30).";
+    let action = json!({ "name": "action", "in": "path", "required": true, "schema": { "type": "string", "enum": ["mean", "min", "max", "sum", "count", "std", "var", "first", "last"] }, "example": "mean" });
+    let coord = json!({ "name": "coord", "in": "path", "required": true, "description": "time.year, time.month, time.season, time.dayofyear, time.hour or a 1-D coordinate", "schema": { "type": "string" }, "example": "time.month" });
+    let dims = json!({ "name": "dims", "in": "path", "required": true, "description": "comma-separated dimensions to reduce", "schema": { "type": "string" }, "example": "lat,lon" });
+    let weights = json!({ "name": "weights", "in": "query", "required": false, "schema": { "type": "string", "enum": ["none", "coslat"] } });
+    let result = json!({ "description": "the result, laid out as xarray's DataArray.to_dict()", "content": { "application/json": { "schema": { "type": "object" } }, "text/html": { "schema": { "type": "string" } } } });
+    let groupby = vec![id.clone(), var.clone(), coord, action.clone()];
+    let reduce = vec![id.clone(), var.clone(), dims, action, weights];
+    let base = "/datasets/{id}";
+    for (route, params, what) in [
+        ("groupby/{var}/{coord}/{action}", groupby, "a groupby"),
+        ("reduce/{var}/{dims}/{action}", reduce, "a reduction"),
+    ] {
+        paths.insert(
+            format!("{base}/{route}"),
+            op(
+                &format!("{what}, computed on demand. {selection}"),
+                params.clone(),
+                result.clone(),
+                errors,
+            ),
+        );
+        let mut with_key = params;
+        with_key.push(zarr_key(".zmetadata"));
+        paths.insert(
+            format!("{base}/{route}/zarr/{{key}}"),
+            op(
+                &format!("{what} as a consolidated Zarr v2 store (one chunk per array)"),
+                with_key,
+                json_ok("Zarr metadata"),
+                errors,
+            ),
+        );
+    }
+    let kind = json!({ "name": "kind", "in": "path", "required": true, "schema": { "type": "string", "enum": ["map", "timeseries"] }, "example": "map" });
+    let mut maps: Vec<String> = Colormap::names().iter().map(|n| (*n).to_owned()).collect();
+    maps.extend(Colormap::names().iter().map(|n| format!("{n}_r")));
+    let cmap = json!({ "name": "cmap", "in": "path", "required": true, "schema": { "type": "string", "enum": maps }, "example": "viridis" });
+    let number = |name: &str| json!({ "name": name, "in": "query", "required": false, "schema": { "type": "number" } });
+    let pixels = |name: &str| json!({ "name": name, "in": "query", "required": false, "schema": { "type": "integer", "minimum": 64, "maximum": 2000 } });
+    paths.insert(
+        format!("{base}/plot/{{var}}/{{kind}}/{{cmap}}"),
+        op(
+            &format!("a PNG: a map (last time step unless selected) or the area-mean time series. {selection}"),
+            vec![id.clone(), var.clone(), kind, cmap, number("vmin"), number("vmax"), pixels("width"), pixels("height")],
+            json!({ "description": "PNG image", "content": { "image/png": { "schema": { "type": "string", "format": "binary" } } } }),
+            errors,
+        ),
+    );
 }

@@ -3,6 +3,7 @@
 
 use percent_encoding::percent_decode_str;
 
+use crate::diag::Diagnostic;
 use crate::error::{Error, Result};
 
 /// A dataset reference from a URL: `{id}` or `{id}@{version}`.
@@ -15,7 +16,7 @@ pub struct DatasetRef {
 }
 
 /// What a request path asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Route {
     /// `GET /`.
     Root,
@@ -43,6 +44,8 @@ pub enum Route {
     Intake,
     /// `GET /openapi.json`.
     OpenApi,
+    /// `GET /datasets/{id}/groupby|reduce|plot/...`: a diagnostic.
+    Diagnostic(DatasetRef, Box<Diagnostic>),
 }
 
 /// The Zarr views of a dataset.
@@ -163,6 +166,15 @@ pub fn parse_path(raw: &str) -> Result<Route> {
             }
             Ok(Route::StaticStac(path.join("/")))
         }
+        [
+            "datasets",
+            id,
+            kind @ ("groupby" | "reduce" | "plot"),
+            rest @ ..,
+        ] => Ok(Route::Diagnostic(
+            parse_dataset(id)?,
+            Box::new(Diagnostic::parse(kind, rest)?),
+        )),
         ["datasets", id, view, key @ ..] if View::from_segment(view).is_some() => {
             let view = View::from_segment(view)
                 .ok_or_else(|| Error::NotFound(format!("no route for {decoded}")))?;
@@ -253,7 +265,11 @@ fn parse_v3_key(segments: &[&str]) -> Result<ZarrKey> {
     }
 }
 
-fn parse_zarr_key(segments: &[&str]) -> Result<ZarrKey> {
+/// Parse the segments of a Zarr v2 key (`.zmetadata`, `VAR/.zarray`, `VAR/0.1.2`).
+///
+/// # Errors
+/// [`Error::BadRequest`] for malformed keys, [`Error::NotFound`] for unknown documents.
+pub(crate) fn parse_zarr_key(segments: &[&str]) -> Result<ZarrKey> {
     no_empty_segments(segments)?;
     match segments {
         [".zgroup"] => Ok(ZarrKey::Group(GroupDoc::Zgroup)),

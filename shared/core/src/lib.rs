@@ -21,6 +21,7 @@
 pub mod assemble;
 pub mod cftime;
 pub mod codecs;
+pub mod diag;
 pub mod discovery;
 pub mod error;
 pub mod key;

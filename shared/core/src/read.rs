@@ -258,7 +258,14 @@ impl Reader<'_> {
         a: &ArrayMeta,
         idx: &[u64],
     ) -> Result<Vec<u8>> {
-        let item = u64::from(a.item_size().unwrap_or(1));
+        self.check_served_size(name, a)?;
+        let (_, linear) = source_chunks(name, a, &Region::served(a, idx))?;
+        let records = self.records(m, version, a, &linear).await?;
+        self.assemble(m, name, a, idx, &records).await
+    }
+
+    /// Refuse a served chunk larger than the budget before reading anything for it.
+    fn check_served_size(&self, name: &str, a: &ArrayMeta) -> Result<()> {
         let out_len = a.served_chunk_bytes();
         if out_len > self.budget {
             return Err(Error::TooLarge(format!(
@@ -266,6 +273,25 @@ impl Reader<'_> {
                 self.budget
             )));
         }
+        Ok(())
+    }
+
+    /// [`Self::served_chunk`] from table records already read (`records` holds at least those
+    /// of the source chunks it overlaps): callers assembling many chunks read the table once.
+    ///
+    /// # Errors
+    /// As [`Self::served_chunk`].
+    pub async fn assemble(
+        &self,
+        m: &Manifest,
+        name: &str,
+        a: &ArrayMeta,
+        idx: &[u64],
+        records: &BTreeMap<u64, Option<ChunkRef>>,
+    ) -> Result<Vec<u8>> {
+        self.check_served_size(name, a)?;
+        let item = u64::from(a.item_size().unwrap_or(1));
+        let out_len = a.served_chunk_bytes();
         let fill = codecs::fill_bytes(&a.dtype, &a.fill_value);
         let mut out: Vec<u8> = fill
             .iter()
@@ -274,17 +300,7 @@ impl Reader<'_> {
             .take(out_len as usize)
             .collect();
         let region = Region::served(a, idx);
-        let grid = a.grid();
-        let pieces = assemble::overlapping_chunks(a, &region);
-        let linear: Vec<u64> = pieces
-            .iter()
-            .map(|p| {
-                manifest::linear_index(&grid, p).ok_or_else(|| {
-                    Error::Corrupt(format!("{name:?}: source chunk {p:?} is outside its grid"))
-                })
-            })
-            .collect::<Result<_>>()?;
-        let records = self.records(m, version, a, &linear).await?;
+        let (pieces, linear) = source_chunks(name, a, &region)?;
         let dst_origin = &region.start;
         let src_len = a.chunks.iter().product::<u64>() * item;
         if !a.codecs.is_empty() && out_len + src_len > self.budget {
@@ -378,4 +394,26 @@ impl Reader<'_> {
         }
         Ok(out)
     }
+}
+
+/// The source chunks overlapping `region`: their grid indices and linear (table) indices.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a chunk outside the array's grid (a manifest that contradicts itself).
+pub fn source_chunks(
+    name: &str,
+    a: &ArrayMeta,
+    region: &Region,
+) -> Result<(Vec<Vec<u64>>, Vec<u64>)> {
+    let grid = a.grid();
+    let pieces = assemble::overlapping_chunks(a, region);
+    let linear = pieces
+        .iter()
+        .map(|p| {
+            manifest::linear_index(&grid, p).ok_or_else(|| {
+                Error::Corrupt(format!("{name:?}: source chunk {p:?} is outside its grid"))
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((pieces, linear))
 }

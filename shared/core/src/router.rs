@@ -13,7 +13,7 @@ use crate::manifest::{self, ArrayMeta, Manifest};
 use crate::read::{self, Clock, Reader, Stats};
 use crate::registry::{Entry, Registry, manifest_key, version_dir};
 use crate::store::Store;
-use crate::{discovery, stac, zarr_v2, zarr_v3};
+use crate::{diag, discovery, stac, zarr_v2, zarr_v3};
 
 /// Default bytes one request may read from sources (and hold decoded): well under a Lambda's
 /// memory and a Worker's 128 MB isolate.
@@ -152,7 +152,11 @@ impl App {
         let stats = Stats::default();
         let mut resp = match *req.method() {
             Method::GET | Method::HEAD => {
-                match self.route(req.uri().path(), req.headers(), &stats).await {
+                let uri = req.uri();
+                match self
+                    .route(uri.path(), uri.query(), req.headers(), &stats)
+                    .await
+                {
                     Ok(r) => r,
                     Err(e) => error_response(&e),
                 }
@@ -202,6 +206,7 @@ impl App {
     async fn route(
         &self,
         path: &str,
+        query: Option<&str>,
         headers: &HeaderMap,
         stats: &Stats,
     ) -> Result<Response<Bytes>> {
@@ -252,13 +257,24 @@ impl App {
             Route::Item(ds) => (ds, None, Some(Extra::Item)),
             Route::Refs(ds) => (ds, None, Some(Extra::Refs)),
             Route::Zarr(ds, view, key) => (ds, Some(view), key.map(Extra::Key)),
+            Route::Diagnostic(ds, d) => (
+                ds,
+                None,
+                Some(Extra::Diagnostic(Box::new(d.with_query(query)?))),
+            ),
         };
         let (m, version) = self.manifest(&ds).await?;
         // A strong tag per version and route: a client revalidates without the function
         // reading anything but index.json.
         // The server's own version is in the tag too, so a release that changes how bytes are
         // served is not hidden behind clients' 304s.
-        let tagged = format!("{}|{path}", env!("CARGO_PKG_VERSION"));
+        // A diagnostic's query string changes its answer, so it is part of the tag.
+        let tagged = match (&key, query) {
+            (Some(Extra::Diagnostic(_)), Some(q)) => {
+                format!("{}|{path}?{q}", env!("CARGO_PKG_VERSION"))
+            }
+            _ => format!("{}|{path}", env!("CARGO_PKG_VERSION")),
+        };
         let etag = format!("\"{version}-{:016x}\"", fnv1a(tagged.as_bytes()));
         let cache = if ds.version.is_some() {
             IMMUTABLE_CACHE
@@ -284,6 +300,18 @@ impl App {
         let mut answer = match (view, key) {
             (Some(view), Some(Extra::Key(key))) => {
                 self.zarr(&reader, &m, &version, &ds, view, key).await?
+            }
+            (_, Some(Extra::Diagnostic(d))) => {
+                let url = format!("{base}{path}");
+                match diag::answer(&reader, &m, &version, &d, accepts_html(headers), &url).await? {
+                    diag::Rendered::Json(v) => json_answer(&v),
+                    diag::Rendered::Html(page) => text_answer(page, "text/html; charset=utf-8"),
+                    diag::Rendered::Bytes(b, media) => {
+                        let mut a = bytes_answer(Bytes::from(b));
+                        a.content_type = media;
+                        a
+                    }
+                }
             }
             (_, Some(Extra::Keys)) => json_answer(&discovery::keys(&m)),
             (_, Some(Extra::Dict)) => json_answer(&discovery::dict(&m)),
@@ -522,6 +550,7 @@ impl ManifestCache {
 /// What a dataset route asks for besides a Zarr view's root.
 enum Extra {
     Key(ZarrKey),
+    Diagnostic(Box<diag::Diagnostic>),
     Info,
     Summary,
     Keys,
