@@ -20,6 +20,9 @@ use super::values::Decoding;
 /// Largest block of an uncompressed array decoded at once: contiguous variables are read in
 /// slabs this size, so memory stays flat for them too.
 const BLOCK_BYTES: u64 = 4 << 20;
+/// Memory blocks in flight may take: each holds its stored bytes, its decoded bytes and, while
+/// unshuffling, a copy (about three times its decoded size).
+const IN_FLIGHT_BYTES: u64 = 24 << 20;
 /// Marks an index left out by the selection.
 const SKIP: u32 = u32::MAX;
 /// Seasons in xarray's (alphabetical) order, and the season of each month.
@@ -237,6 +240,13 @@ impl Blocks {
         let linear = self.source_chunks(name)?;
         reader.records(m, version, &self.meta, &linear).await
     }
+}
+
+/// Blocks read ahead at once: the reader's concurrency, fewer for large blocks so memory stays
+/// within [`IN_FLIGHT_BYTES`].
+fn in_flight(meta: &ArrayMeta, concurrency: usize) -> usize {
+    let per_block = 3 * meta.served_chunk_bytes().max(1);
+    ((IN_FLIGHT_BYTES / per_block) as usize).clamp(1, concurrency.max(1))
 }
 
 /// Call `row(global start, local offset)` for each innermost row of `region` within a block
@@ -602,21 +612,21 @@ impl<'m> Plan<'m> {
         let strides = self.strides();
         let last = self.axes.len().saturating_sub(1);
         let meta = &blocks.meta;
-        let mut vals = Vec::new();
         let (m, name, records) = (self.m, self.name.as_str(), &records);
         let mut pending = stream::iter(blocks.indices())
             .map(|idx| async move {
                 let bytes = reader.assemble(m, name, meta, &idx, records).await?;
                 Ok::<_, Error>((idx, bytes))
             })
-            .buffered(reader.concurrency.max(1));
+            .buffered(in_flight(meta, reader.concurrency));
+        let size = self.decoding.item_size();
+        let mut row_values = Vec::new();
         while let Some((idx, bytes)) = pending.try_next().await? {
-            vals.clear();
-            self.decoding.decode(&bytes, &mut vals);
-            drop(bytes);
             let region = Region::served(meta, &idx);
             if region.start.is_empty() {
-                acc.add(0, vals.first().copied().unwrap_or(f64::NAN), 1.0);
+                row_values.clear();
+                self.decoding.decode(&bytes, &mut row_values);
+                acc.add(0, row_values.first().copied().unwrap_or(f64::NAN), 1.0);
                 continue;
             }
             let (lo, hi) = (region.start[last] as usize, region.end[last] as usize);
@@ -636,8 +646,13 @@ impl<'m> Plan<'m> {
                         w_row = w[global[d] as usize];
                     }
                 }
-                let row = &vals[local..local + (hi - lo)];
-                for (j, (x, o)) in row.iter().zip(last_map).enumerate() {
+                // One row decoded at a time: the block stays in its stored width.
+                row_values.clear();
+                let Some(row) = bytes.get(local * size..(local + hi - lo) * size) else {
+                    return;
+                };
+                self.decoding.decode(row, &mut row_values);
+                for (j, (x, o)) in row_values.iter().zip(last_map).enumerate() {
                     if *o == SKIP {
                         continue;
                     }
