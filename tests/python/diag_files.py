@@ -47,7 +47,7 @@ def record(path, calendar, steps=1460, lat=6, lon=8, seed=0, chunks=(40, 3, 8)):
         pr.units = "kg m-2 s-1"
         values = np.clip(rng.gamma(1.0, 2e-5, (steps, lat, lon)), 0, 5e-5)
         values[rng.random(values.shape) < 0.03] = np.nan
-        pr[:] = np.ma.masked_invalid(values)
+        pr[:] = np.ma.array(np.nan_to_num(values, nan=0.0), mask=np.isnan(values))
     return path
 
 

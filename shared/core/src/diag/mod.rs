@@ -9,11 +9,13 @@
 //! ([`plot`]).
 
 pub mod accumulate;
+pub mod blocks;
 pub mod colormap;
 pub mod compute;
 pub mod output;
 pub mod plot;
 pub mod request;
+pub mod select;
 pub mod values;
 
 use serde_json::Value;

@@ -8,7 +8,8 @@ use crate::codecs::ServedCodec;
 use crate::error::{Error, Result};
 use crate::key::{ArrayDoc, GroupDoc, ZarrKey};
 
-use super::compute::{Labels, Outcome};
+use super::compute::Outcome;
+use super::select::Labels;
 
 /// A JSON number, or `null` for NaN and infinities (which JSON cannot hold).
 fn number(x: f64, whole: bool) -> Value {

@@ -13,9 +13,11 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::read::Reader;
 
+use super::blocks::read_values;
 use super::colormap::Colormap;
-use super::compute::{Labels, Outcome, Plan, read_values};
+use super::compute::{Outcome, Plan};
 use super::request::{Action, Diagnostic, Op, Output, PlotKind, PlotOptions, Weights};
+use super::select::Labels;
 
 const LEFT: u32 = 80;
 const RIGHT_MAP: u32 = 110;

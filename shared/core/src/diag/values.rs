@@ -6,6 +6,18 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::manifest::{ArrayMeta, fill_as_f64};
 
+/// Attributes describing how values were stored, meaningless on a computed result.
+pub(super) const PACKING: [&str; 8] = [
+    "scale_factor",
+    "add_offset",
+    "missing_value",
+    "_FillValue",
+    "valid_range",
+    "valid_min",
+    "valid_max",
+    "_Unsigned",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     F4,
