@@ -125,7 +125,7 @@ def test_groupby_equals_xarray(srv, sources, calendar, coord):
             close(served_json(srv, url), expected, url)
 
 
-def test_groupby_a_coordinate_and_a_multi_file_dataset(srv, sources):
+def test_a_coordinate_and_a_multi_file_dataset(srv, sources):
     with source(sources[1]["cal-noleap"]) as ds:
         close(served_json(srv, "/datasets/cal-noleap/groupby/tas/lat/max"),
               expected_groupby(ds.tas, "lat", "max"), "groupby lat")
@@ -133,6 +133,10 @@ def test_groupby_a_coordinate_and_a_multi_file_dataset(srv, sources):
         for action in ("mean", "std", "first", "last"):
             url = f"/datasets/pieces/groupby/tas/time.month/{action}"
             close(served_json(srv, url), expected_groupby(ds.tas, "time.month", action), url)
+        # A reduction across the files' boundaries, selected by dates.
+        url = "/datasets/pieces/reduce/tas/time/var/time/2000-06-01_2002-01-01"
+        da = select(ds.tas, {"time": ("2000-06-01", "2002-01-01")}).astype("float64")
+        close(served_json(srv, url), da.var("time"), url)
 
 
 @pytest.mark.parametrize("calendar", ["standard", "360_day"])
