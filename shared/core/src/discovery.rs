@@ -57,7 +57,8 @@ pub fn info_variable(a: &ArrayMeta) -> Map<String, Value> {
     v
 }
 
-fn escape(s: &str) -> String {
+/// `s` safe inside HTML text and attribute values.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -5,6 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::codecs::ServedCodec;
+use crate::discovery::escape;
 use crate::error::{Error, Result};
 use crate::key::{ArrayDoc, GroupDoc, ZarrKey};
 
@@ -230,13 +231,6 @@ pub fn zarr_key(
             )));
         }
     })
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A readable page: what was computed, the result's shape and range, and links to the JSON
