@@ -1,5 +1,6 @@
 """A static file server on 127.0.0.1 that answers `Range: bytes=a-b` with 206 (Python's
-`http.server` ignores Range), with a strong ETag and If-Match; it counts the bytes it sends."""
+`http.server` ignores Range), with a strong ETag and If-Match; it counts the bytes it sends,
+records the Authorization headers it is sent, and may require some headers (401 without)."""
 import os
 import re
 import threading
@@ -9,8 +10,9 @@ RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
 class RangeServer:
-    def __init__(self, root):
+    def __init__(self, root, require=None):
         self.sent = 0
+        self.authorizations = []
         outer = self
 
         class Handler(SimpleHTTPRequestHandler):
@@ -20,7 +22,19 @@ class RangeServer:
             def log_message(self, *a):
                 pass
 
+            def refused(self):
+                if self.headers.get("Authorization"):
+                    outer.authorizations.append(self.headers["Authorization"])
+                if any(self.headers.get(k) != v for k, v in (require or {}).items()):
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+                return False
+
             def do_HEAD(self):  # noqa: N802 (http.server's naming)
+                if self.refused():
+                    return
                 path = self.translate_path(self.path)
                 if not os.path.isfile(path):
                     return self.send_error(404)
@@ -31,6 +45,8 @@ class RangeServer:
                 self.end_headers()
 
             def do_GET(self):  # noqa: N802 (http.server's naming)
+                if self.refused():
+                    return
                 path = self.translate_path(self.path)
                 if not os.path.isfile(path):
                     return self.send_error(404)

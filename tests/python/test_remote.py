@@ -1,6 +1,8 @@
 """Sources behind HTTP: indexed through ranged reads of their metadata and coordinates only,
 served by `cloudify serve` through ranged reads, and checked against the recorded size and tag."""
+import json
 import os
+import shutil
 import subprocess
 
 import h5py
@@ -11,6 +13,7 @@ import xarray as xr
 
 from compare import datasets_equal
 from range_server import RangeServer
+from servers import Server
 
 
 @pytest.fixture
@@ -99,3 +102,58 @@ def test_a_missing_or_unreachable_url_is_an_error_naming_it(cloudify, web, tmp_p
     r = index(cloudify, bucket, "x", "http://127.0.0.1:9/closed.nc")
     assert r.returncode != 0 and "closed.nc" in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(bucket, "index.json"))
+
+
+TOKEN = "Bearer cloudify-test-token-do-not-leak"
+
+
+def test_sources_behind_a_token_are_read_with_the_configured_headers(cloudify, generated,
+                                                                     tmp_path):
+    root = tmp_path / "private"
+    root.mkdir()
+    shutil.copyfile(generated["mixed"], root / "m.nc")
+    private = RangeServer(str(root), require={"Authorization": TOKEN})
+    other = RangeServer(str(root))
+    servers = []
+    try:
+        bucket = str(tmp_path / "bucket")
+        url = f"{private.url}/m.nc"
+        # Without the header: refused, naming the file and where credentials go.
+        r = index(cloudify, bucket, "m", url)
+        assert r.returncode != 0 and "m.nc" in r.stderr and "401" in r.stderr, r.stderr
+        assert "CLOUDIFY_HTTP_HEADERS" in r.stderr, r.stderr
+        env = dict(os.environ, CLOUDIFY_HTTP_HEADERS=json.dumps(
+            {f"{private.url}/": {"Authorization": TOKEN}}))
+        run = lambda *a: subprocess.run([cloudify, *a], capture_output=True, text=True, env=env)  # noqa: E731
+        r = run("index", "--bucket", bucket, "--dataset", "m", url)
+        assert r.returncode == 0, r.stderr
+        # The token goes only under its prefix: not to another host with the same files.
+        r = run("index", "--bucket", bucket, "--dataset", "o", f"{other.url}/m.nc")
+        assert r.returncode == 0, r.stderr
+        assert private.authorizations and set(private.authorizations) == {TOKEN}
+        assert other.authorizations == []
+        # Served without the configuration: a 502 naming the source, never the token.
+        plain = Server(cloudify, bucket)
+        servers.append(plain)
+        r = plain.get("/datasets/m/zarr/zlib_shuffle/0.0.0")
+        assert r.status_code == 502 and "m.nc" in r.text and "401" in r.text, r.text
+        assert "do-not-leak" not in r.text
+        served = Server(cloudify, bucket, env=env)
+        servers.append(served)
+        info = served.get("/datasets/m/info").json()
+        left_out = set(info["skipped"]) | set(info["routes"]["zarr"]["excluded"])
+        with xr.open_dataset(generated["mixed"], engine="netcdf4") as expected, \
+                xr.open_dataset(f"{served.url}/datasets/m/zarr", engine="zarr",
+                                consolidated=True) as actual:
+            datasets_equal(actual, expected.load(), left_out)
+        # A malformed configuration is an error naming the variable, not the value.
+        bad = dict(env, CLOUDIFY_HTTP_HEADERS=json.dumps({"https://x": {"Authorization": TOKEN}}))
+        r = subprocess.run([cloudify, "check", "--bucket", bucket], capture_output=True,
+                           text=True, env=bad)
+        assert r.returncode != 0 and "CLOUDIFY_HTTP_HEADERS" in r.stderr, r.stderr
+        assert "do-not-leak" not in r.stderr + r.stdout
+    finally:
+        for s in servers:
+            s.stop()
+        private.stop()
+        other.stop()

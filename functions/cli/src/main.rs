@@ -146,6 +146,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    cloudify::remote::init_http_headers()?;
     // Commands that write an index create a missing bucket folder; the others do not.
     let (arg, create) = match &cli.command {
         Command::Demo { bucket, addr } => return demo::run(bucket, *addr).await,

@@ -7,8 +7,8 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use anyhow::anyhow;
-use cloudify_core::Store;
 use cloudify_core::store::strong_etag;
+use cloudify_core::{HttpHeaders, Store};
 use cloudify_index::{RangeRead, SourceSpec};
 use cloudify_stores::{HttpStore, S3Store};
 
@@ -105,11 +105,29 @@ pub fn is_remote(url: &str) -> bool {
     matches!(url.split_once("://"), Some(("http" | "https" | "s3", _)))
 }
 
+/// The request headers of `http(s)` sources, read once from `CLOUDIFY_HTTP_HEADERS`.
+static HTTP_HEADERS: std::sync::OnceLock<Arc<HttpHeaders>> = std::sync::OnceLock::new();
+
+/// Read `CLOUDIFY_HTTP_HEADERS`; every HTTP(S) store made afterwards sends its headers.
+///
+/// # Errors
+/// When the variable is not a valid configuration (the message names no value).
+pub fn init_http_headers() -> anyhow::Result<()> {
+    let headers = cloudify_stores::headers_from_env().map_err(|e| anyhow!(e))?;
+    let _ = HTTP_HEADERS.set(Arc::new(headers));
+    Ok(())
+}
+
+/// The store reading `http(s)` sources under `scheme`, with the configured request headers.
+pub fn http_store(scheme: &'static str) -> HttpStore {
+    HttpStore::new(scheme).with_headers(HTTP_HEADERS.get().cloned().unwrap_or_default())
+}
+
 /// The store that reads `url`'s scheme when it is `http(s)`, and the key it knows `url` by.
 pub fn http_store_for(url: &str) -> Option<(HttpStore, &str)> {
     match url.split_once("://")? {
-        ("http", rest) => Some((HttpStore::new("http"), rest)),
-        ("https", rest) => Some((HttpStore::new("https"), rest)),
+        ("http", rest) => Some((http_store("http"), rest)),
+        ("https", rest) => Some((http_store("https"), rest)),
         _ => None,
     }
 }

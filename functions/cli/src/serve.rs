@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use bytes::Bytes;
 use cloudify_core::App;
-use cloudify_stores::{HttpStore, LocalStore};
+use cloudify_stores::LocalStore;
 
 use crate::bucket::Bucket;
 use http_body_util::Full;
@@ -57,8 +57,8 @@ pub async fn run(
         App::new(bucket.shared())
             .with_scheme("file", Arc::new(LocalStore::new("/")))
             .with_scheme("s3", Arc::new(crate::remote::s3().await.clone()))
-            .with_scheme("http", Arc::new(HttpStore::new("http")))
-            .with_scheme("https", Arc::new(HttpStore::new("https")))
+            .with_scheme("http", Arc::new(crate::remote::http_store("http")))
+            .with_scheme("https", Arc::new(crate::remote::http_store("https")))
             .with_read_budget(limits.read_budget)
             .with_reads(cloudify_core::read::DEFAULT_CONCURRENCY, limits.merge_cap)
             .with_clock(now_ms),

@@ -5,26 +5,36 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cloudify_core::store::{
-    ObjectMeta, Precondition, content_range_total, ranged_answer, size_changed, strong_etag,
+    ObjectMeta, Precondition, content_range_total, http_status, ranged_answer, size_changed,
+    strong_etag,
 };
-use cloudify_core::{Error, Result, Store};
+use cloudify_core::{Error, HttpHeaders, Result, Store};
 use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
 
 /// Read-only store over one URL scheme; its keys are URLs without the `scheme://`.
 pub struct HttpSource {
     scheme: &'static str,
+    headers: HttpHeaders,
 }
 
 impl HttpSource {
-    /// Sources under `scheme` (`http` or `https`).
-    pub fn new(scheme: &'static str) -> Self {
-        Self { scheme }
+    /// Sources under `scheme` (`http` or `https`), sent `headers`' entries for their URLs.
+    pub fn new(scheme: &'static str, headers: &HttpHeaders) -> Self {
+        Self {
+            scheme,
+            headers: headers.clone(),
+        }
     }
 
     async fn send(&self, key: &str, method: Method, headers: &[(&str, &str)]) -> Result<Response> {
         let url = format!("{}://{key}", self.scheme);
         let h = Headers::new();
-        for (k, v) in headers {
+        for (k, v) in self
+            .headers
+            .for_url(&url)
+            .into_iter()
+            .chain(headers.iter().copied())
+        {
             h.set(k, v).map_err(|e| failed(&url, &e))?;
         }
         let mut init = RequestInit::new();
@@ -77,10 +87,7 @@ impl Store for HttpSource {
                 resp.bytes().await.map_err(|e| failed(key, &e))?,
             ))),
             404 | 410 => Ok(None),
-            s => Err(Error::Storage(format!(
-                "{}://{key} answered HTTP {s}",
-                self.scheme
-            ))),
+            s => Err(http_status(&format!("{}://{key}", self.scheme), s)),
         }
     }
 
@@ -123,10 +130,7 @@ impl Store for HttpSource {
                 }))
             }
             404 | 410 => Ok(None),
-            s => Err(Error::Storage(format!(
-                "{}://{key} answered HTTP {s}",
-                self.scheme
-            ))),
+            s => Err(http_status(&format!("{}://{key}", self.scheme), s)),
         }
     }
 

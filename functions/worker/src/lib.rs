@@ -63,8 +63,14 @@ fn app(env: &Env) -> Result<(Rc<App>, Settings), String> {
         &settings.index_prefix,
     ));
     let mut app = App::new(index)
-        .with_scheme("https", Arc::new(HttpSource::new("https")))
-        .with_scheme("http", Arc::new(HttpSource::new("http")))
+        .with_scheme(
+            "https",
+            Arc::new(HttpSource::new("https", &settings.http_headers)),
+        )
+        .with_scheme(
+            "http",
+            Arc::new(HttpSource::new("http", &settings.http_headers)),
+        )
         .with_read_budget(settings.read_budget)
         .with_limits(settings.limits)
         .with_manifest_cache_bytes(settings.manifest_cache_bytes)

@@ -1,5 +1,6 @@
-//! The Worker's settings, from `[vars]` in wrangler.toml (all optional).
+//! The Worker's settings, from `[vars]` in wrangler.toml and secrets (all optional).
 
+use cloudify_core::HttpHeaders;
 use cloudify_core::read::Limits;
 use worker::Env;
 
@@ -21,6 +22,8 @@ pub struct Settings {
     pub manifest_cache_bytes: u64,
     /// Whether chunk answers go through the Cache API.
     pub cache_chunks: bool,
+    /// Request headers for HTTP(S) sources, by URL prefix (the `HTTP_HEADERS` secret, JSON).
+    pub http_headers: HttpHeaders,
 }
 
 impl Default for Settings {
@@ -38,6 +41,7 @@ impl Default for Settings {
             },
             manifest_cache_bytes: 16 << 20,
             cache_chunks: true,
+            http_headers: HttpHeaders::default(),
         }
     }
 }
@@ -74,6 +78,18 @@ impl Settings {
                 None | Some("true") => true,
                 Some("false") => false,
                 Some(v) => return Err(format!("CACHE_CHUNKS must be true or false, not {v:?}")),
+            },
+            // A secret (`wrangler secret put HTTP_HEADERS`), or a var in local development.
+            http_headers: match env
+                .secret("HTTP_HEADERS")
+                .map(|v| v.to_string())
+                .ok()
+                .or_else(|| var("HTTP_HEADERS"))
+            {
+                Some(json) => {
+                    HttpHeaders::parse(&json).map_err(|e| format!("HTTP_HEADERS: {e}"))?
+                }
+                None => HttpHeaders::default(),
             },
         })
     }

@@ -24,6 +24,7 @@ pub mod codecs;
 pub mod diag;
 pub mod discovery;
 pub mod error;
+pub mod http_headers;
 pub mod key;
 pub mod manifest;
 pub mod read;
@@ -35,6 +36,7 @@ pub mod zarr_v2;
 pub mod zarr_v3;
 
 pub use error::{Error, Result};
+pub use http_headers::HttpHeaders;
 pub use manifest::{ArrayMeta, ChunkRef, Codec, Manifest, SourceInfo};
 pub use registry::Registry;
 pub use router::App;

@@ -230,8 +230,21 @@ pub fn ranged_answer(
         200 => Err(Error::Storage(format!(
             "{url} ignored the Range header; sources must be served with byte ranges"
         ))),
-        s => Err(Error::Storage(format!("{url} answered HTTP {s}"))),
+        s => Err(http_status(url, s)),
     }
+}
+
+/// The error of an HTTP answer that is neither data nor absence; a refusal says where its
+/// credentials are configured.
+pub fn http_status(url: &str, status: u16) -> Error {
+    let hint = match status {
+        401 | 403 => {
+            " (access denied: request headers for it, such as a token, are set in \
+             CLOUDIFY_HTTP_HEADERS, or HTTP_HEADERS on a Worker)"
+        }
+        _ => "",
+    };
+    Error::Storage(format!("{url} answered HTTP {status}{hint}"))
 }
 
 /// The complete length in a `Content-Range: bytes a-b/total` header.

@@ -4,13 +4,15 @@
 //! which reads synchronously, calls [`HttpStore::range`] directly.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cloudify_core::store::{
-    ObjectMeta, Precondition, content_range_total, ranged_answer, size_changed, strong_etag,
+    ObjectMeta, Precondition, content_range_total, http_status, ranged_answer, size_changed,
+    strong_etag,
 };
-use cloudify_core::{Error, Result, Store};
+use cloudify_core::{Error, HttpHeaders, Result, Store};
 use ureq::Agent;
 
 /// Read-only store over one URL scheme; its keys are URLs without the `scheme://`.
@@ -18,6 +20,23 @@ use ureq::Agent;
 pub struct HttpStore {
     scheme: &'static str,
     agent: Agent,
+    headers: Arc<HttpHeaders>,
+}
+
+/// The environment variable holding the JSON of [`HttpHeaders`].
+pub const HEADERS_VAR: &str = "CLOUDIFY_HTTP_HEADERS";
+
+/// The request headers `CLOUDIFY_HTTP_HEADERS` configures (none when it is unset).
+///
+/// # Errors
+/// A message naming the variable and the fault (never a header's value).
+pub fn headers_from_env() -> std::result::Result<HttpHeaders, String> {
+    match std::env::var(HEADERS_VAR) {
+        Ok(json) if !json.trim().is_empty() => {
+            HttpHeaders::parse(&json).map_err(|e| format!("{HEADERS_VAR}: {e}"))
+        }
+        _ => Ok(HttpHeaders::default()),
+    }
 }
 
 impl HttpStore {
@@ -27,7 +46,26 @@ impl HttpStore {
             .http_status_as_error(false)
             .build()
             .into();
-        Self { scheme, agent }
+        Self {
+            scheme,
+            agent,
+            headers: Arc::default(),
+        }
+    }
+
+    /// Send `headers`' entries for each URL with the requests to it.
+    #[must_use]
+    pub fn with_headers(mut self, headers: Arc<HttpHeaders>) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// A request to `url` with the configured headers.
+    fn request<B>(&self, mut req: ureq::RequestBuilder<B>, url: &str) -> ureq::RequestBuilder<B> {
+        for (k, v) in self.headers.for_url(url) {
+            req = req.header(k, v);
+        }
+        req
     }
 
     fn url(&self, key: &str) -> String {
@@ -48,8 +86,7 @@ impl HttpStore {
     ) -> Result<Option<(Vec<u8>, Option<u64>)>> {
         let url = self.url(key);
         let mut req = self
-            .agent
-            .get(&url)
+            .request(self.agent.get(&url), &url)
             .header("range", format!("bytes={}-{}", range.start, range.end - 1));
         if let Some(tag) = if_match {
             req = req.header("if-match", tag);
@@ -78,7 +115,10 @@ impl HttpStore {
     /// [`Error::Storage`] when the request fails or the answer has no length.
     pub fn meta(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let url = self.url(key);
-        let resp = self.agent.head(&url).call().map_err(|e| failed(&url, &e))?;
+        let resp = self
+            .request(self.agent.head(&url), &url)
+            .call()
+            .map_err(|e| failed(&url, &e))?;
         let header = |h: &str| {
             resp.headers()
                 .get(h)
@@ -96,7 +136,7 @@ impl HttpStore {
                 }))
             }
             404 | 410 => Ok(None),
-            s => Err(Error::Storage(format!("{url} answered HTTP {s}"))),
+            s => Err(http_status(&url, s)),
         }
     }
 

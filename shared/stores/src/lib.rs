@@ -6,6 +6,6 @@ mod http;
 mod local;
 mod s3;
 
-pub use http::HttpStore;
+pub use http::{HEADERS_VAR, HttpStore, headers_from_env};
 pub use local::LocalStore;
 pub use s3::{DEFAULT_TIMEOUT, S3Store};

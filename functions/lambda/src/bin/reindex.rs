@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let settings = Arc::new(Settings::from_env()?);
+    cloudify::remote::init_http_headers()?;
     let bucket = Bucket::s3(
         Arc::new(S3Store::new(&settings.bucket).await),
         &settings.bucket,

@@ -1,4 +1,5 @@
-//! The serving function: the core router behind a Function URL, reading the bucket through S3.
+//! The serving function: the core router behind a Function URL, reading the bucket through S3
+//! and HTTP(S) sources with the request headers `CLOUDIFY_HTTP_HEADERS` configures.
 //! It holds no indexing code; parsed manifests stay in memory between invocations of a warm
 //! instance, bounded by `MANIFEST_CACHE_BYTES`.
 
@@ -19,8 +20,11 @@ async fn main() -> Result<(), Error> {
         &settings.bucket,
         &settings.index_prefix,
     );
+    cloudify::remote::init_http_headers()?;
     let mut app = App::new(bucket.shared())
         .with_scheme("s3", Arc::new(S3Store::any_bucket().await))
+        .with_scheme("http", Arc::new(cloudify::remote::http_store("http")))
+        .with_scheme("https", Arc::new(cloudify::remote::http_store("https")))
         .with_read_budget(settings.read_budget)
         .with_manifest_cache_bytes(settings.manifest_cache_bytes)
         .with_clock(cloudify::serve::now_ms);
