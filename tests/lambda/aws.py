@@ -1,5 +1,6 @@
 """The local AWS the Lambda tests run against: moto's S3 server on 127.0.0.1, a proxy in front
 of it that turns chosen objects into faults, and `cargo lambda watch` emulating the functions."""
+import json
 import os
 import signal
 import socket
@@ -88,8 +89,9 @@ class Moto:
 class FaultProxy:
     """Forwards every request to `upstream` unchanged, except for objects named FORBIDDEN
     (403 AccessDenied, as S3 answers a role without s3:GetObject) and SLOW (answered after
-    SLOW_SECONDS). Path-style S3 requests name the object in the path. It runs in its own
-    process, so the tests' threads do not slow it."""
+    SLOW_SECONDS). Path-style S3 requests name the object in the path. It counts the body bytes
+    it sends per path, answered at `/__proxy__/sent`. It runs in its own process, so the tests'
+    threads do not slow it."""
 
     def __init__(self, upstream):
         port = free_port()
@@ -98,12 +100,17 @@ class FaultProxy:
                                      start_new_session=True)
         wait_for(self.url + "/")
 
+    def sent(self, path):
+        """Body bytes sent so far for GETs of `path` (`/bucket/key`)."""
+        return requests.get(self.url + "/__proxy__/sent", timeout=10).json().get(path, 0)
+
     def stop(self):
         stop(self.proc)
 
 
 def serve_proxy(port, upstream):
     local = threading.local()
+    sent, lock = {}, threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -125,6 +132,10 @@ def serve_proxy(port, upstream):
 
         def forward(self):
             path = self.path.split("?")[0]
+            if path == "/__proxy__/sent":
+                with lock:
+                    body = json.dumps(sent).encode()
+                return self.answer(200, [("Content-Type", "application/json")], body)
             if path.endswith("/" + FORBIDDEN):
                 body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied"
                         b"</Code><Message>Access Denied</Message></Error>")
@@ -147,6 +158,9 @@ def serve_proxy(port, upstream):
                 head += [f"{k}: {v}" for k, v in kept]
                 head.append(f"Content-Length: {r.headers['Content-Length']}")
                 return self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            if self.command == "GET":
+                with lock:
+                    sent[path] = sent.get(path, 0) + len(r.content)
             self.answer(r.status_code, kept, r.content)
 
         do_GET = do_HEAD = do_PUT = do_DELETE = do_POST = forward  # noqa: N815

@@ -5,13 +5,14 @@ clear answers; the reindex function adds a new file to its dataset and writes no
 repeated event."""
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
 import xarray as xr
 
 import make_files
-from aws import SECRET, TIMEOUT_MS
+from aws import SECRET, TIMEOUT_MS, s3_env
 from compare import datasets_equal, source
 from conftest import BUCKET, PREFIX
 from servers import DIAGNOSTICS, assert_same_answers, every_key
@@ -169,8 +170,6 @@ def test_reindex_adds_a_new_file_and_a_repeated_event_writes_nothing(lam, s3, tm
 def test_the_serving_function_carries_no_indexing_code(lam):
     """The linker keeps none of the HDF5 reader or the indexer in cloudify-serve (the release
     build `cargo lambda watch --release` ran), while cloudify-reindex has them."""
-    import subprocess
-
     from aws import ROOT
 
     def symbols(name):
@@ -182,3 +181,20 @@ def test_the_serving_function_carries_no_indexing_code(lam):
     assert "cloudify_core::router" in serve
     assert "hdf5_pure::" not in serve and "cloudify_index::" not in serve
     assert "hdf5_pure::" in symbols("cloudify-reindex")
+
+
+def test_s3_sources_are_indexed_from_metadata_and_coordinates_only(cloudify, bucket, s3,
+                                                                  proxy, tmp_path):
+    path = make_files.mostly_data(str(tmp_path / "mostly.nc"))
+    key = "remote/mostly.nc"
+    s3.upload_file(path, BUCKET, key)
+    size = os.path.getsize(path)
+    metadata_and_coordinates = size - make_files.data_chunk_bytes(path, "noise")
+    assert metadata_and_coordinates < size / 50
+    before = proxy.sent(f"/{BUCKET}/{key}")
+    r = subprocess.run([cloudify, "index", "--bucket", str(tmp_path / "bucket"), "--dataset",
+                        "mostly", f"s3://{BUCKET}/{key}"],
+                       capture_output=True, text=True, env=s3_env(proxy.url))
+    assert r.returncode == 0, r.stderr
+    sent = proxy.sent(f"/{BUCKET}/{key}") - before
+    assert 0 < sent <= metadata_and_coordinates + size // 100, (sent, size)

@@ -279,6 +279,31 @@ def model_piece(path, times, units="days since 2000-01-01", chunks=(1, 4, 5), fm
     return path
 
 
+def mostly_data(path):
+    """20 MB of float32 in 50 compressed chunks, small coordinates."""
+    rng = np.random.default_rng(0)
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.title = "mostly data"
+        for name, n in [("time", 500), ("lat", 100), ("lon", 100)]:
+            nc.createDimension(name, n)
+            v = nc.createVariable(name, "f8", (name,))
+            v[:] = np.arange(n, dtype="f8")
+        nc["time"].units = "days since 2000-01-01"
+        v = nc.createVariable("noise", "f4", ("time", "lat", "lon"), zlib=True, complevel=1,
+                              chunksizes=(10, 100, 100))
+        v[:] = rng.normal(0, 1, (500, 100, 100)).astype("f4")
+    return path
+
+
+def data_chunk_bytes(path, name):
+    """Bytes of `name`'s stored chunks, as libhdf5 (h5py) lists them."""
+    import h5py
+
+    with h5py.File(path) as f:
+        ds = f[name]
+        return sum(ds.id.get_chunk_info(i).size for i in range(ds.id.get_num_chunks()))
+
+
 HDF5 = {"mixed": _mixed, "many_chunks": _many_chunks, "two_unlimited": _two_unlimited,
         "curvilinear": _curvilinear, "regional_0360": _regional_0360}
 NETCDF3 = {"nc3_classic": _netcdf3("NETCDF3_CLASSIC"),

@@ -5,13 +5,11 @@ import os
 import shutil
 import subprocess
 
-import h5py
-import netCDF4
-import numpy as np
 import pytest
 import xarray as xr
 
 from compare import datasets_equal
+from make_files import data_chunk_bytes, mostly_data
 from range_server import RangeServer
 from servers import Server
 
@@ -23,28 +21,6 @@ def web(tmp_path):
     server = RangeServer(str(root))
     yield root, server
     server.stop()
-
-
-def mostly_data(path):
-    """20 MB of float32 in 50 compressed chunks, small coordinates."""
-    rng = np.random.default_rng(0)
-    with netCDF4.Dataset(path, "w") as nc:
-        nc.title = "mostly data"
-        for name, n in [("time", 500), ("lat", 100), ("lon", 100)]:
-            nc.createDimension(name, n)
-            v = nc.createVariable(name, "f8", (name,))
-            v[:] = np.arange(n, dtype="f8")
-        nc["time"].units = "days since 2000-01-01"
-        v = nc.createVariable("noise", "f4", ("time", "lat", "lon"), zlib=True, complevel=1,
-                              chunksizes=(10, 100, 100))
-        v[:] = rng.normal(0, 1, (500, 100, 100)).astype("f4")
-    return path
-
-
-def data_chunk_bytes(path, name):
-    with h5py.File(path) as f:
-        ds = f[name]
-        return sum(ds.id.get_chunk_info(i).size for i in range(ds.id.get_num_chunks()))
 
 
 def index(cloudify, bucket, ds_id, *sources):
