@@ -2,9 +2,10 @@
 //! concurrently, checked against what the index recorded, and counted for `Server-Timing`.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -20,6 +21,48 @@ use crate::store::Store;
 pub const DEFAULT_CONCURRENCY: usize = 6;
 /// Largest read that merging adjacent ranges may produce.
 pub const DEFAULT_MERGE_CAP: u64 = 16 << 20;
+
+/// Table records a warm function keeps: about 150 bytes each with the cache's bookkeeping, so
+/// a few MB.
+pub const DEFAULT_RECORD_CACHE: usize = 16_384;
+
+/// Chunk-table records a warm function has read, least recently used out first: a chunk it has
+/// resolved before is found again without a table read. Keys name the table by its versioned
+/// path, so a reindex never meets stale records.
+pub struct RecordCache(Mutex<Records>);
+
+/// Records by table path and index.
+type Records = lru::LruCache<(Arc<str>, u64), Option<ChunkRef>>;
+
+impl RecordCache {
+    /// A cache of at most `records` records (at least one).
+    pub fn new(records: usize) -> Self {
+        Self(Mutex::new(lru::LruCache::new(
+            NonZeroUsize::new(records).unwrap_or(NonZeroUsize::MIN),
+        )))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Records> {
+        // A poisoned lock only means a panic elsewhere; the cache is still consistent.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for RecordCache {
+    fn default() -> Self {
+        Self::new(DEFAULT_RECORD_CACHE)
+    }
+}
 
 /// What one request may spend beyond bytes read: store reads (a Worker's subrequests) and
 /// bytes decoded plus re-encoded (its CPU time, which no clock measures there).
@@ -93,6 +136,7 @@ fn add_elapsed(clock: Clock, slot: &AtomicU64, t0: Option<f64>) {
 /// Everything a request reads through.
 pub struct Reader<'a> {
     pub(crate) bucket: &'a dyn Store,
+    pub(crate) record_cache: &'a RecordCache,
     pub(crate) schemes: &'a BTreeMap<String, Arc<dyn Store>>,
     pub(crate) budget: u64,
     pub(crate) limits: Limits,
@@ -125,8 +169,8 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// The records of `linear` chunks of an array's table, one read per run of consecutive
-    /// indices.
+    /// The records of `linear` chunks of an array's table: from the warm function's cache, else
+    /// one read per run of consecutive indices.
     ///
     /// # Errors
     /// [`Error::Storage`] / [`Error::Corrupt`] when the table is missing or short.
@@ -137,11 +181,23 @@ impl Reader<'_> {
         a: &ArrayMeta,
         linear: &[u64],
     ) -> Result<BTreeMap<u64, Option<ChunkRef>>> {
-        let table = format!("{}/{}", version_dir(&m.id, version), a.table);
-        let mut sorted = linear.to_vec();
-        sorted.sort_unstable();
+        let table: Arc<str> = format!("{}/{}", version_dir(&m.id, version), a.table).into();
         let mut out = BTreeMap::new();
-        let runs = assemble::runs(&sorted);
+        let mut missing = Vec::new();
+        {
+            let mut cache = self.record_cache.lock();
+            for i in linear {
+                match cache.get(&(table.clone(), *i)) {
+                    Some(rec) => {
+                        out.insert(*i, *rec);
+                    }
+                    None => missing.push(*i),
+                }
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let runs = assemble::runs(&missing);
         self.check_reads(runs.len() as u64, &format!("reading {table}"))?;
         for run in runs {
             let bytes_range =
@@ -155,8 +211,11 @@ impl Reader<'_> {
                 Err(e) => return Err(e),
             };
             self.count(bytes.len() as u64);
+            let mut cache = self.record_cache.lock();
             for (k, rec) in bytes.chunks(RECORD_LEN as usize).enumerate() {
-                out.insert(run.start + k as u64, manifest::decode_record(rec)?);
+                let rec = manifest::decode_record(rec)?;
+                cache.put((table.clone(), run.start + k as u64), rec);
+                out.insert(run.start + k as u64, rec);
             }
         }
         Ok(out)

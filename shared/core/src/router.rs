@@ -38,6 +38,7 @@ pub struct App {
     clock: Clock,
     public_url: Option<String>,
     manifests: Mutex<ManifestCache>,
+    records: read::RecordCache,
 }
 
 /// Parsed manifests, least recently used first, with the size of the JSON each was parsed
@@ -73,6 +74,7 @@ impl App {
                 max_bytes: DEFAULT_MANIFEST_CACHE_BYTES,
                 ..ManifestCache::default()
             }),
+            records: read::RecordCache::default(),
         }
     }
 
@@ -90,6 +92,18 @@ impl App {
     pub fn with_public_url(mut self, url: &str) -> Self {
         self.public_url = Some(url.trim_end_matches('/').to_owned());
         self
+    }
+
+    /// Keep at most `records` chunk-table records between requests (about 150 bytes each).
+    #[must_use]
+    pub fn with_record_cache(mut self, records: usize) -> Self {
+        self.records = read::RecordCache::new(records);
+        self
+    }
+
+    /// Chunk-table records held between requests.
+    pub fn cached_records(&self) -> usize {
+        self.records.len()
     }
 
     /// Keep at most `bytes` of manifest JSON parsed between requests.
@@ -289,6 +303,7 @@ impl App {
         }
         let reader = Reader {
             bucket: self.bucket.as_ref(),
+            record_cache: &self.records,
             schemes: &self.schemes,
             budget: self.read_budget,
             limits: self.limits,

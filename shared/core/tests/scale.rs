@@ -1,6 +1,6 @@
 //! A dataset of 1 000 000 chunks: a cold function resolves any chunk key with one ranged read
 //! of one 24-byte table record (and one read of the source), never the whole table; a warm one
-//! reads no manifest again.
+//! reads no manifest again, nor a record it has read, and holds a bounded number of records.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -105,15 +105,46 @@ fn any_of_a_million_chunks_is_one_record_read_and_one_source_read() {
             );
             let reads = store.take_reads();
             let record = TABLE_HEADER_LEN + linear * RECORD_LEN;
+            let cold = view == "kerchunk";
             let table_reads: Vec<_> = reads.iter().filter(|r| r.key == table).collect();
-            assert_eq!(table_reads.len(), 1, "{n}: {reads:?}");
-            assert_eq!(table_reads[0].range, Some(record..record + RECORD_LEN));
+            // Cold: the record; warm (the second view): it is cached.
+            assert_eq!(table_reads.len(), usize::from(cold), "{n}: {reads:?}");
+            if cold {
+                assert_eq!(table_reads[0].range, Some(record..record + RECORD_LEN));
+            }
             let source_reads: Vec<_> = reads.iter().filter(|r| r.key == SOURCE).collect();
             assert_eq!(source_reads.len(), 1);
             assert_eq!(source_reads[0].range, Some(4 * linear..4 * linear + 4));
-            // Cold: index.json and the manifest too; warm (the second view): index.json only.
-            let others = reads.len() - 2;
-            assert_eq!(others, if view == "kerchunk" { 2 } else { 1 }, "{reads:?}");
+            // Cold: index.json and the manifest too; warm: index.json only.
+            let others = reads.len() - source_reads.len() - table_reads.len();
+            assert_eq!(others, if cold { 2 } else { 1 }, "{reads:?}");
         }
     }
+}
+
+#[test]
+fn a_warm_function_holds_a_bounded_number_of_records_least_recently_used_out() {
+    let store = bucket();
+    let table = format!("{}/tables/0.bin", version_dir("big", "v1"));
+    let app = App::new(store.clone()).with_record_cache(100);
+    let get = |linear: u64| {
+        let req = http::Request::get(format!(
+            "/datasets/big/zarr/v/{}.{}",
+            linear / 1000,
+            linear % 1000
+        ))
+        .body(())
+        .unwrap();
+        let resp = block_on(app.handle(&req));
+        assert_eq!(resp.status(), 200);
+        store.take_reads().iter().filter(|r| r.key == table).count()
+    };
+    for linear in 0..300 {
+        assert_eq!(get(linear * 3331), 1);
+    }
+    assert_eq!(app.cached_records(), 100);
+    // The last hundred are held; the first was dropped.
+    assert_eq!(get(299 * 3331), 0);
+    assert_eq!(get(200 * 3331), 0);
+    assert_eq!(get(0), 1);
 }
