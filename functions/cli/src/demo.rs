@@ -51,6 +51,10 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
             "  import xarray as xr; ds = xr.open_dataset(\"http://{bound}/datasets/{DATASET}/zarr\", engine=\"zarr\")"
         );
         println!("(/kerchunk serves the source's own chunks; /zarr3 is Zarr v3)");
+        println!(
+            "diagnostics: http://{bound}/datasets/{DATASET}/groupby/tas/time.season/mean (and /zarr), \
+             http://{bound}/datasets/{DATASET}/plot/tas/map/viridis"
+        );
         println!("STAC catalog: http://{bound}/stac/catalog.json · API: http://{bound}/openapi.json");
     })
     .await
