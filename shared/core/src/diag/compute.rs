@@ -97,9 +97,13 @@ impl<'m> Plan<'m> {
         let decoding = Decoding::of(&name, a)?;
         let nd = a.dims.len();
         // The 1-D coordinate along each dimension (its values read when needed).
+        // The dimension a 1-D coordinate runs along, when its length is that dimension's (a
+        // manifest that says otherwise is not trusted with indexing).
         let along = |coord: &str| -> Option<usize> {
             let c = m.arrays.get(coord)?;
-            (c.dims.len() == 1).then(|| a.dims.iter().position(|d| *d == c.dims[0]))?
+            let dim =
+                (c.dims.len() == 1).then(|| a.dims.iter().position(|d| *d == c.dims[0]))??;
+            (c.shape.first() == a.shape.get(dim)).then_some(dim)
         };
         let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut keep: Vec<Option<Vec<bool>>> = vec![None; nd];
@@ -212,7 +216,8 @@ impl<'m> Plan<'m> {
                     .iter()
                     .find_map(|dim| {
                         let c = a.dims[*dim].as_str();
-                        is_latitude(m, c).then_some((*dim, c.to_owned()))
+                        (is_latitude(m, c) && along(c) == Some(*dim))
+                            .then_some((*dim, c.to_owned()))
                     })
                     .ok_or_else(|| {
                         Error::BadRequest(
