@@ -35,8 +35,16 @@ def dev_config(state):
     text = re.sub(r"\n\[build\]\n[^\[]*", "\n", text)
     text = text.replace('main = "functions/', f'main = "{ROOT}/functions/')
     path = os.path.join(state, "wrangler.toml")
-    with open(path, "w") as f:
-        f.write(text)
+    # `wrangler dev` watches this file: rewriting it (for every `wrangler r2` command) reloads
+    # the server, which can read it half-written and stop. Write it once.
+    written = None
+    if os.path.exists(path):
+        with open(path) as f:
+            written = f.read()
+    if written != text:
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
     return path
 
 
