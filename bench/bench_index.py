@@ -4,7 +4,9 @@
    concatenated along time: `cloudify index --concat-dim time` (one process, publishing
    included) against kerchunk's `SingleHdf5ToZarr` per file plus `MultiZarrToZarr` (in-process).
 2. Bytes of references per chunk for a 1000x1000 grid of one-value chunks (1 000 000 chunks):
-   cloudify's chunk table against kerchunk's JSON and its Parquet (`refs_to_dataframe`).
+   cloudify's chunk table against kerchunk's JSON and its Parquet (`refs_to_dataframe`); and
+   for a NetCDF4 file of that grid, `cloudify index`'s own kerchunk Parquet export against
+   kerchunk's (`SingleHdf5ToZarr`, then `refs_to_dataframe`), both 100 000 rows per file.
 3. Peak memory (VmHWM) serving that dataset: `cloudify serve` answering 2000 random chunk keys
    on a cold start, against a Python process opening kerchunk's JSON references with fsspec
    and reading the same keys.
@@ -103,6 +105,44 @@ def reference_sizes(folder, refs_path, tmp):
           f"kerchunk Parquet {parq / n:.1f}")
 
 
+def parquet_exports(cloudify, tmp):
+    """Index a NetCDF4 file of 1 000 000 one-value chunks; compare the Parquet references
+    cloudify exports with kerchunk's of the same file."""
+    import netCDF4
+    import numpy as np
+    from kerchunk.df import refs_to_dataframe
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    path = os.path.join(tmp, "million.nc")
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("y", N)
+        nc.createDimension("x", N)
+        v = nc.createVariable("v", "f4", ("y", "x"), chunksizes=(1, 1))
+        v[:] = np.arange(N * N, dtype="f4").reshape(N, N)
+    bucket = os.path.join(tmp, "million_nc")
+    t0 = time.perf_counter()
+    subprocess.run([cloudify, "index", "--bucket", bucket, "--dataset", "m", path], check=True,
+                   capture_output=True)
+    ours_s = time.perf_counter() - t0
+    with open(os.path.join(bucket, "index.json")) as f:
+        version = json.load(f)["datasets"]["m"]["version"]
+    ours = os.path.join(bucket, "datasets", "m", version, "refs.parq")
+    t0 = time.perf_counter()
+    refs = SingleHdf5ToZarr(path, path).translate()
+    peer_parquet = os.path.join(tmp, "kerchunk_million.parq")
+    refs_to_dataframe(refs, peer_parquet)
+    peer_s = time.perf_counter() - t0
+
+    def size(folder):
+        return sum(os.path.getsize(os.path.join(b, f)) for b, _, fs in os.walk(folder) for f in fs)
+
+    n = N * N
+    print(f"Parquet references of a NetCDF4 file of {n} chunks: cloudify index "
+          f"{size(ours) / n:.2f} B per chunk ({ours_s:.1f} s, index and publish), kerchunk "
+          f"{size(peer_parquet) / n:.2f} B per chunk ({peer_s:.1f} s, SingleHdf5ToZarr + "
+          f"refs_to_dataframe)")
+
+
 def hwm_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -146,6 +186,7 @@ def main():
         index_comparison(cloudify, tmp)
         bucket, folder, refs_path = million_chunk_bucket(tmp)
         reference_sizes(folder, refs_path, tmp)
+        parquet_exports(cloudify, tmp)
         peak_memory(cloudify, bucket, refs_path)
 
 

@@ -247,9 +247,11 @@ def _netcdf3_scipy(version):
 
 
 def model_piece(path, times, units="days since 2000-01-01", chunks=(1, 4, 5), fmt="NETCDF4",
-          scale=None, seed=0, with_bounds=True, lat=None):
+          scale=None, seed=0, with_bounds=True, lat=None, packing=None):
     """One file of a model run split in time: `times` in `units` (noleap), `tas` on a 4x5 grid,
-    chunked `chunks` (packed as int16 with `scale`), with bounds; for multi-file tests."""
+    chunked `chunks` (packed as int16 with `scale`, or with `packing`: the scale_factor,
+    add_offset and _FillValue as the types to store them as, one value masked), with bounds;
+    for multi-file tests."""
     rng = np.random.default_rng(seed)
     with netCDF4.Dataset(path, "w", format=fmt) as nc:
         nc.title = "a model run in pieces"
@@ -269,12 +271,19 @@ def model_piece(path, times, units="days since 2000-01-01", chunks=(1, 4, 5), fm
         nc.createVariable("lat", "f4", ("lat",))[:] = lat if lat is not None else [-45, -15, 15, 45]
         nc.createVariable("lon", "f4", ("lon",))[:] = np.arange(5) * 72.0
         kw = {} if fmt.startswith("NETCDF3") else {"zlib": True, "chunksizes": chunks}
-        v = nc.createVariable("tas", "i2" if scale else "f4", ("time", "lat", "lon"), **kw)
+        if packing:
+            kw["fill_value"] = packing[2]
+        v = nc.createVariable("tas", "i2" if scale or packing else "f4", ("time", "lat", "lon"),
+                              **kw)
         v.units = "K"
         values = rng.normal(280, 5, (len(times), 4, 5))
         if scale:
             v.scale_factor = scale
             v.add_offset = 250.0
+        if packing:
+            v.scale_factor, v.add_offset = packing[:2]
+            values = np.ma.masked_array(values, mask=np.zeros(values.shape, bool))
+            values[0, 1, 2] = np.ma.masked
         v[:] = values
     return path
 

@@ -1,6 +1,6 @@
 """A static file server on 127.0.0.1 that answers `Range: bytes=a-b` with 206 (Python's
 `http.server` ignores Range), with a strong ETag and If-Match; it counts the bytes it sends,
-records the Authorization headers it is sent, and may require some headers (401 without)."""
+records the paths it is sent GETs for and the Authorization headers it is sent, and may require some headers (401 without)."""
 import os
 import re
 import threading
@@ -12,6 +12,7 @@ RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 class RangeServer:
     def __init__(self, root, require=None):
         self.sent = 0
+        self.gets = []
         self.authorizations = []
         outer = self
 
@@ -45,6 +46,7 @@ class RangeServer:
                 self.end_headers()
 
             def do_GET(self):  # noqa: N802 (http.server's naming)
+                outer.gets.append(self.path)
                 if self.refused():
                     return
                 path = self.translate_path(self.path)

@@ -1,4 +1,6 @@
 """`/kerchunk` end to end: xarray through `cloudify serve` sees exactly what netCDF4 sees."""
+import os
+
 import pytest
 import xarray as xr
 
@@ -61,3 +63,65 @@ def test_fill_values_follow_xarray(server):
     assert md["packed/.zarray"]["fill_value"] == -32767
     assert md["zlib_shuffle/.zarray"]["fill_value"] is None
     assert "_FillValue" not in md["packed/.zattrs"]
+
+
+def references(server, ds_id):
+    """The kerchunk export of a dataset's current version, through the function, as a Zarr
+    store for xarray."""
+    import fsspec
+
+    version = server.get(f"/datasets/{ds_id}/info").json()["version"]
+    base = f"{server.url}/datasets/{ds_id}/{version}"
+    fs = fsspec.filesystem("reference", fo=f"{base}/refs.parq" if ds_id == "big" else
+                           f"{base}/refs.json", remote_protocol="file")
+    return base, fs.get_mapper("")
+
+
+def test_json_references_open_as_the_source(server, datasets):
+    base, store = references(server, "mixed")
+    out = left_out(server, "mixed")
+    with xr.open_dataset(datasets[1]["mixed"], engine="netcdf4") as expected, \
+            xr.open_dataset(store, engine="zarr", consolidated=False, zarr_format=2) as actual:
+        datasets_equal(actual, expected, out)
+    r = server.get(f"{base.removeprefix(server.url)}/refs.parq/.zmetadata")
+    assert r.status_code == 404 and "JSON" in r.json()["detail"]
+
+
+def test_more_than_100000_chunks_export_parquet_references(cloudify, tmp_path, start_server):
+    """102 400 one-value chunks, 6 400 never written: kerchunk's Parquet layout, read by
+    fsspec's reference filesystem through the function, equals netCDF4's reading."""
+    import subprocess
+
+    import netCDF4
+    import numpy as np
+
+    path = str(tmp_path / "big.nc")
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("y", 320)
+        nc.createDimension("x", 320)
+        v = nc.createVariable("z", "i2", ("y", "x"), chunksizes=(1, 1), fill_value=-9)
+        v[:300, :] = np.arange(300 * 320).reshape(300, 320) % 1000
+    bucket = str(tmp_path / "bucket")
+    r = subprocess.run([cloudify, "index", "--bucket", bucket, "--dataset", "big", path],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    server = start_server(bucket)
+    base, store = references(server, "big")
+    version = base.rsplit("/", 1)[1]
+    files = sorted(os.listdir(os.path.join(bucket, "datasets", "big", version, "refs.parq", "z")))
+    assert files == ["refs.0.parq", "refs.1.parq"]
+    assert not os.path.exists(os.path.join(bucket, "datasets", "big", version, "refs.json"))
+    with xr.open_dataset(path, engine="netcdf4") as expected, \
+            xr.open_dataset(store, engine="zarr", consolidated=False, zarr_format=2) as actual:
+        datasets_equal(actual, expected)
+        assert np.isnan(actual["z"].values[300:]).all()
+    r = server.get(f"/datasets/big/{version}/refs.json")
+    assert r.status_code == 404 and "Parquet" in r.json()["detail"]
+    for bad in ["refs.parq/z/refs.x.parq", "refs.parq/../index.json", "refs.parq/z/other"]:
+        assert server.get(f"/datasets/big/{version}/{bad}").status_code in (400, 404), bad
+    item = server.get("/datasets/big/stac").json()
+    assert item["assets"]["references"]["href"].endswith(f"{version}/refs.parq")
+    # Each reference costs a few bytes, far below the JSON's.
+    size = sum(os.path.getsize(os.path.join(root, f)) for root, _, fs in
+               os.walk(os.path.join(bucket, "datasets", "big", version, "refs.parq")) for f in fs)
+    assert size < 102400 * 4, size

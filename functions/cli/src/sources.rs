@@ -51,10 +51,15 @@ pub async fn index(
             registry_changed: false,
         });
     }
+    // Sources indexed by the last run, unchanged since, are not read again.
+    let kept = match (&concat, specs.len()) {
+        (Some(_), 2..) => cloudify_index::Kept::load(store, id).await?,
+        _ => cloudify_index::Kept::default(),
+    };
     let indexed = tokio::task::spawn_blocking({
         let id = id.to_owned();
         let options = options.clone();
-        move || cloudify_index::read_dataset(&id, &specs, &options, concat.as_ref())
+        move || cloudify_index::read_dataset(&id, &specs, &options, concat.as_ref(), &kept)
     })
     .await??;
     for w in &indexed.warnings {

@@ -47,8 +47,8 @@ pub fn overlapping_chunks(a: &ArrayMeta, region: &Region) -> Vec<Vec<u64>> {
         .start
         .iter()
         .zip(&region.end)
-        .zip(&a.chunks)
-        .map(|((s, e), c)| s / c..(e - 1) / c + 1)
+        .enumerate()
+        .map(|(d, (s, e))| a.chunks_along(d, *s, *e))
         .collect();
     cartesian(&ranges)
 }
@@ -190,6 +190,9 @@ mod tests {
             records: 0,
             stored_chunks: 0,
             kerchunk_excluded: None,
+            unpacked_dtype: None,
+            unpack: None,
+            irregular: None,
         }
     }
 

@@ -227,6 +227,20 @@ pub fn openapi() -> Value {
         json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" }, "example": "sample" }),
         json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "string" }, "example": "0123456789abcdef0123" })],
         json_ok("kerchunk references"), dataset_errors));
+    let version = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "string" }, "example": "0123456789abcdef0123" });
+    paths.insert(
+        "/datasets/{id}/{version}/refs.parq/.zmetadata".into(),
+        op(
+            "kerchunk Parquet references of a large version: the metadata",
+            vec![id.clone(), version.clone()],
+            json_ok("metadata documents and references per file"),
+            dataset_errors,
+        ),
+    );
+    let parquet_ok = json!({ "description": "references of one record", "content": { "application/vnd.apache.parquet": { "schema": { "type": "string", "format": "binary" } } } });
+    paths.insert("/datasets/{id}/{version}/refs.parq/{var}/refs.{record}.parq".into(), op("kerchunk Parquet references of a large version: one file", vec![id.clone(), version, var.clone(),
+        json!({ "name": "record", "in": "path", "required": true, "description": "file number (chunks record*record_size onwards)", "schema": { "type": "string", "pattern": "^[0-9]+$" }, "example": "0" })],
+        parquet_ok, dataset_errors));
     diagnostics(&mut paths, &id, &var, &op, &json_ok, &zarr_key);
     paths.insert(
         "/stac-collection-all.json".into(),

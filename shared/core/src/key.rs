@@ -34,8 +34,9 @@ pub enum Route {
     Dict(DatasetRef),
     /// `GET /datasets/{id}/stac`: the dataset's STAC item.
     Item(DatasetRef),
-    /// `GET /datasets/{id}/{version}/refs.json`: the kerchunk export of a version.
-    Refs(DatasetRef),
+    /// `GET /datasets/{id}/{version}/refs.json`, or `.../refs.parq/{key}` for a large
+    /// dataset: the kerchunk export of a version (the file below the version's folder).
+    Refs(DatasetRef, String),
     /// `GET /stac-collection-all.json`: a collection of every dataset.
     CollectionAll,
     /// `GET /stac/{path}`: the static catalog in the bucket.
@@ -150,7 +151,35 @@ pub fn parse_path(raw: &str) -> Result<Route> {
         ["datasets", id, "dict"] => Ok(Route::Dict(parse_dataset(id)?)),
         ["datasets", id, "stac"] => Ok(Route::Item(parse_dataset(id)?)),
         ["datasets", id, version, "refs.json"] if View::from_segment(version).is_none() => {
-            Ok(Route::Refs(parse_dataset(&format!("{id}@{version}"))?))
+            Ok(Route::Refs(
+                parse_dataset(&format!("{id}@{version}"))?,
+                "refs.json".into(),
+            ))
+        }
+        ["datasets", id, version, "refs.parq", rest @ ..]
+            if View::from_segment(version).is_none() =>
+        {
+            let ok = match rest {
+                [".zmetadata"] => true,
+                [name, file] => {
+                    let n = file
+                        .strip_prefix("refs.")
+                        .and_then(|f| f.strip_suffix(".parq"));
+                    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+                    !name.starts_with('.') && !name.contains(['/', '\\']) && n.is_some_and(digits)
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(Error::NotFound(format!(
+                    "no kerchunk Parquet file {:?}: only .zmetadata and {{variable}}/refs.{{n}}.parq",
+                    rest.join("/")
+                )));
+            }
+            Ok(Route::Refs(
+                parse_dataset(&format!("{id}@{version}"))?,
+                format!("refs.parq/{}", rest.join("/")),
+            ))
         }
         ["stac-collection-all.json"] => Ok(Route::CollectionAll),
         ["intake.yaml"] => Ok(Route::Intake),

@@ -32,6 +32,7 @@ pub mod registry;
 pub mod router;
 pub mod stac;
 pub mod store;
+pub mod unpack;
 pub mod zarr_v2;
 pub mod zarr_v3;
 

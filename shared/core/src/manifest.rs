@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::codecs::ServedCodec;
 use crate::error::{Error, Result};
+use crate::unpack::Unpack;
 
 /// Version of the manifest and table formats; bumped on any incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
@@ -207,12 +208,142 @@ pub struct ArrayMeta {
     /// Why `/kerchunk` leaves this array out, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kerchunk_excluded: Option<String>,
+    /// The float type xarray unpacks the stored values to, by the types of their
+    /// `scale_factor` and `add_offset` attributes (when either is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpacked_dtype: Option<String>,
+    /// How each source packed the values, when sources pack them differently: `dtype`,
+    /// `fill_value` and `attrs` are then those of the unpacked floats served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpack: Option<Unpack>,
+    /// Source chunk boundaries along one dimension, when they are not every `chunks[d]`
+    /// elements (files concatenated along it whose chunks do not line up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irregular: Option<Irregular>,
+}
+
+/// Source chunks along one dimension laid end to end in runs: one run per file, each cut
+/// into chunks of its own length. A run's last chunk may be partial; it is stored at full
+/// length, as HDF5 stores edge chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Irregular {
+    /// The dimension.
+    pub dim: usize,
+    /// Per run: elements along the dimension, and the chunk length.
+    pub runs: Vec<(u64, u64)>,
+}
+
+/// Source chunk `j` along a dimension: where it starts, its stored length and how many of
+/// those elements are the array's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// First element.
+    pub start: u64,
+    /// Stored length.
+    pub stored: u64,
+    /// Elements of the array in it (less than `stored` for a partial chunk).
+    pub valid: u64,
+}
+
+impl Irregular {
+    /// Chunks along the dimension.
+    pub fn count(&self) -> u64 {
+        self.runs.iter().map(|(n, c)| n.div_ceil((*c).max(1))).sum()
+    }
+
+    /// Chunk `j`, or an empty span past the end.
+    pub fn span(&self, j: u64) -> Span {
+        let (mut start, mut first) = (0, 0);
+        for &(n, c) in &self.runs {
+            let c = c.max(1);
+            let k = n.div_ceil(c);
+            if j < first + k {
+                let at = (j - first) * c;
+                return Span {
+                    start: start + at,
+                    stored: c,
+                    valid: c.min(n - at),
+                };
+            }
+            start += n;
+            first += k;
+        }
+        Span {
+            start,
+            stored: 0,
+            valid: 0,
+        }
+    }
+
+    /// The chunk holding element `e` (the count when past the end).
+    pub fn chunk_of(&self, e: u64) -> u64 {
+        let (mut start, mut first) = (0, 0);
+        for &(n, c) in &self.runs {
+            let c = c.max(1);
+            if e < start + n {
+                return first + (e - start) / c;
+            }
+            start += n;
+            first += n.div_ceil(c);
+        }
+        first
+    }
 }
 
 impl ArrayMeta {
     /// Source chunks per dimension.
     pub fn grid(&self) -> Vec<u64> {
-        grid(&self.shape, &self.chunks)
+        let mut g = grid(&self.shape, &self.chunks);
+        if let Some(ir) = &self.irregular
+            && let Some(slot) = g.get_mut(ir.dim)
+        {
+            *slot = ir.count();
+        }
+        g
+    }
+
+    /// Source chunk `j` along dimension `d`.
+    pub fn span(&self, d: usize, j: u64) -> Span {
+        match &self.irregular {
+            Some(ir) if ir.dim == d => ir.span(j),
+            _ => {
+                let c = self.chunks.get(d).copied().unwrap_or(1).max(1);
+                let start = j * c;
+                Span {
+                    start,
+                    stored: c,
+                    valid: c.min(
+                        self.shape
+                            .get(d)
+                            .copied()
+                            .unwrap_or(0)
+                            .saturating_sub(start),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Source chunks along dimension `d` that hold elements `start..end` (not empty).
+    pub fn chunks_along(&self, d: usize, start: u64, end: u64) -> std::ops::Range<u64> {
+        match &self.irregular {
+            Some(ir) if ir.dim == d => ir.chunk_of(start)..ir.chunk_of(end - 1) + 1,
+            _ => {
+                let c = self.chunks.get(d).copied().unwrap_or(1).max(1);
+                start / c..(end - 1) / c + 1
+            }
+        }
+    }
+
+    /// Elements of the largest source chunk (as stored).
+    pub fn max_chunk_len(&self) -> u64 {
+        let mut shape = self.chunks.clone();
+        if let Some(ir) = &self.irregular
+            && let Some(slot) = shape.get_mut(ir.dim)
+        {
+            *slot = ir.runs.iter().map(|(_, c)| *c).max().unwrap_or(1);
+        }
+        shape.iter().product()
     }
 
     /// Served chunks per dimension.
@@ -427,6 +558,9 @@ mod tests {
             records: 0,
             stored_chunks: 0,
             kerchunk_excluded: None,
+            unpacked_dtype: None,
+            unpack: None,
+            irregular: None,
         }
     }
 
@@ -440,6 +574,31 @@ mod tests {
         let scalar = array(vec![], vec![]);
         assert_eq!(scalar.linear_index(&[]), Some(0));
         assert_eq!(a.item_size(), Some(4));
+    }
+
+    #[test]
+    fn irregular_chunks_follow_each_file() {
+        // Files of 12, 12 and 6 steps chunked by 5, then a file of 4 steps chunked by 4.
+        let mut a = array(vec![34, 2], vec![5, 2]);
+        a.irregular = Some(Irregular {
+            dim: 0,
+            runs: vec![(12, 5), (12, 5), (6, 5), (4, 4)],
+        });
+        assert_eq!(a.grid(), vec![3 + 3 + 2 + 1, 1]);
+        let span = |j| {
+            let s = a.span(0, j);
+            (s.start, s.stored, s.valid)
+        };
+        assert_eq!(span(0), (0, 5, 5));
+        assert_eq!(span(2), (10, 5, 2)); // partial: the file ends at 12
+        assert_eq!(span(3), (12, 5, 5));
+        assert_eq!(span(7), (29, 5, 1));
+        assert_eq!(span(8), (30, 4, 4));
+        assert_eq!(span(9).1, 0);
+        assert_eq!(a.chunks_along(0, 9, 13), 1..4);
+        assert_eq!(a.chunks_along(0, 29, 34), 7..9);
+        assert_eq!(a.chunks_along(1, 0, 2), 0..1);
+        assert_eq!(a.max_chunk_len(), 10);
     }
 
     #[test]

@@ -350,6 +350,8 @@ impl Reader<'_> {
     ) -> Result<Vec<u8>> {
         self.check_served_size(name, a)?;
         let item = u64::from(a.item_size().unwrap_or(1));
+        // Sources that pack values differently store another type than the one served.
+        let src_item = a.unpack.as_ref().map_or(Ok(item), |u| u.item_size())?;
         let out_len = a.served_chunk_bytes();
         let fill = codecs::fill_bytes(&a.dtype, &a.fill_value);
         let mut out: Vec<u8> = fill
@@ -361,10 +363,10 @@ impl Reader<'_> {
         let region = Region::served(a, idx);
         let (pieces, linear) = source_chunks(name, a, &region)?;
         let dst_origin = &region.start;
-        let src_len = a.chunks.iter().product::<u64>() * item;
-        if !a.codecs.is_empty() && out_len + src_len > self.budget {
+        let largest = a.max_chunk_len() * src_item;
+        if !a.codecs.is_empty() && out_len + largest > self.budget {
             return Err(Error::TooLarge(format!(
-                "a served chunk of {name:?} decodes source chunks of {src_len} bytes; with its \
+                "a served chunk of {name:?} decodes source chunks of {largest} bytes; with its \
                  {out_len} bytes that is over the budget of {} bytes",
                 self.budget
             )));
@@ -378,29 +380,36 @@ impl Reader<'_> {
                 Some(None) => continue, // never written: the fill already there stays
                 None => return Err(Error::Corrupt(format!("{name:?}: no table record {l}"))),
             };
-            let origin: Vec<u64> = p.iter().zip(&a.chunks).map(|(i, c)| i * c).collect();
-            let rows = assemble::rows(
-                &origin,
-                &a.chunks,
-                dst_origin,
-                &a.served_chunks,
-                &region,
-                item,
-            );
+            // The chunk's box, and the part of the region in it that is the array's (a
+            // partial chunk's padding may lie where the next file's chunk is).
+            let spans: Vec<_> = p.iter().enumerate().map(|(d, j)| a.span(d, *j)).collect();
+            let origin: Vec<u64> = spans.iter().map(|s| s.start).collect();
+            let shape: Vec<u64> = spans.iter().map(|s| s.stored).collect();
+            let src_len = shape.iter().product::<u64>() * src_item;
+            let inside = Region {
+                start: region.start.clone(),
+                end: (region.end.iter().zip(&spans))
+                    .map(|(e, s)| (*e).min(s.start + s.valid))
+                    .collect(),
+            };
+            // In elements: the source and served sides may differ in element size.
+            let rows = assemble::rows(&origin, &shape, dst_origin, &a.served_chunks, &inside, 1);
             let raw = a.codecs.is_empty() && c.length == src_len;
             if raw {
-                ranges.extend(
-                    rows.iter()
-                        .map(|r| (c.source, c.offset + r.src..c.offset + r.src + r.len)),
-                );
+                ranges.extend(rows.iter().map(|r| {
+                    let start = c.offset + r.src * src_item;
+                    (c.source, start..start + r.len * src_item)
+                }));
             } else {
                 ranges.push((c.source, c.offset..c.offset + c.length));
             }
-            plans.push((*c, rows, raw, p.clone()));
+            plans.push((*c, rows, raw, p.clone(), src_len));
         }
         let what = format!("chunk {idx:?} of {name:?}");
-        let decoded = plans.iter().filter(|(_, _, raw, _)| !raw).count() as u64;
-        let work = decoded * src_len + out_len;
+        let decoded: u64 = (plans.iter().filter(|(_, _, raw, _, _)| !raw))
+            .map(|(_, _, _, _, len)| len)
+            .sum();
+        let work = decoded + out_len;
         if work > self.limits.work {
             return Err(Error::TooLarge(format!(
                 "{what} needs {work} bytes decoded and re-encoded, over this function's CPU \
@@ -419,7 +428,7 @@ impl Reader<'_> {
             Ok(&b[(r.start - fr.start) as usize..(r.end - fr.start) as usize])
         };
         let big_endian = a.dtype.starts_with('>');
-        for (c, rows, raw, p) in plans {
+        for (c, rows, raw, p, src_len) in plans {
             let decoded = if raw {
                 None
             } else {
@@ -440,14 +449,20 @@ impl Reader<'_> {
                 })?)
             };
             for Row { src, dst, len } in rows {
+                let (src, n) = (src * src_item, len * src_item);
                 let bytes = match &decoded {
-                    None => slice(c.source, c.offset + src..c.offset + src + len)?,
-                    Some(d) => &d[src as usize..(src + len) as usize],
+                    None => slice(c.source, c.offset + src..c.offset + src + n)?,
+                    Some(d) => &d[src as usize..(src + n) as usize],
                 };
-                let target = &mut out[dst as usize..(dst + len) as usize];
-                target.copy_from_slice(bytes);
-                if big_endian {
-                    codecs::swap_bytes(target, item as usize);
+                let target = &mut out[(dst * item) as usize..((dst + len) * item) as usize];
+                match &a.unpack {
+                    Some(u) => u.unpack_into(c.source, bytes, &a.dtype, target)?,
+                    None => {
+                        target.copy_from_slice(bytes);
+                        if big_endian {
+                            codecs::swap_bytes(target, item as usize);
+                        }
+                    }
                 }
             }
         }

@@ -269,7 +269,7 @@ impl App {
             Route::Keys(ds) => (ds, None, Some(Extra::Keys)),
             Route::Dict(ds) => (ds, None, Some(Extra::Dict)),
             Route::Item(ds) => (ds, None, Some(Extra::Item)),
-            Route::Refs(ds) => (ds, None, Some(Extra::Refs)),
+            Route::Refs(ds, file) => (ds, None, Some(Extra::Refs(file))),
             Route::Zarr(ds, view, key) => (ds, Some(view), key.map(Extra::Key)),
             Route::Diagnostic(ds, d) => (
                 ds,
@@ -346,15 +346,27 @@ impl App {
                 a.content_type = "application/geo+json";
                 a
             }
-            (_, Some(Extra::Refs)) => {
-                let key = format!("{}/refs.json", version_dir(&m.id, &version));
+            (_, Some(Extra::Refs(file))) => {
+                let parquet = zarr_v2::kerchunk_as_parquet(&m);
+                if parquet == (file == "refs.json") {
+                    return Err(Error::NotFound(if parquet {
+                        "this dataset's kerchunk references are Parquet, under refs.parq/".into()
+                    } else {
+                        "this dataset's kerchunk references are JSON, in refs.json".into()
+                    }));
+                }
+                let key = format!("{}/{file}", version_dir(&m.id, &version));
                 let body = self
                     .bucket
                     .get(&key)
                     .await?
                     .ok_or_else(|| Error::NotFound(format!("no {key}")))?;
                 let mut a = bytes_answer(body);
-                a.content_type = "application/json";
+                a.content_type = if file.ends_with(".parq") {
+                    "application/vnd.apache.parquet"
+                } else {
+                    "application/json"
+                };
                 a
             }
             _ => json_answer(&info(&m, &version)),
@@ -571,7 +583,7 @@ enum Extra {
     Keys,
     Dict,
     Item,
-    Refs,
+    Refs(String),
 }
 
 /// The base URL the request reached the function at: `X-Forwarded-Proto` (else http) and

@@ -362,15 +362,22 @@ pub fn item(m: &Manifest, version: &str, collection: &str, hrefs: &Hrefs) -> Val
     let mut assets = Map::new();
     assets.insert("zarr".into(), zarr_asset(2, "zarr"));
     assets.insert("zarr3".into(), zarr_asset(3, "zarr3"));
-    assets.insert(
-        "references".into(),
+    let references = if crate::zarr_v2::kerchunk_as_parquet(m) {
+        json!({
+            "href": format!("{}datasets/{id}/{version}/refs.parq", hrefs.bucket),
+            "type": "application/vnd.apache.parquet",
+            "title": "kerchunk references (Parquet, for fsspec's reference filesystem)",
+            "roles": ["references"],
+        })
+    } else {
         json!({
             "href": format!("{}datasets/{id}/{version}/refs.json", hrefs.bucket),
             "type": "application/json",
             "title": "kerchunk references (version 1)",
             "roles": ["references"],
-        }),
-    );
+        })
+    };
+    assets.insert("references".into(), references);
     for (i, s) in m.sources.iter().enumerate() {
         let href = if s.url.contains("://") {
             s.url.clone()

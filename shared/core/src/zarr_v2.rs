@@ -65,6 +65,15 @@ pub fn array_attrs(a: &ArrayMeta) -> Value {
     Value::Object(attrs)
 }
 
+/// Chunks above which a dataset's kerchunk references are exported as Parquet, not JSON.
+pub const KERCHUNK_PARQUET_ABOVE: u64 = 100_000;
+
+/// Whether `m`'s kerchunk references are Parquet: more than [`KERCHUNK_PARQUET_ABOVE`] chunks
+/// in the arrays the raw route serves.
+pub fn kerchunk_as_parquet(m: &Manifest) -> bool {
+    kerchunk_arrays(m).map(|(_, a)| a.records).sum::<u64>() > KERCHUNK_PARQUET_ABOVE
+}
+
 /// Arrays the raw route serves, in order.
 pub fn kerchunk_arrays(m: &Manifest) -> impl Iterator<Item = (&String, &ArrayMeta)> {
     m.arrays
@@ -148,6 +157,9 @@ mod tests {
             records: 3,
             stored_chunks: 3,
             kerchunk_excluded: None,
+            unpacked_dtype: None,
+            unpack: None,
+            irregular: None,
         }
     }
 

@@ -125,6 +125,9 @@ mod tests {
             records: 1,
             stored_chunks: 1,
             kerchunk_excluded: None,
+            unpacked_dtype: None,
+            unpack: None,
+            irregular: None,
         };
         let z = array(&a, &ServedCodec::default()).unwrap();
         assert_eq!(z["fill_value"], "NaN");

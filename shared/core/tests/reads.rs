@@ -54,6 +54,9 @@ fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
         records: 4,
         stored_chunks: 4,
         kerchunk_excluded: None,
+        unpacked_dtype: None,
+        unpack: None,
+        irregular: None,
     };
     let mut m = Manifest::new("d", Map::new());
     m.codec = ServedCodec::None;

@@ -54,6 +54,9 @@ fn bucket() -> Arc<CountingStore<MemoryStore>> {
             records: CHUNKS,
             stored_chunks: CHUNKS,
             kerchunk_excluded: None,
+            unpacked_dtype: None,
+            unpack: None,
+            irregular: None,
         },
     );
     block_on(async {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use cloudify_core::unpack::{AttrType, float_type};
 use hdf5_pure::AttrValue;
 use serde_json::{Map, Number, Value, json};
 
@@ -103,6 +104,20 @@ pub(crate) fn string(v: &AttrValue) -> Option<String> {
         Value::String(s) => Some(s),
         _ => None,
     }
+}
+
+/// The float type xarray unpacks a variable stored as `dtype` to, when it has a
+/// `scale_factor` or `add_offset`: their HDF5 types decide it.
+pub(crate) fn unpacked_dtype(dtype: &str, raw: &HashMap<String, AttrValue>) -> Option<String> {
+    let kind = |name: &str| {
+        raw.get(name).map(|v| match v {
+            AttrValue::F32(_) | AttrValue::F32Array(_) => AttrType::F32,
+            AttrValue::F64(_) | AttrValue::F64Array(_) => AttrType::F64,
+            _ => AttrType::Other,
+        })
+    };
+    let (scale, offset) = (kind("scale_factor"), kind("add_offset"));
+    (scale.is_some() || offset.is_some()).then(|| float_type(dtype, scale, offset).to_owned())
 }
 
 /// User-visible attributes, sorted by name so manifests (and their versions) are reproducible.

@@ -1,33 +1,46 @@
 //! Several sources of one dataset concatenated along a dimension (`--concat-dim`).
 //!
-//! Each source is indexed alone, then the sources are ordered by the first value of the
-//! dimension's coordinate, checked against the first (variables, dimensions, dtypes, codecs,
-//! packing, the values of the other coordinates), and their chunk tables are laid end to end
-//! along the dimension. That needs chunk boundaries that stay regular across files: the same
-//! chunk length `c` in every file, and every file but the last a multiple of `c` long. An
-//! uncompressed contiguous variable (NetCDF-3, or HDF5 written without chunking) is first cut
-//! into rows, whose byte ranges are known, so files of any lengths (leap years) line up.
-//! Time values in other units than the first file's are converted and stored in the bucket.
+//! Each source is indexed alone (or taken from what the last run kept), then the sources are
+//! ordered by the first value of the dimension's coordinate, checked against the first
+//! (variables, dimensions, dtypes, codecs, the values of the other coordinates), and their
+//! chunk tables are laid end to end along the dimension.
+//!
+//! - Chunk boundaries that stay regular across files (the same chunk length `c` in every
+//!   file, every file but the last a multiple of `c` long) make a regular grid every route
+//!   serves.
+//! - An uncompressed contiguous variable (NetCDF-3, or HDF5 written without chunking) is cut
+//!   into rows, whose byte ranges are known, so files of any lengths (leap years) line up.
+//! - Other chunks that do not line up are recorded per file ([`Irregular`]): the re-encoding
+//!   routes assemble their regular served grid across file boundaries; `/kerchunk` leaves
+//!   them out.
+//! - Time values in other units than the first file's are converted and stored in the bucket.
+//! - Values packed differently (`scale_factor`, `add_offset`, `_FillValue`) are unpacked per
+//!   file by the re-encoding routes ([`Unpack`]); `/kerchunk` leaves them out.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
 
 use cloudify_core::ObjectMeta;
 use cloudify_core::cftime::{Calendar, Units};
-use cloudify_core::manifest::{self, encode_table};
+use cloudify_core::manifest::{self, Irregular, encode_table};
+use cloudify_core::unpack::{Packing, Unpack};
 use cloudify_core::{ArrayMeta, ChunkRef, Manifest, SourceInfo};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::coords::{read_le_bytes, read_values};
 use crate::error::{IndexError, Result};
+use crate::kept::Kept;
 use crate::netcdf4::{ArrayTable, Indexed};
 use crate::source::{RangeRead, SourceSpec};
 
 /// Largest array along the dimension stored whole in the bucket when its chunks do not line up.
 const MAX_INLINE: u64 = 16 << 20;
-/// Attributes that change how stored values decode: they must agree across files.
+/// Attributes that change how stored values decode: they must agree across files, but for the
+/// packing (the first two) of variables along the dimension, which are unpacked per source.
 const DECODING: [&str; 3] = ["scale_factor", "add_offset", "calendar"];
+/// Attributes of packed values that unpacked values lose.
+const PACKING: [&str; 3] = ["scale_factor", "add_offset", "missing_value"];
 
 /// How to aggregate: the dimension, and the bucket's absolute URL (for the kerchunk export of
 /// values the indexer stores in the bucket itself).
@@ -102,17 +115,28 @@ pub(crate) fn concat(
     id: &str,
     sources: &[SourceSpec],
     how: &Concat,
+    kept: &Kept,
     read_one: impl Fn(&SourceSpec, u32) -> Result<Indexed>,
 ) -> Result<(Indexed, Vec<SourceSpec>)> {
     let dim = how.dim.as_str();
     let mut parts = Vec::with_capacity(sources.len());
+    let mut keep = kept.clone();
+    keep.retain(sources);
     for (i, spec) in sources.iter().enumerate() {
-        let indexed = read_one(spec, i as u32)?;
-        parts.push(Part {
-            indexed,
-            spec: spec.clone(),
-        });
+        let (indexed, spec) = match kept.get(spec, i as u32) {
+            Some(known) => known,
+            None => {
+                let indexed = read_one(spec, i as u32)?;
+                let names = coordinates_and_bounds(&indexed.manifest);
+                let spec = keep.keep(spec, &indexed, &names)?;
+                (indexed, spec)
+            }
+        };
+        parts.push(Part { indexed, spec });
     }
+    // Sources are read through the parts' readers from here on.
+    let sources: Vec<SourceSpec> = parts.iter().map(|p| p.spec.clone()).collect();
+    let sources = sources.as_slice();
     if !parts[0]
         .indexed
         .manifest
@@ -163,7 +187,7 @@ pub(crate) fn concat(
         };
         let stored = match converted {
             Some(values) => Some((values.iter().flat_map(|v| v.to_le_bytes()).collect(), "<f8")),
-            None => match join(&parts, name, k) {
+            None => match join(&parts, name, k, !coordinates.contains(name)) {
                 Ok(joined) => {
                     (out.manifest.arrays[position], out.tables[position]) = joined;
                     None
@@ -185,6 +209,8 @@ pub(crate) fn concat(
             specs.push(spec);
             out.manifest.arrays[position] = meta;
             out.tables[position] = table;
+        } else if let Some(packings) = packed_differently(&parts, name) {
+            unpacked(&mut out.manifest.arrays[position], packings);
         }
     }
     out.manifest.sources = specs
@@ -196,7 +222,42 @@ pub(crate) fn concat(
         })
         .collect();
     out.absolute_urls = specs.iter().map(|s| s.absolute_url.clone()).collect();
+    out.kept = Some(keep);
     Ok((out, specs))
+}
+
+/// How each part packs the numbers of array `name`, when not every part packs them alike.
+fn packed_differently(parts: &[Part], name: &str) -> Option<Vec<Packing>> {
+    let packings: Vec<Packing> = parts
+        .iter()
+        .map(|p| p.array(name).map(|(a, _)| Packing::of(a)))
+        .collect::<Option<_>>()?;
+    let numeric = parts[0]
+        .array(name)
+        .is_some_and(|(a, _)| matches!(a.dtype.as_bytes().get(1), Some(b'f' | b'i' | b'u')));
+    (numeric && packings.iter().any(|p| *p != packings[0])).then_some(packings)
+}
+
+/// Serve array `a` as floats unpacked per source (`packings`, by source position), in the
+/// widest type any source unpacks to; `/kerchunk`, which passes stored chunks through, leaves
+/// it out.
+fn unpacked(a: &mut ArrayMeta, packings: Vec<Packing>) {
+    let wide = packings.iter().any(|p| p.float == "<f8");
+    a.unpack = Some(Unpack {
+        dtype: a.dtype.clone(),
+        sources: packings.into_iter().map(Some).collect(),
+    });
+    a.dtype = if wide { "<f8" } else { "<f4" }.to_owned();
+    a.fill_value = Value::from("NaN");
+    a.unpacked_dtype = None;
+    for attr in PACKING {
+        a.attrs.remove(attr);
+    }
+    a.kerchunk_excluded = Some(
+        "its files pack its values differently (scale_factor, add_offset or _FillValue); the \
+         re-encoding routes unpack them per file"
+            .into(),
+    );
 }
 
 /// Coordinate variables and the bounds variables they name.
@@ -303,10 +364,16 @@ fn agree(
                 b.attrs.get("units").unwrap_or(&Value::Null),
                 a.attrs.get("units").unwrap_or(&Value::Null)
             ))
-        } else if a.fill_value != b.fill_value {
+        } else if k.is_none() && a.fill_value != b.fill_value {
             Some(format!("_FillValue {}, not {}", b.fill_value, a.fill_value))
         } else {
-            DECODING.iter().find_map(|attr| {
+            // Along the dimension, packing may differ: such values are unpacked per source.
+            let decoding: &[&str] = if k.is_some() {
+                &DECODING[2..]
+            } else {
+                &DECODING
+            };
+            decoding.iter().find_map(|attr| {
                 (a.attrs.get(*attr) != b.attrs.get(*attr)).then(|| {
                     format!(
                         "{attr} {}, not {}",
@@ -352,8 +419,14 @@ fn fixed_coordinates(
     Ok(out)
 }
 
-/// Concatenate one array's chunk tables along dimension `k`.
-fn join(parts: &[Part], name: &str, k: usize) -> Result<(ArrayMeta, ArrayTable)> {
+/// Concatenate one array's chunk tables along dimension `k`; chunks that do not line up
+/// across files are recorded as [`Irregular`] when `may_be_irregular`.
+fn join(
+    parts: &[Part],
+    name: &str,
+    k: usize,
+    may_be_irregular: bool,
+) -> Result<(ArrayMeta, ArrayTable)> {
     let mut pieces: Vec<(ArrayMeta, Vec<(u64, ChunkRef)>)> = Vec::with_capacity(parts.len());
     for p in parts {
         let (a, t) = p.array(name).ok_or_else(|| p.err(name, "is missing"))?;
@@ -367,38 +440,64 @@ fn join(parts: &[Part], name: &str, k: usize) -> Result<(ArrayMeta, ArrayTable)>
         })
     };
     let served_k = pieces[0].0.served_chunks[k];
+    let mut irregular = None;
     if !regular(&pieces) {
         let contiguous = k == 0
             && pieces
                 .iter()
                 .all(|(a, stored)| a.codecs.is_empty() && a.chunks == a.shape && stored.len() <= 1);
-        if !contiguous {
-            let (i, (a, _)) = pieces
-                .iter()
-                .enumerate()
-                .find(|(i, (a, _))| {
-                    a.chunks != pieces[0].0.chunks
-                        || (i + 1 < pieces.len() && a.shape[k] % a.chunks[k] != 0)
-                })
-                .unwrap_or((0, &pieces[0]));
+        let off = |a: &ArrayMeta| -> Vec<u64> {
+            (a.chunks.iter().enumerate())
+                .filter(|(d, _)| *d != k)
+                .map(|(_, c)| *c)
+                .collect()
+        };
+        if contiguous {
+            let g = lengths.iter().copied().fold(0, gcd).max(1);
+            for (a, stored) in &mut pieces {
+                rows(a, stored, g);
+            }
+        } else if let Some((i, (a, _))) = (pieces.iter().enumerate())
+            .find(|(_, (a, _))| !may_be_irregular || off(a) != off(&pieces[0].0))
+        {
             return Err(parts[i].err(
                 name,
                 format!(
                     "its chunks {:?} over a length of {} along the concatenated dimension do \
-                     not line up with the other files' (chunks {:?}); irregular chunk \
-                     boundaries across files are not served yet",
-                    a.chunks, a.shape[k], pieces[0].0.chunks
+                     not line up with the other files' (chunks {:?}){}",
+                    a.chunks,
+                    a.shape[k],
+                    pieces[0].0.chunks,
+                    if may_be_irregular {
+                        "; chunks that differ off the concatenated dimension are not served"
+                    } else {
+                        ""
+                    }
                 ),
             ));
-        }
-        let g = lengths.iter().copied().fold(0, gcd).max(1);
-        for (a, stored) in &mut pieces {
-            rows(a, stored, g);
+        } else {
+            irregular = Some(Irregular {
+                dim: k,
+                runs: pieces
+                    .iter()
+                    .map(|(a, _)| (a.shape[k], a.chunks[k]))
+                    .collect(),
+            });
         }
     }
     let mut meta = pieces[0].0.clone();
     meta.shape[k] = lengths.iter().sum();
     meta.served_chunks[k] = served_k.max(meta.chunks[k]).min(meta.shape[k].max(1));
+    if irregular.is_some() {
+        meta.served_chunks[k] = served_k.min(meta.shape[k].max(1));
+        meta.kerchunk_excluded = Some(format!(
+            "its files' chunks along {:?} do not line up (a file ends inside a chunk, or \
+             files chunk it differently); a Zarr grid is regular, so only the re-encoding \
+             routes serve it, assembled across files",
+            meta.dims[k]
+        ));
+    }
+    meta.irregular = irregular;
     let grid = meta.grid();
     let mut stored = Vec::new();
     let mut offset = 0;
@@ -411,7 +510,7 @@ fn join(parts: &[Part], name: &str, k: usize) -> Result<(ArrayMeta, ArrayTable)>
                 .ok_or_else(|| IndexError::Invalid(format!("{name}: chunk {idx:?} off grid")))?;
             stored.push((at, *c));
         }
-        offset += a.shape[k] / meta.chunks[k].max(1);
+        offset += part_grid[k];
     }
     stored.sort_by_key(|(i, _)| *i);
     meta.records = grid.iter().product();
@@ -576,6 +675,9 @@ mod tests {
             records: 1,
             stored_chunks: 1,
             kerchunk_excluded: None,
+            unpacked_dtype: None,
+            unpack: None,
+            irregular: None,
         };
         let c = ChunkRef {
             source: 3,

@@ -21,15 +21,18 @@ mod catalog;
 mod concat;
 mod coords;
 mod error;
+mod kept;
 mod lifecycle;
 mod netcdf3;
 mod netcdf4;
+mod parquet_refs;
 mod publish;
 mod source;
 
 pub use catalog::{CONFIG_KEY, load_config, write_catalog};
 pub use concat::Concat;
 pub use error::{IndexError, Result};
+pub use kept::{KEPT_FILE, Kept};
 pub use lifecycle::{Collected, DatasetCheck, Resolver, SourceState, check, gc, remove};
 pub use netcdf4::{ArrayTable, Indexed, ServeOptions, read_dataset};
 pub use publish::{Published, inputs, publish, unchanged};

@@ -15,6 +15,7 @@ use crate::attrs;
 use crate::error::{IndexError, Result};
 use crate::netcdf4::{ArrayTable, Indexed};
 use crate::source::{RangeRead, SourceSpec};
+use cloudify_core::unpack::{AttrType, float_type};
 
 const NC_DIMENSION: u32 = 0x0A;
 const NC_VARIABLE: u32 = 0x0B;
@@ -115,17 +116,29 @@ impl Header<'_> {
         }
     }
 
-    fn attributes(&mut self) -> std::result::Result<Map<String, Value>, String> {
+    /// Attributes as JSON, and the types of those that may decide how values unpack.
+    fn attributes(&mut self) -> std::result::Result<(Map<String, Value>, Packed), String> {
         let n = self.list(NC_ATTRIBUTE)?;
         let mut out = Map::new();
+        let mut packed = Packed::default();
         for _ in 0..n {
             let name = self.name()?;
             let ty = NcType::from_code(self.u32()?)?;
             let len = self.count()?;
             let bytes = self.padded(len.checked_mul(ty.size()).ok_or("attribute too long")?)?;
+            let kind = match ty {
+                NcType::Float => AttrType::F32,
+                NcType::Double => AttrType::F64,
+                _ => AttrType::Other,
+            };
+            match name.as_str() {
+                "scale_factor" => packed.scale = Some(kind),
+                "add_offset" => packed.offset = Some(kind),
+                _ => {}
+            }
             out.insert(name, ty.attribute(&bytes));
         }
-        Ok(out)
+        Ok((out, packed))
     }
 }
 
@@ -230,8 +243,16 @@ struct Var {
     name: String,
     dims: Vec<usize>,
     attrs: Map<String, Value>,
+    packed: Packed,
     ty: NcType,
     begin: u64,
+}
+
+/// The types of a variable's `scale_factor` and `add_offset`, when it has them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Packed {
+    scale: Option<AttrType>,
+    offset: Option<AttrType>,
 }
 
 /// Index a NetCDF-3 source as dataset `id`.
@@ -338,6 +359,10 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
             records: 0,
             stored_chunks: stored.len() as u64,
             kerchunk_excluded: None,
+            unpacked_dtype: (v.packed.scale.is_some() || v.packed.offset.is_some())
+                .then(|| float_type(v.ty.dtype(), v.packed.scale, v.packed.offset).to_owned()),
+            unpack: None,
+            irregular: None,
             shape,
         };
         meta.records = meta.grid().iter().product();
@@ -353,6 +378,7 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
         absolute_urls: Vec::new(),
         warnings: Vec::new(),
         inline: Vec::new(),
+        kept: None,
     })
 }
 
@@ -376,7 +402,7 @@ fn header(h: &mut Header<'_>) -> std::result::Result<Parsed, String> {
         let len = h.count()?;
         dims.push(Dim { name, len });
     }
-    let global = h.attributes()?;
+    let (global, _) = h.attributes()?;
     let nvars = h.list(NC_VARIABLE)?;
     let mut vars = Vec::new();
     for _ in 0..nvars {
@@ -395,7 +421,7 @@ fn header(h: &mut Header<'_>) -> std::result::Result<Parsed, String> {
                 "variable {name:?} has the record dimension other than first"
             ));
         }
-        let attrs = h.attributes()?;
+        let (attrs, packed) = h.attributes()?;
         let ty = NcType::from_code(h.u32()?)?;
         let _vsize = h.count()?; // recomputed: it saturates for large variables
         let begin = h.offset()?;
@@ -403,6 +429,7 @@ fn header(h: &mut Header<'_>) -> std::result::Result<Parsed, String> {
             name,
             dims: ids,
             attrs,
+            packed,
             ty,
             begin,
         });

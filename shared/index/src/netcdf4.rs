@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::attrs;
 use crate::concat::Concat;
 use crate::error::{IndexError, Result};
+use crate::kept::Kept;
 use crate::source::{HdfSource, SourceSpec};
 
 /// HDF5 filter ids this reader maps onto numcodecs.
@@ -37,6 +38,8 @@ pub struct Indexed {
     /// Objects the indexer computed (converted time values), by bucket key: written with the
     /// tables, named as sources by the manifest.
     pub inline: Vec<(String, Vec<u8>)>,
+    /// What a rerun may take instead of reading the sources again (several sources only).
+    pub kept: Option<Kept>,
 }
 
 /// One array's chunk table, encoded and as a list.
@@ -147,7 +150,8 @@ fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
 }
 
 /// Read the dataset `id` from its sources: NetCDF-3, else NetCDF4/HDF5; several sources only
-/// with `concat`, the dimension they follow each other along.
+/// with `concat`, the dimension they follow each other along. Sources `kept` from the last run
+/// are taken from there instead of being read again.
 ///
 /// # Errors
 /// [`IndexError::Source`] for a missing, unreadable or non-NetCDF file, [`IndexError::Variable`]
@@ -158,6 +162,7 @@ pub fn read_dataset(
     sources: &[SourceSpec],
     options: &ServeOptions,
     concat: Option<&Concat>,
+    kept: &Kept,
 ) -> Result<Indexed> {
     if !cloudify_core::key::is_valid_id(id) {
         return Err(IndexError::Invalid(format!(
@@ -180,7 +185,7 @@ pub fn read_dataset(
             indexed.absolute_urls = vec![one.absolute_url.clone()];
             (indexed, sources.to_vec())
         }
-        (many, Some(how)) => crate::concat::concat(id, many, how, |s, i| read_one(s, id, i))?,
+        (many, Some(how)) => crate::concat::concat(id, many, how, kept, |s, i| read_one(s, id, i))?,
         (many, None) => {
             return Err(IndexError::Invalid(format!(
                 "dataset {id}: {} sources given; name the dimension they follow each other \
@@ -297,6 +302,7 @@ impl SourceReader {
             absolute_urls: Vec::new(),
             warnings,
             inline: Vec::new(),
+            kept: None,
         })
     }
 
@@ -367,6 +373,7 @@ impl SourceReader {
         };
         let chunks: Vec<u64> = chunks.into_iter().map(|c| c.max(1)).collect();
         let codecs = self.codecs(m, &dtype)?;
+        let unpacked_dtype = attrs::unpacked_dtype(&dtype, &m.raw_attrs);
         let mut meta = ArrayMeta {
             shape,
             dims: axes.iter().map(|d| d.name.clone()).collect(),
@@ -387,6 +394,9 @@ impl SourceReader {
             records: 0,
             stored_chunks: 0,
             kerchunk_excluded: None,
+            unpacked_dtype,
+            unpack: None,
+            irregular: None,
         };
         meta.records = meta.grid().iter().product();
         let mut stored = Vec::with_capacity(located.len());

@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 
 use crate::concat::Concat;
 use crate::error::Result;
+use crate::kept::KEPT_FILE;
 use crate::netcdf4::{Indexed, ServeOptions};
+use crate::parquet_refs::kerchunk_parquet;
 use crate::source::SourceSpec;
 
 /// Hex digits of the content hash kept as a version.
@@ -96,13 +98,12 @@ pub async fn publish(bucket: &dyn Store, indexed: &Indexed, collection: &str) ->
     let version = version_of(&manifest_json, indexed);
     let dir = version_dir(&m.id, &version);
 
-    let refs = zarr_v2::kerchunk_refs(m, &indexed.absolute_urls, |name| {
+    let stored = |name: &str| {
         m.arrays
             .get_index_of(name)
             .and_then(|i| indexed.tables.get(i))
-            .map(|t| t.stored.clone())
-            .unwrap_or_default()
-    });
+            .map_or(&[][..], |t| t.stored.as_slice())
+    };
     // Computed values first (content-addressed, shared by versions), then the version's own.
     let mut objects: Vec<(String, Bytes)> = indexed
         .inline
@@ -115,7 +116,21 @@ pub async fn publish(bucket: &dyn Store, indexed: &Indexed, collection: &str) ->
             .zip(&indexed.tables)
             .map(|(a, t)| (format!("{dir}/{}", a.table), Bytes::from(t.bytes.clone()))),
     );
-    objects.push((format!("{dir}/refs.json"), Bytes::from(refs.to_string())));
+    // kerchunk's references: JSON, or Parquet for a large dataset.
+    if zarr_v2::kerchunk_as_parquet(m) {
+        let files = kerchunk_parquet(m, &indexed.absolute_urls, stored)?;
+        objects.extend(
+            files
+                .into_iter()
+                .map(|(key, b)| (format!("{dir}/refs.parq/{key}"), Bytes::from(b))),
+        );
+    } else {
+        let refs = zarr_v2::kerchunk_refs(m, &indexed.absolute_urls, |n| stored(n).to_vec());
+        objects.push((format!("{dir}/refs.json"), Bytes::from(refs.to_string())));
+    }
+    if let Some(kept) = &indexed.kept {
+        objects.push((format!("{dir}/{KEPT_FILE}"), Bytes::from(kept.encode()?)));
+    }
     // The manifest last: a version folder with a manifest is complete.
     objects.push((manifest_key(&m.id, &version), Bytes::from(manifest_json)));
 

@@ -10,7 +10,7 @@ use cloudify_core::store::{CountingStore, Precondition, Read};
 use cloudify_core::zarr_v2::chunk_key;
 use cloudify_core::{App, MemoryStore, ObjectMeta, Store};
 use cloudify_index::{
-    Indexed, LocalFile, ServeOptions, SourceSpec, inputs, publish, read_dataset, unchanged,
+    Indexed, Kept, LocalFile, ServeOptions, SourceSpec, inputs, publish, read_dataset, unchanged,
 };
 use serde_json::Value;
 
@@ -33,7 +33,14 @@ fn sample_spec() -> SourceSpec {
 }
 
 fn index_sample(id: &str) -> Indexed {
-    read_dataset(id, &[sample_spec()], &ServeOptions::default(), None).unwrap()
+    read_dataset(
+        id,
+        &[sample_spec()],
+        &ServeOptions::default(),
+        None,
+        &Kept::default(),
+    )
+    .unwrap()
 }
 
 /// A bucket holding the sample as a source and its index.
@@ -429,7 +436,7 @@ async fn a_run_killed_after_any_write_leaves_the_previous_version_serving() {
         codec: cloudify_core::codecs::ServedCodec::parse("zlib:6").unwrap(),
         ..ServeOptions::default()
     };
-    let v2 = read_dataset("sample", &[sample_spec()], &options, None).unwrap();
+    let v2 = read_dataset("sample", &[sample_spec()], &options, None, &Kept::default()).unwrap();
     let (probe, _) = bucket().await;
     probe.take_writes();
     publish(probe.as_ref(), &v2, "c").await.unwrap();

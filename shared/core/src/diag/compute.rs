@@ -364,7 +364,7 @@ impl<'m> Plan<'m> {
         let decoded = if self.a.codecs.is_empty() {
             0
         } else {
-            records.values().flatten().count() as u64 * self.a.chunks.iter().product::<u64>() * item
+            records.values().flatten().count() as u64 * self.a.max_chunk_len() * item
         };
         if read + table_bytes + held > budget {
             return Err(Error::TooLarge(format!(

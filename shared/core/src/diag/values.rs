@@ -1,10 +1,9 @@
 //! Stored numbers to the values xarray shows: CF decoding of a chunk's little-endian bytes
 //! (missing values masked to NaN, then `scale_factor` and `add_offset` applied), in f64.
 
-use serde_json::{Map, Value};
-
 use crate::error::{Error, Result};
-use crate::manifest::{ArrayMeta, fill_as_f64};
+use crate::manifest::ArrayMeta;
+use crate::unpack::Packing;
 
 /// Attributes describing how values were stored, meaningless on a computed result.
 pub(super) const PACKING: [&str; 8] = [
@@ -42,14 +41,6 @@ pub struct Decoding {
     offset: f64,
 }
 
-/// A number attribute, also as the one-element list netCDF attributes often are.
-fn attr_number(attrs: &Map<String, Value>, key: &str) -> Option<f64> {
-    match attrs.get(key)? {
-        Value::Array(v) if v.len() == 1 => fill_as_f64(&v[0]),
-        v => fill_as_f64(v),
-    }
-}
-
 impl Decoding {
     /// The decoding of array `name`.
     ///
@@ -75,31 +66,12 @@ impl Decoding {
                 )));
             }
         };
-        let as_stored = |v: f64| {
-            if kind == Kind::F4 {
-                f64::from(v as f32)
-            } else {
-                v
-            }
-        };
-        let mut missing: Vec<f64> = fill_as_f64(&a.fill_value)
-            .into_iter()
-            .map(as_stored)
-            .collect();
-        match a.attrs.get("missing_value") {
-            Some(Value::Array(vs)) => {
-                missing.extend(vs.iter().filter_map(fill_as_f64).map(as_stored))
-            }
-            Some(v) => missing.extend(fill_as_f64(v).map(as_stored)),
-            None => {}
-        }
-        // NaN is skipped by every statistic anyway.
-        missing.retain(|v| !v.is_nan());
+        let packing = Packing::of(a);
         Ok(Self {
             kind,
-            missing,
-            scale: attr_number(&a.attrs, "scale_factor").unwrap_or(1.0),
-            offset: attr_number(&a.attrs, "add_offset").unwrap_or(0.0),
+            missing: packing.missing,
+            scale: packing.scale_factor.unwrap_or(1.0),
+            offset: packing.add_offset.unwrap_or(0.0),
         })
     }
 
@@ -143,7 +115,7 @@ impl Decoding {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn array(dtype: &str, fill: Value, attrs: Value) -> ArrayMeta {
         serde_json::from_value(json!({

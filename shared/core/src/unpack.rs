@@ -1,0 +1,266 @@
+//! Values packed differently by the sources of one dataset (their `scale_factor`, `add_offset`
+//! or `_FillValue` differ), unpacked per source chunk into one float encoding, so the
+//! re-encoding routes serve them as `xr.open_mfdataset` shows them.
+//!
+//! The arithmetic is xarray's, operation by operation: stored values equal to a missing value
+//! become NaN, the rest are cast to the float type xarray chooses for that source, multiplied
+//! by `scale_factor`, then `add_offset` is added, each rounded in that type; the result is
+//! widened to the served type. So the served floats are exactly xarray's.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::manifest::{ArrayMeta, fill_as_f64, item_size};
+
+/// How the sources of one array packed its values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unpack {
+    /// The type the sources store (`<i2`, `>i2`).
+    pub dtype: String,
+    /// Per source, by position in [`crate::Manifest::sources`]; `None` for sources that hold
+    /// no chunk of the array.
+    pub sources: Vec<Option<Packing>>,
+}
+
+/// How one source packed an array's values (CF conventions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Packing {
+    /// The float type xarray unpacks to (`<f4`, `<f8`), in which the arithmetic is done.
+    pub float: String,
+    /// Multiplier, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_factor: Option<f64>,
+    /// Offset added after scaling, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_offset: Option<f64>,
+    /// Stored values read as missing: `_FillValue` and `missing_value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<f64>,
+}
+
+/// Kinds of float attribute, for [`float_type`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrType {
+    /// 32-bit float.
+    F32,
+    /// 64-bit float.
+    F64,
+    /// Any other type (an integer).
+    Other,
+}
+
+/// The float type xarray decodes values stored as `dtype` to, given the types of their
+/// `scale_factor` and `add_offset` attributes (xarray's `_choose_float_dtype`).
+pub fn float_type(dtype: &str, scale: Option<AttrType>, offset: Option<AttrType>) -> &'static str {
+    let kind = dtype.as_bytes().get(1).copied();
+    let size = item_size(dtype).unwrap_or(8);
+    let f = |t: AttrType| if t == AttrType::F32 { "<f4" } else { "<f8" };
+    match (scale, offset) {
+        (Some(s), Some(o)) if s == o && s != AttrType::Other => {
+            if size == 4 && matches!(kind, Some(b'i' | b'u')) {
+                "<f8"
+            } else {
+                f(s)
+            }
+        }
+        (_, Some(_)) => "<f8",
+        (Some(s), None) => f(s),
+        (None, None) if size <= 4 && kind == Some(b'f') => "<f4",
+        (None, None) if size <= 2 && matches!(kind, Some(b'i' | b'u')) => "<f4",
+        (None, None) => "<f8",
+    }
+}
+
+impl Unpack {
+    /// Bytes per stored value.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a stored type that is not a number.
+    pub fn item_size(&self) -> Result<u64> {
+        match self.dtype.get(1..) {
+            Some("i1" | "u1" | "i2" | "u2" | "i4" | "u4" | "f4" | "i8" | "u8" | "f8") => {
+                Ok(u64::from(item_size(&self.dtype).unwrap_or(8)))
+            }
+            _ => Err(Error::Corrupt(format!(
+                "unpacking {} values is not supported",
+                self.dtype
+            ))),
+        }
+    }
+
+    /// Unpack `stored` values of source `source` into `out`, as little-endian `served`
+    /// (`<f4` or `<f8`) values.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the manifest has no packing for the source, or the lengths do
+    /// not match.
+    pub fn unpack_into(
+        &self,
+        source: u32,
+        stored: &[u8],
+        served: &str,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let p = self
+            .sources
+            .get(source as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::Corrupt(format!("no packing recorded for source #{source}")))?;
+        let size = self.item_size()? as usize;
+        let out_size = if served == "<f4" { 4 } else { 8 };
+        if stored.len() / size * out_size != out.len() || !stored.len().is_multiple_of(size) {
+            return Err(Error::Corrupt(format!(
+                "unpacking {} bytes of {} into {} bytes of {served}",
+                stored.len(),
+                self.dtype,
+                out.len()
+            )));
+        }
+        let big = self.dtype.starts_with('>');
+        let kind = self.dtype.as_bytes().get(1).copied().unwrap_or(b'f');
+        for (b, o) in stored
+            .chunks_exact(size)
+            .zip(out.chunks_exact_mut(out_size))
+        {
+            let v = p.value(read(b, kind, big));
+            if out_size == 4 {
+                o.copy_from_slice(&(v as f32).to_le_bytes());
+            } else {
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Packing {
+    /// How array `a` (as stored) packs its values: its `scale_factor`, `add_offset`, fill
+    /// value and `missing_value`s (as the stored type holds them; NaN left out, as it is
+    /// missing anyway).
+    pub fn of(a: &ArrayMeta) -> Self {
+        let number = |key: &str| match a.attrs.get(key)? {
+            Value::Array(v) if v.len() == 1 => fill_as_f64(&v[0]),
+            v => fill_as_f64(v),
+        };
+        let as_stored = |v: f64| {
+            if a.dtype.get(1..) == Some("f4") {
+                f64::from(v as f32)
+            } else {
+                v
+            }
+        };
+        let mut missing: Vec<f64> = fill_as_f64(&a.fill_value).into_iter().collect();
+        match a.attrs.get("missing_value") {
+            Some(Value::Array(vs)) => missing.extend(vs.iter().filter_map(fill_as_f64)),
+            Some(v) => missing.extend(fill_as_f64(v)),
+            None => {}
+        }
+        missing = missing.into_iter().map(as_stored).collect();
+        missing.retain(|v| !v.is_nan());
+        Self {
+            float: a
+                .unpacked_dtype
+                .clone()
+                .unwrap_or_else(|| float_type(&a.dtype, None, None).to_owned()),
+            scale_factor: number("scale_factor"),
+            add_offset: number("add_offset"),
+            missing,
+        }
+    }
+
+    /// One stored value (exact as f64) unpacked, rounded as in [`Packing::float`].
+    pub(crate) fn value(&self, x: f64) -> f64 {
+        if self.missing.contains(&x) {
+            return f64::NAN;
+        }
+        if self.float == "<f4" {
+            let mut y = x as f32;
+            if let Some(s) = self.scale_factor {
+                y *= s as f32;
+            }
+            if let Some(o) = self.add_offset {
+                y += o as f32;
+            }
+            f64::from(y)
+        } else {
+            let mut y = x;
+            if let Some(s) = self.scale_factor {
+                y *= s;
+            }
+            if let Some(o) = self.add_offset {
+                y += o;
+            }
+            y
+        }
+    }
+}
+
+/// One stored number as f64 (exact up to 2^53).
+fn read(b: &[u8], kind: u8, big: bool) -> f64 {
+    let mut a = [0u8; 8];
+    a[..b.len()].copy_from_slice(b);
+    if big {
+        a[..b.len()].reverse();
+    }
+    let u = u64::from_le_bytes(a);
+    match (kind, b.len()) {
+        (b'f', 4) => f64::from(f32::from_bits(u as u32)),
+        (b'f', _) => f64::from_bits(u),
+        (b'i', 1) => f64::from(u as u8 as i8),
+        (b'i', 2) => f64::from(u as u16 as i16),
+        (b'i', 4) => f64::from(u as u32 as i32),
+        (b'i', _) => u as i64 as f64,
+        _ => u as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn float_types_follow_xarray() {
+        use AttrType::{F32, F64, Other};
+        assert_eq!(float_type("<i2", Some(F32), Some(F32)), "<f4");
+        assert_eq!(float_type("<i2", Some(F64), Some(F64)), "<f8");
+        assert_eq!(float_type("<i4", Some(F32), Some(F32)), "<f8");
+        assert_eq!(float_type(">i2", Some(F32), None), "<f4");
+        assert_eq!(float_type("<i2", Some(F32), Some(F64)), "<f8");
+        assert_eq!(float_type("<i2", None, Some(F32)), "<f8");
+        assert_eq!(float_type("<f4", Some(F64), Some(F64)), "<f8");
+        assert_eq!(float_type("<i2", Some(Other), None), "<f8");
+        assert_eq!(float_type("<i2", None, None), "<f4");
+        assert_eq!(float_type("<i4", None, None), "<f8");
+        assert_eq!(float_type("<f4", None, None), "<f4");
+    }
+
+    #[test]
+    fn values_unpack_as_xarray_rounds_them() {
+        let p = |float: &str| Packing {
+            float: float.into(),
+            scale_factor: Some(f64::from(0.01f32)),
+            add_offset: Some(250.0),
+            missing: vec![-32767.0],
+        };
+        let u = Unpack {
+            dtype: ">i2".into(),
+            sources: vec![Some(p("<f4")), None, Some(p("<f8"))],
+        };
+        let stored: Vec<u8> = [1234i16, -32767]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let mut out = [0u8; 16];
+        u.unpack_into(0, &stored, "<f8", &mut out).unwrap();
+        let first = f64::from_le_bytes(out[..8].try_into().unwrap());
+        assert_eq!(first, f64::from(1234f32 * 0.01f32 + 250f32));
+        assert!(f64::from_le_bytes(out[8..].try_into().unwrap()).is_nan());
+        u.unpack_into(2, &stored, "<f8", &mut out).unwrap();
+        let wide = f64::from_le_bytes(out[..8].try_into().unwrap());
+        assert_eq!(wide, 1234.0 * f64::from(0.01f32) + 250.0);
+        assert!(u.unpack_into(1, &stored, "<f8", &mut out).is_err());
+        assert!(u.unpack_into(0, &stored, "<f8", &mut out[..8]).is_err());
+    }
+}
