@@ -199,6 +199,7 @@ def test_a_rerun_reads_only_new_or_changed_sources(cloudify, tmp_path, start_ser
             r = index(cloudify, bucket, "run", sources)
             assert r.returncode == 0, r.stderr
             assert set(web.gets) == reads
+            assert f"({len(reads)} of {len(sources)} sources read," in r.stdout, r.stdout
 
         rerun(urls[:3], {"/p0.nc", "/p1.nc", "/p2.nc"})
         # A file added: only it is read.

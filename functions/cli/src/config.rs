@@ -139,10 +139,7 @@ pub async fn run_config(
                 Ok(p) if p.objects_written == 0 && !p.registry_changed => {
                     format!("dataset {id}: version {} unchanged", p.version)
                 }
-                Ok(p) => format!(
-                    "dataset {id}: version {} ({} objects written)",
-                    p.version, p.objects_written
-                ),
+                Ok(p) => format!("dataset {id}: version {} ({})", p.version, p.summary()),
                 Err(e) => format!("dataset {id}: error: {e:#}"),
             };
             match &bar {

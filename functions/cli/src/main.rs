@@ -196,16 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             let written =
                 sources::catalog(&bucket, catalog.public_url, catalog.catalog_config).await?;
-            println!(
-                "dataset {dataset} version {} ({} objects written{})",
-                p.version,
-                p.objects_written,
-                if p.registry_changed {
-                    ", index.json updated"
-                } else {
-                    ", index.json unchanged"
-                }
-            );
+            println!("dataset {dataset} version {} ({})", p.version, p.summary());
             println!("STAC catalog: {written} files written");
             Ok(())
         }

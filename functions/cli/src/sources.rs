@@ -49,6 +49,8 @@ pub async fn index(
             version,
             objects_written: 0,
             registry_changed: false,
+            sources: specs.len(),
+            sources_read: 0,
         });
     }
     // Sources indexed by the last run, unchanged since, are not read again.

@@ -223,6 +223,7 @@ pub(crate) fn concat(
         .collect();
     out.absolute_urls = specs.iter().map(|s| s.absolute_url.clone()).collect();
     out.kept = Some(keep);
+    out.sources_read = parts.iter().map(|p| p.indexed.sources_read).sum();
     Ok((out, specs))
 }
 

@@ -209,6 +209,7 @@ impl Kept {
                 warnings: s.warnings,
                 inline: Vec::new(),
                 kept: None,
+                sources_read: 0,
             };
             let source = Source {
                 indexed,

@@ -379,6 +379,7 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
         warnings: Vec::new(),
         inline: Vec::new(),
         kept: None,
+        sources_read: 1,
     })
 }
 

@@ -40,6 +40,8 @@ pub struct Indexed {
     pub inline: Vec<(String, Vec<u8>)>,
     /// What a rerun may take instead of reading the sources again (several sources only).
     pub kept: Option<Kept>,
+    /// Sources whose metadata this run read (the others were kept from the last run).
+    pub sources_read: usize,
 }
 
 /// One array's chunk table, encoded and as a list.
@@ -303,6 +305,7 @@ impl SourceReader {
             warnings,
             inline: Vec::new(),
             kept: None,
+            sources_read: 1,
         })
     }
 

@@ -75,12 +75,11 @@ fn file(
         offsets[j] = i64::try_from(c.offset).unwrap_or(i64::MAX);
         sizes[j] = i64::try_from(c.length).unwrap_or(i64::MAX);
     }
-    let plain = |p: &str| ColumnPath::from(p);
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_dictionary_enabled(false)
-        .set_column_dictionary_enabled(plain("path"), true)
+        .set_column_dictionary_enabled(ColumnPath::from("path"), true)
         .build();
     let schema = Arc::new(parse_message_type(SCHEMA)?);
     let mut buf = Vec::new();

@@ -25,6 +25,27 @@ pub struct Published {
     pub objects_written: usize,
     /// Whether `index.json` changed.
     pub registry_changed: bool,
+    /// Sources the dataset has.
+    pub sources: usize,
+    /// Sources whose metadata this run read (the others were unchanged since the last run).
+    pub sources_read: usize,
+}
+
+impl Published {
+    /// What the run did, for a summary line: sources read, objects written, the registry.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} of {} sources read, {} objects written, index.json {}",
+            self.sources_read,
+            self.sources,
+            self.objects_written,
+            if self.registry_changed {
+                "updated"
+            } else {
+                "unchanged"
+            }
+        )
+    }
 }
 
 /// The version of an indexed dataset: a hash over its manifest and every table.
@@ -145,5 +166,10 @@ pub async fn publish(bucket: &dyn Store, indexed: &Indexed, collection: &str) ->
         version,
         objects_written,
         registry_changed,
+        sources: indexed
+            .absolute_urls
+            .len()
+            .saturating_sub(indexed.inline.len()),
+        sources_read: indexed.sources_read,
     })
 }
