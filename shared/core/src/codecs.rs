@@ -271,6 +271,78 @@ fn strip_fletcher32(mut data: Vec<u8>, what: &str) -> Result<Vec<u8>> {
     Ok(data)
 }
 
+/// The numeric types of stored values, as NumPy type strings name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Number {
+    /// `f4`
+    F4,
+    /// `f8`
+    F8,
+    /// `i1`
+    I1,
+    /// `i2`
+    I2,
+    /// `i4`
+    I4,
+    /// `i8`
+    I8,
+    /// `u1`
+    U1,
+    /// `u2`
+    U2,
+    /// `u4`
+    U4,
+    /// `u8`
+    U8,
+}
+
+impl Number {
+    /// The type of `dtype` (`<i2`, `>f8`, `|u1`); `None` when it holds no numbers this reads.
+    pub fn of(dtype: &str) -> Option<Self> {
+        Some(match dtype.trim_start_matches(['<', '>', '|', '=']) {
+            "f4" => Self::F4,
+            "f8" => Self::F8,
+            "i1" => Self::I1,
+            "i2" => Self::I2,
+            "i4" => Self::I4,
+            "i8" => Self::I8,
+            "u1" => Self::U1,
+            "u2" => Self::U2,
+            "u4" => Self::U4,
+            "u8" => Self::U8,
+            _ => return None,
+        })
+    }
+
+    /// Bytes per value.
+    pub fn size(self) -> usize {
+        match self {
+            Self::I1 | Self::U1 => 1,
+            Self::I2 | Self::U2 => 2,
+            Self::F4 | Self::I4 | Self::U4 => 4,
+            Self::F8 | Self::I8 | Self::U8 => 8,
+        }
+    }
+
+    /// One value from its little-endian bytes (at least [`Self::size`] of them), as f64:
+    /// exact but for 64-bit integers beyond 2^53.
+    pub fn read_le(self, b: &[u8]) -> f64 {
+        let mut a = [0u8; 8];
+        let n = self.size().min(b.len());
+        a[..n].copy_from_slice(&b[..n]);
+        let u = u64::from_le_bytes(a);
+        match self {
+            Self::F4 => f64::from(f32::from_bits(u as u32)),
+            Self::F8 => f64::from_bits(u),
+            Self::I1 => f64::from(u as u8 as i8),
+            Self::I2 => f64::from(u as u16 as i16),
+            Self::I4 => f64::from(u as u32 as i32),
+            Self::I8 => u as i64 as f64,
+            Self::U1 | Self::U2 | Self::U4 | Self::U8 => u as f64,
+        }
+    }
+}
+
 /// Reverse the bytes of each `item`-byte element in place (big-endian to little-endian).
 pub fn swap_bytes(data: &mut [u8], item: usize) {
     if item > 1 {

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::codecs::Number;
 use crate::error::{Error, Result};
 use crate::manifest::{ArrayMeta, fill_as_f64, item_size};
 
@@ -72,21 +73,31 @@ pub fn float_type(dtype: &str, scale: Option<AttrType>, offset: Option<AttrType>
     }
 }
 
+/// The float type xarray unpacks values stored as `dtype` to when they have a `scale_factor`
+/// or an `add_offset` of the given types (for [`crate::ArrayMeta::unpacked_dtype`]); `None`
+/// when they have neither.
+pub fn packed_float(
+    dtype: &str,
+    scale: Option<AttrType>,
+    offset: Option<AttrType>,
+) -> Option<String> {
+    (scale.is_some() || offset.is_some()).then(|| float_type(dtype, scale, offset).to_owned())
+}
+
 impl Unpack {
+    /// The stored type.
+    fn number(&self) -> Result<Number> {
+        Number::of(&self.dtype).ok_or_else(|| {
+            Error::Corrupt(format!("unpacking {} values is not supported", self.dtype))
+        })
+    }
+
     /// Bytes per stored value.
     ///
     /// # Errors
     /// [`Error::Corrupt`] for a stored type that is not a number.
     pub fn item_size(&self) -> Result<u64> {
-        match self.dtype.get(1..) {
-            Some("i1" | "u1" | "i2" | "u2" | "i4" | "u4" | "f4" | "i8" | "u8" | "f8") => {
-                Ok(u64::from(item_size(&self.dtype).unwrap_or(8)))
-            }
-            _ => Err(Error::Corrupt(format!(
-                "unpacking {} values is not supported",
-                self.dtype
-            ))),
-        }
+        Ok(self.number()?.size() as u64)
     }
 
     /// Unpack `stored` values of source `source` into `out`, as little-endian `served`
@@ -107,7 +118,8 @@ impl Unpack {
             .get(source as usize)
             .and_then(Option::as_ref)
             .ok_or_else(|| Error::Corrupt(format!("no packing recorded for source #{source}")))?;
-        let size = self.item_size()? as usize;
+        let number = self.number()?;
+        let size = number.size();
         let out_size = if served == "<f4" { 4 } else { 8 };
         if stored.len() / size * out_size != out.len() || !stored.len().is_multiple_of(size) {
             return Err(Error::Corrupt(format!(
@@ -118,12 +130,16 @@ impl Unpack {
             )));
         }
         let big = self.dtype.starts_with('>');
-        let kind = self.dtype.as_bytes().get(1).copied().unwrap_or(b'f');
+        let mut le = [0u8; 8];
         for (b, o) in stored
             .chunks_exact(size)
             .zip(out.chunks_exact_mut(out_size))
         {
-            let v = p.value(read(b, kind, big));
+            le[..size].copy_from_slice(b);
+            if big {
+                le[..size].reverse();
+            }
+            let v = p.value(number.read_le(&le));
             if out_size == 4 {
                 o.copy_from_slice(&(v as f32).to_le_bytes());
             } else {
@@ -193,25 +209,6 @@ impl Packing {
             }
             y
         }
-    }
-}
-
-/// One stored number as f64 (exact up to 2^53).
-fn read(b: &[u8], kind: u8, big: bool) -> f64 {
-    let mut a = [0u8; 8];
-    a[..b.len()].copy_from_slice(b);
-    if big {
-        a[..b.len()].reverse();
-    }
-    let u = u64::from_le_bytes(a);
-    match (kind, b.len()) {
-        (b'f', 4) => f64::from(f32::from_bits(u as u32)),
-        (b'f', _) => f64::from_bits(u),
-        (b'i', 1) => f64::from(u as u8 as i8),
-        (b'i', 2) => f64::from(u as u16 as i16),
-        (b'i', 4) => f64::from(u as u32 as i32),
-        (b'i', _) => u as i64 as f64,
-        _ => u as f64,
     }
 }
 

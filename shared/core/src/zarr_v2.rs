@@ -120,14 +120,14 @@ pub fn chunk_key(a: &ArrayMeta, linear: u64) -> String {
 pub fn kerchunk_refs<'a>(
     m: &'a Manifest,
     urls: &[String],
-    mut chunks: impl FnMut(&'a str) -> Vec<(u64, ChunkRef)>,
+    mut chunks: impl FnMut(&'a str) -> &'a [(u64, ChunkRef)],
 ) -> Value {
     let mut refs = Map::new();
     for (key, doc) in documents(m, None) {
         refs.insert(key, Value::String(doc.to_string()));
     }
     for (name, a) in kerchunk_arrays(m) {
-        for (linear, c) in chunks(name) {
+        for &(linear, c) in chunks(name) {
             let url = urls.get(c.source as usize).cloned().unwrap_or_default();
             refs.insert(
                 format!("{name}/{}", chunk_key(a, linear)),

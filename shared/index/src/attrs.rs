@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use cloudify_core::unpack::{AttrType, float_type};
+use cloudify_core::unpack::{AttrType, packed_float};
 use hdf5_pure::AttrValue;
 use serde_json::{Map, Number, Value, json};
 
@@ -116,8 +116,7 @@ pub(crate) fn unpacked_dtype(dtype: &str, raw: &HashMap<String, AttrValue>) -> O
             _ => AttrType::Other,
         })
     };
-    let (scale, offset) = (kind("scale_factor"), kind("add_offset"));
-    (scale.is_some() || offset.is_some()).then(|| float_type(dtype, scale, offset).to_owned())
+    packed_float(dtype, kind("scale_factor"), kind("add_offset"))
 }
 
 /// User-visible attributes, sorted by name so manifests (and their versions) are reproducible.

@@ -120,8 +120,7 @@ pub(crate) fn concat(
 ) -> Result<(Indexed, Vec<SourceSpec>)> {
     let dim = how.dim.as_str();
     let mut parts = Vec::with_capacity(sources.len());
-    let mut keep = kept.clone();
-    keep.retain(sources);
+    let mut keep = kept.only(sources);
     for (i, spec) in sources.iter().enumerate() {
         let (indexed, spec) = match kept.get(spec, i as u32) {
             Some(known) => known,
@@ -488,9 +487,15 @@ fn join(
     }
     let mut meta = pieces[0].0.clone();
     meta.shape[k] = lengths.iter().sum();
-    meta.served_chunks[k] = served_k.max(meta.chunks[k]).min(meta.shape[k].max(1));
+    // Served chunks are at least the source's along the dimension, but for irregular ones,
+    // which have no one source length.
+    let served = if irregular.is_some() {
+        served_k
+    } else {
+        served_k.max(meta.chunks[k])
+    };
+    meta.served_chunks[k] = served.min(meta.shape[k].max(1));
     if irregular.is_some() {
-        meta.served_chunks[k] = served_k.min(meta.shape[k].max(1));
         meta.kerchunk_excluded = Some(format!(
             "its files' chunks along {:?} do not line up (a file ends inside a chunk, or \
              files chunk it differently); a Zarr grid is regular, so only the re-encoding \

@@ -102,25 +102,9 @@ pub(crate) fn read_values(
 ) -> std::result::Result<Vec<f64>, String> {
     let item = u64::from(a.item_size().unwrap_or(1));
     let buf = read_le_bytes(a, stored, sources)?;
-    let kind = a.dtype.as_bytes().get(1).copied().unwrap_or(b'u');
+    let number = codecs::Number::of(&a.dtype);
     Ok(buf
-        .chunks_exact(item as usize)
-        .map(|b| match (kind, b.len()) {
-            (b'f', 4) => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            (b'f', 8) => f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
-            (b'i', 1) => f64::from(b[0] as i8),
-            (b'i', 2) => f64::from(i16::from_le_bytes([b[0], b[1]])),
-            (b'i', 4) => f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            (b'i', 8) => {
-                i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64
-            }
-            (b'u', 1) => f64::from(b[0]),
-            (b'u', 2) => f64::from(u16::from_le_bytes([b[0], b[1]])),
-            (b'u', 4) => f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            (b'u', 8) => {
-                u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64
-            }
-            _ => f64::NAN,
-        })
+        .chunks_exact(item.max(1) as usize)
+        .map(|b| number.map_or(f64::NAN, |n| n.read_le(b)))
         .collect())
 }

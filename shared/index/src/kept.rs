@@ -69,16 +69,6 @@ impl Kept {
         Ok(Self::decode(&bytes).unwrap_or_default())
     }
 
-    /// Sources kept.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether no source is kept.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Source `spec` as read before, its chunks naming it as source `index`, with a reader
     /// that answers its coordinate chunks from memory.
     pub(crate) fn get(&self, spec: &SourceSpec, index: u32) -> Option<(Indexed, SourceSpec)> {
@@ -136,10 +126,13 @@ impl Kept {
         Ok(remembering(spec, ranges))
     }
 
-    /// Only the sources of `specs` (those of the new version).
-    pub(crate) fn retain(&mut self, specs: &[SourceSpec]) {
-        let wanted: std::collections::HashSet<_> = specs.iter().map(identity).collect();
-        self.0.retain(|k, _| wanted.contains(k));
+    /// What is kept of the sources `specs` (those of the new version).
+    pub(crate) fn only(&self, specs: &[SourceSpec]) -> Self {
+        let kept = specs.iter().filter_map(|s| {
+            let key = identity(s);
+            self.0.get(&key).map(|source| (key, source.clone()))
+        });
+        Self(kept.collect())
     }
 
     /// The gzipped JSON file.

@@ -15,7 +15,7 @@ use crate::attrs;
 use crate::error::{IndexError, Result};
 use crate::netcdf4::{ArrayTable, Indexed};
 use crate::source::{RangeRead, SourceSpec};
-use cloudify_core::unpack::{AttrType, float_type};
+use cloudify_core::unpack::{AttrType, packed_float};
 
 const NC_DIMENSION: u32 = 0x0A;
 const NC_VARIABLE: u32 = 0x0B;
@@ -359,8 +359,7 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
             records: 0,
             stored_chunks: stored.len() as u64,
             kerchunk_excluded: None,
-            unpacked_dtype: (v.packed.scale.is_some() || v.packed.offset.is_some())
-                .then(|| float_type(v.ty.dtype(), v.packed.scale, v.packed.offset).to_owned()),
+            unpacked_dtype: packed_float(v.ty.dtype(), v.packed.scale, v.packed.offset),
             unpack: None,
             irregular: None,
             shape,

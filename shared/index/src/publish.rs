@@ -146,7 +146,7 @@ pub async fn publish(bucket: &dyn Store, indexed: &Indexed, collection: &str) ->
                 .map(|(key, b)| (format!("{dir}/refs.parq/{key}"), Bytes::from(b))),
         );
     } else {
-        let refs = zarr_v2::kerchunk_refs(m, &indexed.absolute_urls, |n| stored(n).to_vec());
+        let refs = zarr_v2::kerchunk_refs(m, &indexed.absolute_urls, stored);
         objects.push((format!("{dir}/refs.json"), Bytes::from(refs.to_string())));
     }
     if let Some(kept) = &indexed.kept {

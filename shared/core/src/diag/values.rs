@@ -1,6 +1,7 @@
 //! Stored numbers to the values xarray shows: CF decoding of a chunk's little-endian bytes
 //! (missing values masked to NaN, then `scale_factor` and `add_offset` applied), in f64.
 
+use crate::codecs::Number;
 use crate::error::{Error, Result};
 use crate::manifest::ArrayMeta;
 use crate::unpack::Packing;
@@ -17,24 +18,10 @@ pub(super) const PACKING: [&str; 8] = [
     "_Unsigned",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    F4,
-    F8,
-    I1,
-    I2,
-    I4,
-    I8,
-    U1,
-    U2,
-    U4,
-    U8,
-}
-
 /// How one array's stored numbers decode.
 #[derive(Debug, Clone)]
 pub struct Decoding {
-    kind: Kind,
+    kind: Number,
     /// `_FillValue` and `missing_value`, as the stored type holds them.
     missing: Vec<f64>,
     scale: f64,
@@ -47,25 +34,9 @@ impl Decoding {
     /// # Errors
     /// [`Error::BadRequest`] for arrays that hold no numbers (strings, characters).
     pub fn of(name: &str, a: &ArrayMeta) -> Result<Self> {
-        let code = a.dtype.trim_start_matches(['<', '>', '|', '=']);
-        let kind = match code {
-            "f4" => Kind::F4,
-            "f8" => Kind::F8,
-            "i1" => Kind::I1,
-            "i2" => Kind::I2,
-            "i4" => Kind::I4,
-            "i8" => Kind::I8,
-            "u1" => Kind::U1,
-            "u2" => Kind::U2,
-            "u4" => Kind::U4,
-            "u8" => Kind::U8,
-            _ => {
-                return Err(Error::BadRequest(format!(
-                    "{name:?} holds {} values, not numbers",
-                    a.dtype
-                )));
-            }
-        };
+        let kind = Number::of(&a.dtype).ok_or_else(|| {
+            Error::BadRequest(format!("{name:?} holds {} values, not numbers", a.dtype))
+        })?;
         let packing = Packing::of(a);
         Ok(Self {
             kind,
@@ -77,12 +48,7 @@ impl Decoding {
 
     /// Bytes per stored value.
     pub fn item_size(&self) -> usize {
-        match self.kind {
-            Kind::I1 | Kind::U1 => 1,
-            Kind::I2 | Kind::U2 => 2,
-            Kind::F4 | Kind::I4 | Kind::U4 => 4,
-            Kind::F8 | Kind::I8 | Kind::U8 => 8,
-        }
+        self.kind.size()
     }
 
     /// The values of little-endian `bytes`, appended to `out`.
@@ -90,18 +56,7 @@ impl Decoding {
         let size = self.item_size();
         out.reserve(bytes.len() / size);
         for b in bytes.chunks_exact(size) {
-            let raw = match self.kind {
-                Kind::F4 => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                Kind::F8 => f64::from_le_bytes(std::array::from_fn(|i| b[i])),
-                Kind::I1 => f64::from(b[0] as i8),
-                Kind::U1 => f64::from(b[0]),
-                Kind::I2 => f64::from(i16::from_le_bytes([b[0], b[1]])),
-                Kind::U2 => f64::from(u16::from_le_bytes([b[0], b[1]])),
-                Kind::I4 => f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                Kind::U4 => f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                Kind::I8 => i64::from_le_bytes(std::array::from_fn(|i| b[i])) as f64,
-                Kind::U8 => u64::from_le_bytes(std::array::from_fn(|i| b[i])) as f64,
-            };
+            let raw = self.kind.read_le(b);
             out.push(if self.missing.contains(&raw) {
                 f64::NAN
             } else {
