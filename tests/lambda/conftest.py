@@ -17,6 +17,9 @@ from servers import Server, binary, index, indexed_bucket  # noqa: E402
 from wrangler import write_big  # noqa: E402
 
 BUCKET, PREFIX = "cloudify-test", "idx"
+# As the function is configured below: error bodies name the object at fault, index.json is
+# read on every request.
+OPERATOR = ("--error-detail", "internal", "--index-ttl", "0")
 # A few CMIP6 samples of different calendars and grids (all 326 run in tests/python).
 SAMPLES = 6
 
@@ -78,8 +81,12 @@ def proxy(moto):
 @pytest.fixture(scope="session")
 def lam(bucket, proxy, tmp_path_factory):
     env_file = str(tmp_path_factory.mktemp("lambda") / "function.env")
+    # The fault tests read which object failed in error bodies (an operator's setting), and the
+    # reindex test reads the index it rewrote at once.
     w = LambdaWatch(proxy.url, env_file, {"BUCKET": BUCKET, "INDEX_PREFIX": PREFIX,
-                                          "READ_BUDGET_BYTES": str(16 << 20)})
+                                          "READ_BUDGET_BYTES": str(16 << 20),
+                                          "ERROR_DETAIL": "internal",
+                                          "INDEX_TTL_SECONDS": "0"})
     w.start_every_instance("/datasets/slow/kerchunk/zlib_shuffle/0.0.0")
     yield w
     w.stop()
@@ -87,14 +94,14 @@ def lam(bucket, proxy, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def native(cloudify, bucket):
-    s = Server(cloudify, bucket[0], "--read-budget", str(16 << 20))
+    s = Server(cloudify, bucket[0], "--read-budget", str(16 << 20), *OPERATOR)
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="session")
 def s3serve(cloudify, bucket, moto):
-    s = Server(cloudify, f"s3://{BUCKET}/{PREFIX}", "--read-budget", str(16 << 20),
+    s = Server(cloudify, f"s3://{BUCKET}/{PREFIX}", "--read-budget", str(16 << 20), *OPERATOR,
                env=s3_env(moto.url))
     yield s
     s.stop()

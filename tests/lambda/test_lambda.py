@@ -198,3 +198,35 @@ def test_s3_sources_are_indexed_from_metadata_and_coordinates_only(cloudify, buc
     assert r.returncode == 0, r.stderr
     sent = proxy.sent(f"/{BUCKET}/{key}") - before
     assert 0 < sent <= metadata_and_coordinates + size // 100, (sent, size)
+
+
+def test_settings_come_from_the_one_config(lam, s3serve):
+    """The function's settings are the core's Config from the Lambda preset and the
+    environment the template sets (here READ_BUDGET_BYTES); `cloudify serve` has the native
+    preset's."""
+    c = lam.get("/").json()["config"]
+    assert c["platform"] == "lambda"
+    assert c["read_budget_bytes"] == 16 << 20
+    assert c["max_response_bytes"] == 4_400_000
+    assert c["index_ttl_seconds"] == 60
+    native = s3serve.get("/").json()["config"]
+    assert native["platform"] == "native" and native["max_response_bytes"] is None
+
+
+def test_s3_passes_the_store_conformance_suite(cloudify, moto):
+    r = subprocess.run([cloudify, "check-store", f"s3://{BUCKET}/conformance-run"],
+                       capture_output=True, text=True, env=s3_env(moto.url))
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_lambda_crate_depends_on_no_command_line_crate():
+    """The reindex function calls the job library, not the `cloudify` binary's crate: neither
+    clap nor indicatif is in its tree."""
+    from aws import ROOT
+
+    tree = subprocess.run(["cargo", "tree", "-p", "cloudify-lambda", "-e", "normal",
+                           "--prefix", "none"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+    crates = {line.split()[0] for line in tree.splitlines() if line.strip()}
+    assert "cloudify-job" in crates
+    assert not crates & {"clap", "indicatif", "cloudify"}, crates & {"clap", "indicatif", "cloudify"}

@@ -1,6 +1,6 @@
 """A static file server on 127.0.0.1 that answers `Range: bytes=a-b` with 206 (Python's
 `http.server` ignores Range), with a strong ETag and If-Match; it counts the bytes it sends,
-records the paths it is sent GETs for and the Authorization headers it is sent, and may require some headers (401 without)."""
+records the paths it is sent GETs for and the Authorization headers it is sent, and may require some headers (401 without). If-None-Match on the current tag is a 304."""
 import os
 import re
 import threading
@@ -57,6 +57,10 @@ class RangeServer:
                 want = self.headers.get("If-Match")
                 if want and want != etag:
                     return self.send_error(412)
+                if self.headers.get("If-None-Match") == etag:
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    return self.end_headers()
                 m = RANGE.match(self.headers.get("Range", ""))
                 start, end = 0, st.st_size - 1
                 if m:

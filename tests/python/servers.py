@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -73,11 +74,19 @@ def indexed_bucket(cloudify, root, samples, leave_out=()):
     return generated, chosen
 
 
+# An operator's `cloudify serve`: error bodies name the object at fault (bucket keys, paths,
+# URLs), and index.json is read on every request, for tests that rewrite a bucket under it.
+OPERATOR = ("--error-detail", "internal", "--index-ttl", "0")
+
+
 class Server:
     def __init__(self, cloudify, bucket, *extra, env=None):
+        # The request log (one line per request, on stderr) goes to a file of its own.
+        fd, self.log_path = tempfile.mkstemp(prefix="cloudify-serve-", suffix=".log")
+        self._log = os.fdopen(fd, "w")
         self.proc = subprocess.Popen(
             [cloudify, "serve", "--bucket", bucket, "--addr", "127.0.0.1:0", *extra],
-            stdout=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
         )
         line = self.proc.stdout.readline()
         match = re.search(r"http://[0-9.:]+", line)
@@ -90,6 +99,12 @@ class Server:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+        self._log.close()
+
+    def log(self):
+        """The request log so far."""
+        with open(self.log_path) as f:
+            return f.read()
 
 
 def chunk_keys(shape, chunks, sep, prefix):
@@ -143,6 +158,21 @@ def assert_same_answers(theirs, ours, paths, threads=4):
     differ = [(p, x, y) for p, x, y in zip(paths, a, b) if x != y]
     assert not differ, f"{len(differ)} of {len(paths)} keys differ, first {differ[:3]}"
     assert sum(status == 200 for status, _ in b) > 0.9 * len(paths)
+
+
+# The store conformance suite's objects (`cloudify_core::store::Fixture`), for stores it can
+# only read: below `{prefix}/`, `small.bin` and `dir/big.bin`.
+CONFORMANCE_SMALL = b"cloudify store conformance\n"
+CONFORMANCE_BIG = bytes(i % 251 for i in range(70000))
+
+
+def write_conformance_fixture(root):
+    """The suite's objects below `root/conformance/`."""
+    os.makedirs(os.path.join(root, "conformance", "dir"), exist_ok=True)
+    with open(os.path.join(root, "conformance", "small.bin"), "wb") as f:
+        f.write(CONFORMANCE_SMALL)
+    with open(os.path.join(root, "conformance", "dir", "big.bin"), "wb") as f:
+        f.write(CONFORMANCE_BIG)
 
 
 # Diagnostics over the shared test bucket's datasets: JSON, Zarr and PNG answers that must be

@@ -13,7 +13,7 @@ import xarray as xr
 from compare import datasets_equal
 from make_files import model_piece as write
 from range_server import RangeServer
-from servers import sample_files
+from servers import OPERATOR, sample_files
 
 VIEWS = {"kerchunk": 2, "zarr": 2, "zarr3": 3}
 
@@ -211,7 +211,7 @@ def test_a_rerun_reads_only_new_or_changed_sources(cloudify, tmp_path, start_ser
         # The first file dropped: nothing is read, yet the order and the checks against the
         # (new) first file are made again, from what the last runs kept.
         rerun(urls[1:], set())
-        server = start_server(bucket)
+        server = start_server(bucket, *OPERATOR)
         assert_served_as_mfdataset(server, "run", paths[1:])
         info = server.get("/datasets/run/info").json()
         assert [s["url"] for s in info["sources"] if s["url"].startswith("http")] == urls[1:]

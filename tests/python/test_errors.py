@@ -9,6 +9,8 @@ import subprocess
 import pytest
 import requests
 
+from servers import OPERATOR
+
 
 def raw_get(server, path, method="GET"):
     """Send `path` byte for byte (no client-side normalisation of dot segments)."""
@@ -82,7 +84,7 @@ def test_truncated_sources_are_409_and_missing_ones_502(cloudify, generated, tmp
     src = tmp_path / "copy.nc"
     shutil.copy(generated["mixed"], src)
     assert index(cloudify, bucket, "m", str(src)).returncode == 0
-    server = start_server(bucket)
+    server = start_server(bucket, *OPERATOR)
     chunk = "/datasets/m/kerchunk/zlib_shuffle/2.2.1"
     assert server.get(chunk).status_code == 200
     with open(src, "r+b") as f:

@@ -11,7 +11,7 @@ import xarray as xr
 from compare import datasets_equal
 from make_files import data_chunk_bytes, mostly_data
 from range_server import RangeServer
-from servers import Server
+from servers import OPERATOR, Server
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_a_changed_remote_source_is_409_and_a_gone_one_502(cloudify, web, genera
         (root / "m.nc").write_bytes(f.read())
     bucket = str(tmp_path / "bucket")
     assert index(cloudify, bucket, "m", f"{server.url}/m.nc").returncode == 0
-    function = start_server(bucket)
+    function = start_server(bucket, *OPERATOR)
     assert function.get("/datasets/m/zarr/zlib_shuffle/0.0.0").status_code == 200
     with open(root / "m.nc", "ab") as f:
         f.write(b"\0" * 3)
@@ -109,12 +109,12 @@ def test_sources_behind_a_token_are_read_with_the_configured_headers(cloudify, g
         assert private.authorizations and set(private.authorizations) == {TOKEN}
         assert other.authorizations == []
         # Served without the configuration: a 502 naming the source, never the token.
-        plain = Server(cloudify, bucket)
+        plain = Server(cloudify, bucket, *OPERATOR)
         servers.append(plain)
         r = plain.get("/datasets/m/zarr/zlib_shuffle/0.0.0")
         assert r.status_code == 502 and "m.nc" in r.text and "401" in r.text, r.text
         assert "do-not-leak" not in r.text
-        served = Server(cloudify, bucket, env=env)
+        served = Server(cloudify, bucket, *OPERATOR, env=env)
         servers.append(served)
         info = served.get("/datasets/m/info").json()
         left_out = set(info["skipped"]) | set(info["routes"]["zarr"]["excluded"])

@@ -55,15 +55,21 @@ def state(bucket, tmp_path_factory):
     return state
 
 
+# The fault tests read which object failed in error bodies (an operator's setting), and
+# republish datasets under the running Worker, which must see index.json change at once.
+OPERATOR = ("ERROR_DETAIL:internal", "INDEX_TTL_SECONDS:0")
+
+
 @pytest.fixture(scope="session")
 def worker(state):
-    w = Wrangler(state)
+    w = Wrangler(state, extra_vars=(f"READ_BUDGET_BYTES:{READ_BUDGET}", *OPERATOR))
     yield w
     w.stop()
 
 
 @pytest.fixture(scope="session")
 def native(cloudify, bucket):
-    s = Server(cloudify, bucket[0], "--read-budget", str(READ_BUDGET))
+    s = Server(cloudify, bucket[0], "--read-budget", str(READ_BUDGET), "--error-detail",
+               "internal", "--index-ttl", "0")
     yield s
     s.stop()

@@ -10,8 +10,8 @@ import xarray as xr
 
 from compare import datasets_equal, source
 from range_server import RangeServer
-from servers import DIAGNOSTICS, assert_same_answers, every_key
-from wrangler import bulk_put
+from servers import DIAGNOSTICS, assert_same_answers, every_key, write_conformance_fixture
+from wrangler import READ_BUDGET, Wrangler, bulk_put
 
 VIEWS = ("kerchunk", "zarr", "zarr3")
 # Documents that link back to the function: compared with the hosts made equal.
@@ -210,4 +210,44 @@ def test_sources_behind_https_urls_are_read_with_range(worker, bucket, tmp_path)
         assert "remote.nc" in detail
         served(worker)
     finally:
+        web.stop()
+
+
+def test_settings_come_from_the_one_config(worker, state):
+    """The Worker's settings are the core's Config: the paid plan's preset and `[vars]` over
+    it; `PLATFORM = "worker-free"` picks the free plan's preset."""
+    c = worker.get("/").json()["config"]
+    assert c["platform"] == "worker-paid"
+    assert (c["read_budget_bytes"], c["max_reads"], c["cpu_budget_bytes"]) == (
+        READ_BUDGET, 1000, 1 << 30)
+    assert c["cache_chunks"] is True and c["index_ttl_seconds"] == 0
+    free = Wrangler(state, extra_vars=("PLATFORM:worker-free",))
+    try:
+        c = free.get("/").json()["config"]
+        assert c["platform"] == "worker-free"
+        assert (c["read_budget_bytes"], c["max_reads"], c["cpu_budget_bytes"]) == (
+            4 << 20, 40, 512 << 10)
+        assert c["index_ttl_seconds"] == 60
+    finally:
+        free.stop()
+
+
+def test_r2_and_fetch_pass_the_store_conformance_suite(worker, state, tmp_path):
+    """The suite's reads, run inside workerd on the R2 binding and on `fetch` (HTTP sources),
+    where a Worker configured with SELF_TEST exposes them."""
+    write_conformance_fixture(str(tmp_path))
+    base = os.path.join(str(tmp_path), "conformance")
+    bulk_put(state, {f"conformance/{os.path.relpath(os.path.join(b, n), base)}":
+                     os.path.join(b, n) for b, _, files in os.walk(base) for n in files})
+    assert worker.get("/__self-test/conformance").status_code == 404, "off unless configured"
+    web = RangeServer(str(tmp_path))
+    checker = Wrangler(state, extra_vars=("SELF_TEST:true",))
+    try:
+        r2 = checker.get("/__self-test/conformance?store=bucket&prefix=conformance").json()
+        assert r2 == {"store": "bucket", "failures": []}, r2
+        prefix = f"{web.url.removeprefix('http://')}/conformance"
+        http = checker.get(f"/__self-test/conformance?store=http&prefix={prefix}").json()
+        assert http == {"store": "http", "failures": []}, http
+    finally:
+        checker.stop()
         web.stop()

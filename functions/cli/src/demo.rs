@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use anyhow::Context;
-
-use crate::bucket::Bucket;
+use anyhow::{Context, anyhow};
+use cloudify_core::Platform;
+use cloudify_job::Job;
+use cloudify_stores::Bucket;
 
 /// A small multi-variable NetCDF4 file (monthly temperature and precipitation on a 4° grid),
 /// written by `tests/data/make_sample.py`.
@@ -29,9 +30,12 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         std::fs::write(&source, SAMPLE)
             .with_context(|| format!("cannot write {}", source.display()))?;
     }
-    let opened = Bucket::open(&bucket.to_string_lossy(), true).await?;
-    let published = crate::sources::index(
-        &opened,
+    let opened = Bucket::open(&bucket.to_string_lossy(), true)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let job = Job::new(opened.clone());
+    let published = cloudify_job::sources::index(
+        &job,
         DATASET,
         &[source.to_string_lossy()],
         &Default::default(),
@@ -39,13 +43,13 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         "demo",
     )
     .await?;
-    crate::sources::catalog(&opened, Some(format!("http://{addr}")), None).await?;
+    cloudify_job::sources::catalog(&opened, Some(format!("http://{addr}")), None).await?;
     println!(
         "indexed {} as dataset {DATASET} (version {})",
         source.display(),
         published.version
     );
-    crate::serve::run(&opened, addr, Default::default(), |bound| {
+    crate::serve::run(&opened, addr, Platform::Native.preset(), |bound| {
         println!("open it with xarray:");
         println!(
             "  import xarray as xr; ds = xr.open_dataset(\"http://{bound}/datasets/{DATASET}/zarr\", engine=\"zarr\")"

@@ -1,13 +1,22 @@
 //! `cloudify`: the precompute job (`index`), the function as a local server (`serve`), and a
 //! self-contained demo (`demo`).
 
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
-use cloudify::{Bucket, config, demo, serve, sources};
+use cloudify::{demo, serve};
+use cloudify_core::HttpHeaders;
 use cloudify_core::codecs::ServedCodec;
 use cloudify_index::ServeOptions;
+use cloudify_job::config::{Progress, RunOptions};
+use cloudify_job::{Job, sources};
+use cloudify_stores::{Bucket, HEADERS_VAR};
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +58,10 @@ enum Command {
         /// they are ordered by its coordinate's values.
         #[arg(long)]
         concat_dim: Option<String>,
+        /// The platforms the bucket is served from (native, lambda, worker-free, worker-paid,
+        /// comma-separated): a served chunk over the smallest of their budgets is refused.
+        #[arg(long)]
+        target: Option<String>,
         #[command(flatten)]
         catalog: CatalogArgs,
         /// Source files, glob patterns ('data/tas_*.nc'), http(s):// URLs (read by range), and
@@ -74,12 +87,27 @@ enum Command {
         /// Address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
-        /// Bytes one request may read from sources (and hold decoded); over it: 413.
-        #[arg(long, default_value_t = cloudify_core::router::DEFAULT_READ_BUDGET)]
-        read_budget: u64,
-        /// Largest read that merging touching byte ranges may make (0: never merge).
-        #[arg(long, default_value_t = cloudify_core::read::DEFAULT_MERGE_CAP)]
-        merge_cap: u64,
+        /// Bytes one request may read from sources (and hold decoded); over it: 413 [default:
+        /// 64 MiB].
+        #[arg(long)]
+        read_budget: Option<u64>,
+        /// Largest read that merging touching byte ranges may make (0: never merge) [default:
+        /// 16 MiB].
+        #[arg(long)]
+        merge_cap: Option<u64>,
+        /// The address documents link to (default: the address a request reached).
+        #[arg(long)]
+        public_url: Option<String>,
+        /// The request log on stderr: one line per request, as text or JSON.
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
+        /// What error bodies say: public (never a bucket key, file path or source URL) or
+        /// internal (everything, for operators).
+        #[arg(long, value_parser = ["public", "internal"])]
+        error_detail: Option<String>,
+        /// Seconds index.json is trusted before it is read again [default: 60].
+        #[arg(long)]
+        index_ttl: Option<u64>,
     },
     /// Report sources changed or missing since they were indexed (exit status 1 if any).
     Check {
@@ -110,6 +138,14 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         keep: usize,
     },
+    /// Check that a store does what cloudify needs of it: whole, ranged and conditional reads,
+    /// HEAD, listings and conditional writes. A folder or s3://BUCKET/PREFIX is written (a few
+    /// objects below PREFIX/conformance/); an http(s):// prefix is only read, and must serve
+    /// the suite's objects (see the README).
+    CheckStore {
+        /// A local folder, s3://BUCKET[/PREFIX] or http(s)://HOST/PREFIX.
+        store: String,
+    },
     /// Write a sample NetCDF4 file, index it into a local bucket folder and serve it.
     Demo {
         /// The bucket folder to create.
@@ -119,6 +155,62 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
     },
+}
+
+/// `cloudify check-store`: the store conformance suite on `url`.
+async fn check_store(url: &str, headers: &Arc<HttpHeaders>) -> anyhow::Result<()> {
+    use cloudify_core::store::{Fixture, check_reads, check_writes};
+    let outcome = match cloudify_job::remote::http_store_for(url, headers) {
+        Some((store, key)) => {
+            check_reads(
+                store.as_ref(),
+                &Fixture::new(key.trim_end_matches('/'), false),
+            )
+            .await
+        }
+        None => {
+            let bucket = Bucket::open(url, true).await.map_err(|e| anyhow!(e))?;
+            match check_writes(bucket.store(), "conformance").await {
+                Ok(fixture) => check_reads(bucket.store(), &fixture).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => {
+            println!("{url}: the store does everything cloudify needs");
+            Ok(())
+        }
+        Err(failures) => Err(anyhow!(
+            "{url}: the store fails the conformance suite:\n{failures}"
+        )),
+    }
+}
+
+/// A progress bar of a config file's datasets on a terminal, one line per dataset otherwise.
+fn progress() -> impl Fn(Progress<'_>) + Sync {
+    let bar = std::io::stderr().is_terminal().then(ProgressBar::hidden);
+    move |p| match (p, &bar) {
+        (Progress::Started(n), Some(b)) => {
+            b.set_length(n as u64);
+            b.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} datasets {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        (Progress::Done { id, line, failed }, Some(b)) => {
+            b.inc(1);
+            if failed {
+                b.println(line);
+            }
+            b.set_message(id.to_owned());
+        }
+        (Progress::Done { line, .. }, None) => println!("{line}"),
+        (Progress::Finished, Some(b)) => b.finish_with_message("done"),
+        (Progress::Catalog(written), _) => println!("STAC catalog: {written} files written"),
+        _ => {}
+    }
 }
 
 /// Options of the static STAC catalog; what is given is kept in the bucket for later runs.
@@ -146,17 +238,19 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    cloudify::remote::init_http_headers()?;
+    let headers = Arc::new(cloudify_stores::headers_from_env().map_err(|e| anyhow!(e))?);
     // Commands that write an index create a missing bucket folder; the others do not.
     let (arg, create) = match &cli.command {
         Command::Demo { bucket, addr } => return demo::run(bucket, *addr).await,
+        Command::CheckStore { store } => return check_store(store, &headers).await,
         Command::Index { bucket, .. } | Command::Stac { bucket, .. } => (bucket, true),
         Command::Serve { bucket, .. }
         | Command::Check { bucket, .. }
         | Command::Rm { bucket, .. }
         | Command::Gc { bucket, .. } => (bucket, false),
     };
-    let bucket = Bucket::open(arg, create).await?;
+    let bucket = Bucket::open(arg, create).await.map_err(|e| anyhow!(e))?;
+    let job = Job::new(bucket.clone()).with_headers(headers);
     match cli.command {
         Command::Index {
             dataset,
@@ -167,10 +261,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             catalog,
             sources,
+            target,
             ..
         } => {
+            let targets = target
+                .as_deref()
+                .map(ServeOptions::parse_targets)
+                .transpose()?;
             if let Some(config) = config {
-                let failed = config::run(&bucket, &config, catalog.public_url).await?;
+                let options = RunOptions {
+                    only: None,
+                    public_url: catalog.public_url,
+                    targets,
+                };
+                let failed = cloudify_job::config::run(&job, &config, options, &progress()).await?;
                 if !failed.is_empty() {
                     return Err(anyhow::anyhow!(
                         "{}: {} failed (see above); the other datasets are indexed",
@@ -184,9 +288,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = ServeOptions {
                 codec: ServedCodec::parse(&codec)?,
                 chunks: ServeOptions::parse_chunks(&chunks)?,
+                targets: targets.unwrap_or_else(|| ServeOptions::default().targets),
             };
             let p = sources::index(
-                &bucket,
+                &job,
                 &dataset,
                 &sources,
                 &options,
@@ -210,16 +315,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             addr,
             read_budget,
             merge_cap,
+            public_url,
+            log_format,
+            error_detail,
+            index_ttl,
             ..
         } => {
-            let limits = serve::Limits {
-                read_budget,
-                merge_cap,
-            };
-            serve::run(&bucket, addr, limits, |_| {}).await
+            let flags: BTreeMap<&str, String> = [
+                ("READ_BUDGET_BYTES", read_budget.map(|v| v.to_string())),
+                ("MERGE_CAP_BYTES", merge_cap.map(|v| v.to_string())),
+                ("PUBLIC_URL", public_url),
+                ("LOG_FORMAT", log_format),
+                ("ERROR_DETAIL", error_detail),
+                ("INDEX_TTL_SECONDS", index_ttl.map(|v| v.to_string())),
+                ("HTTP_HEADERS", std::env::var(HEADERS_VAR).ok()),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+            serve::run(&bucket, addr, serve::config(&flags)?, |_| {}).await
         }
         Command::Check { ids, .. } => {
-            let bad = sources::check(&bucket, &ids).await?;
+            let bad = sources::check(&job, &ids).await?;
             if bad > 0 {
                 return Err(anyhow::anyhow!(
                     "{bad} sources changed or missing since indexing; reindex their datasets"
@@ -244,6 +361,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Demo { .. } => Ok(()), // run above, without a bucket to open
+        // Run above, without a bucket to open.
+        Command::Demo { .. } | Command::CheckStore { .. } => Ok(()),
     }
 }

@@ -1,46 +1,42 @@
-//! The core router as a local HTTP server: the same function the Lambda and the Worker run.
+//! The core router as a local HTTP server: the same function the Lambda and the Worker run,
+//! configured by the same [`Config`] (flags and `CLOUDIFY_*` variables over the native
+//! preset).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use bytes::Bytes;
-use cloudify_core::App;
-use cloudify_stores::LocalStore;
-
-use crate::bucket::Bucket;
+use cloudify_core::{App, Config, Platform};
+use cloudify_stores::{Bucket, logging, source_stores};
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-/// Milliseconds since the first call: the clock of `Server-Timing`.
-pub fn now_ms() -> f64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_secs_f64()
-        * 1000.0
+/// The configuration of `cloudify serve`: `flags` (variable name → value) over the
+/// `CLOUDIFY_*` environment over the native preset.
+///
+/// # Errors
+/// A message naming the variable at fault.
+pub fn config(flags: &BTreeMap<&str, String>) -> anyhow::Result<Config> {
+    Config::from_lookup(Platform::Native, |name| {
+        flags.get(name).cloned().or_else(|| logging::env_var(name))
+    })
+    .map_err(|e| anyhow!(e))
 }
 
-/// What one request may do.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Bytes a request may read from sources.
-    pub read_budget: u64,
-    /// Largest merged read.
-    pub merge_cap: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            read_budget: cloudify_core::router::DEFAULT_READ_BUDGET,
-            merge_cap: cloudify_core::read::DEFAULT_MERGE_CAP,
-        }
-    }
+/// The function over `bucket`, reading sources in the bucket, on this machine, in S3 and
+/// behind HTTP(S).
+pub async fn app(bucket: &Bucket, config: Config) -> App {
+    let stores = source_stores(&config.http_headers, true).await;
+    stores
+        .into_iter()
+        .fold(App::new(config, bucket.reader()), |app, (scheme, store)| {
+            app.with_source(scheme, store)
+        })
 }
 
 /// Serve the bucket on `addr`; `ready` is called with the bound address.
@@ -50,19 +46,11 @@ impl Default for Limits {
 pub async fn run(
     bucket: &Bucket,
     addr: SocketAddr,
-    limits: Limits,
+    config: Config,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
-    let app = Arc::new(
-        App::new(bucket.shared())
-            .with_scheme("file", Arc::new(LocalStore::new("/")))
-            .with_scheme("s3", Arc::new(crate::remote::s3().await.clone()))
-            .with_scheme("http", Arc::new(crate::remote::http_store("http")))
-            .with_scheme("https", Arc::new(crate::remote::http_store("https")))
-            .with_read_budget(limits.read_budget)
-            .with_reads(cloudify_core::read::DEFAULT_CONCURRENCY, limits.merge_cap)
-            .with_clock(now_ms),
-    );
+    logging::init(config.log_format);
+    let app = Arc::new(app(bucket, config).await);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -1,14 +1,14 @@
 //! The bucket as an R2 binding: ranged, conditional reads in one subrequest each.
 
-use std::ops::Range;
-
 use async_trait::async_trait;
 use bytes::Bytes;
-use cloudify_core::store::{ObjectMeta, Precondition, object_store_etag, size_changed};
-use cloudify_core::{Error, Result, Store};
+use cloudify_core::store::{
+    Fetched, GetOptions, Object as Read, ObjectMeta, ReadStore, check_range, object_store_etag,
+};
+use cloudify_core::{Error, Result};
 use worker::{Bucket, Conditional, Object, Range as R2Range};
 
-/// An R2 bucket binding as the core's [`Store`]. Read-only: the Worker never writes the index.
+/// An R2 bucket binding as the core's [`ReadStore`]: the Worker never writes the index.
 pub struct R2Store {
     bucket: Bucket,
 }
@@ -19,21 +19,30 @@ impl R2Store {
         Self { bucket }
     }
 
-    /// A ranged GET, optionally only if the object's tag is `etag`. `Ok(None)` for a missing
-    /// object; an object without a body when the condition failed.
-    async fn ranged(
-        &self,
-        key: &str,
-        range: &Range<u64>,
-        etag: Option<&str>,
-    ) -> Result<Option<Object>> {
-        let mut get = self.bucket.get(key).range(R2Range::OffsetWithLength {
-            offset: range.start,
-            length: range.end - range.start,
-        });
-        if let Some(tag) = etag {
+    /// A GET, whole or ranged, with R2's `onlyIf` for the tags it can compare. `Ok(None)` for
+    /// a missing object; an object without a body when the condition failed.
+    async fn read(&self, key: &str, options: &GetOptions) -> Result<Option<Object>> {
+        let mut get = self.bucket.get(key);
+        if let Some(r) = &options.range {
+            get = get.range(R2Range::OffsetWithLength {
+                offset: r.start,
+                length: r.end - r.start,
+            });
+        }
+        // Only a tag of R2's (S3's) own form can match; others are left to the size check.
+        let etag_matches = options
+            .if_match
+            .as_deref()
+            .and_then(object_store_etag)
+            .map(str::to_owned);
+        let etag_does_not_match = options
+            .if_none_match
+            .as_deref()
+            .map(|t| t.trim_matches('"').to_owned());
+        if etag_matches.is_some() || etag_does_not_match.is_some() {
             get = get.only_if(Conditional {
-                etag_matches: Some(tag.to_owned()),
+                etag_matches,
+                etag_does_not_match,
                 ..Conditional::default()
             });
         }
@@ -41,11 +50,11 @@ impl R2Store {
             Ok(o) => Ok(o),
             // R2 throws, rather than answering 416, for a range past the end: tell that apart
             // from a failing bucket with a HEAD.
-            Err(e) => match self.head(key).await? {
-                Some(meta) if range.end > meta.size => Err(Error::RangeNotSatisfiable(format!(
-                    "bytes {}..{} of {key} requested, object has {} bytes",
-                    range.start, range.end, meta.size
-                ))),
+            Err(e) => match (&options.range, self.head(key).await?) {
+                (Some(r), Some(meta)) if r.end > meta.size => {
+                    check_range(key, r, meta.size)?;
+                    Err(storage(key, &e))
+                }
                 _ => Err(storage(key, &e)),
             },
         }
@@ -53,7 +62,7 @@ impl R2Store {
 }
 
 fn storage(key: &str, e: &worker::Error) -> Error {
-    Error::Storage(format!("R2 read of {key} failed: {e}"))
+    Error::storage(key, format!("the R2 read failed: {e}"))
 }
 
 async fn body(key: &str, o: &Object) -> Result<Option<Bytes>> {
@@ -69,64 +78,43 @@ fn meta(o: &Object) -> ObjectMeta {
     ObjectMeta {
         size: o.size(),
         etag: Some(o.http_etag()),
+        last_modified: Some(o.uploaded().as_millis()),
     }
 }
 
 #[async_trait(?Send)]
-impl Store for R2Store {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        match self.bucket.get(key).execute().await {
-            Ok(Some(o)) => body(key, &o).await,
-            Ok(None) => Ok(None),
-            Err(e) => Err(storage(key, &e)),
+impl ReadStore for R2Store {
+    async fn get_with(&self, key: &str, options: &GetOptions) -> Result<Fetched> {
+        if let Some(r) = options.range.as_ref().filter(|r| r.start >= r.end) {
+            // R2 cannot read zero bytes: a HEAD says whether the range fits.
+            return match self.head(key).await? {
+                None => Ok(Fetched::Missing),
+                Some(meta) => {
+                    check_range(key, r, meta.size)?;
+                    Ok(Fetched::Object(Read {
+                        bytes: Bytes::new(),
+                        meta,
+                    }))
+                }
+            };
         }
-    }
-
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
-        if range.is_empty() {
-            return Ok(self.head(key).await?.map(|_| Bytes::new()));
-        }
-        match self.ranged(key, &range, None).await? {
-            Some(o) => body(key, &o).await,
-            None => Ok(None),
-        }
-    }
-
-    /// One conditional GET: `onlyIf` on the recorded tag when it is an R2/S3 tag (a tag
-    /// recorded from a local folder cannot match), and the object's size from the same answer.
-    async fn get_range_checked(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        size: u64,
-        etag: Option<&str>,
-    ) -> Result<Option<Bytes>> {
-        let etag = etag.and_then(object_store_etag);
-        let read = match self.ranged(key, &range, etag).await {
-            Err(Error::RangeNotSatisfiable(_)) => {
-                return match self.head(key).await? {
-                    Some(m) if m.size != size => Err(size_changed(m.size, size)),
-                    _ => Err(Error::RangeNotSatisfiable(format!(
-                        "bytes {}..{} of {key}",
-                        range.start, range.end
-                    ))),
-                };
-            }
-            other => other?,
+        let Some(o) = self.read(key, options).await? else {
+            return Ok(Fetched::Missing);
         };
-        let Some(o) = read else {
-            return Ok(None);
-        };
-        if o.size() != size {
-            return Err(size_changed(o.size(), size));
-        }
         match body(key, &o).await? {
-            Some(b) => Ok(Some(b)),
-            None => Err(Error::Conflict(format!(
-                "its tag is {}, {} when indexed",
-                o.http_etag(),
-                etag.unwrap_or("?")
-            ))),
+            Some(bytes) => Ok(Fetched::Object(Read {
+                bytes,
+                meta: meta(&o),
+            })),
+            None if options.if_none_match.is_some() => Ok(Fetched::NotModified),
+            None => Err(Error::changed(
+                key,
+                format!(
+                    "its tag is {}, {} when indexed",
+                    o.http_etag(),
+                    options.if_match.as_deref().unwrap_or("?")
+                ),
+            )),
         }
     }
 
@@ -135,18 +123,6 @@ impl Store for R2Store {
             Ok(o) => Ok(o.as_ref().map(meta)),
             Err(e) => Err(storage(key, &e)),
         }
-    }
-
-    async fn put(&self, key: &str, _bytes: Bytes, _precondition: Precondition) -> Result<bool> {
-        Err(Error::Storage(format!(
-            "the Worker serves its bucket read-only; {key} is written by `cloudify index`"
-        )))
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool> {
-        Err(Error::Storage(format!(
-            "the Worker serves its bucket read-only; {key} is removed by `cloudify rm` or `gc`"
-        )))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {

@@ -180,7 +180,7 @@ mod tests {
         ArrayMeta {
             shape,
             dims: vec![],
-            dtype: "<f4".into(),
+            dtype: crate::dtype::DataType::F4,
             chunks,
             served_chunks: served,
             fill_value: Value::Null,

@@ -10,10 +10,9 @@
 use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use crate::error::{Error, Result};
-use crate::manifest::{Codec, fill_as_f64, item_size};
+use crate::error::{Error, Fault, Result};
+use crate::manifest::Codec;
 
 /// The codec chunks are re-encoded with on the `/zarr` and `/zarr3` routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,36 +72,13 @@ impl ServedCodec {
         }
     }
 
-    /// The Zarr v2 `compressor` object.
-    pub fn v2_compressor(&self) -> Value {
-        match self {
-            ServedCodec::None => Value::Null,
-            ServedCodec::Zlib { level } => json!({ "id": "zlib", "level": level }),
-            ServedCodec::Zstd { level } => json!({ "id": "zstd", "level": level }),
-        }
-    }
-
-    /// The Zarr v3 codec chain: little-endian `bytes`, then the compressor.
-    pub fn v3_codecs(&self) -> Value {
-        let bytes = json!({ "name": "bytes", "configuration": { "endian": "little" } });
-        match self {
-            ServedCodec::None => json!([bytes]),
-            ServedCodec::Zlib { level } => {
-                json!([bytes, { "name": "gzip", "configuration": { "level": level } }])
-            }
-            ServedCodec::Zstd { level } => json!([
-                bytes,
-                { "name": "zstd", "configuration": { "level": level, "checksum": false } }
-            ]),
-        }
-    }
-
     /// Compress `data` as the given Zarr format declares.
     ///
     /// # Errors
     /// [`Error::Storage`] when the encoder fails.
     pub fn encode(&self, data: &[u8], v3: bool) -> Result<Vec<u8>> {
-        let failed = |e: std::io::Error| Error::Storage(format!("encoding failed: {e}"));
+        let failed =
+            |e: std::io::Error| Error::Storage(Fault::bare(format!("encoding failed: {e}")));
         match self {
             ServedCodec::None => Ok(data.to_vec()),
             ServedCodec::Zlib { level } if v3 => {
@@ -124,7 +100,8 @@ impl ServedCodec {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn zstd_encode(data: &[u8], level: i32) -> Result<Vec<u8>> {
-    zstd::bulk::compress(data, level).map_err(|e| Error::Storage(format!("zstd failed: {e}")))
+    zstd::bulk::compress(data, level)
+        .map_err(|e| Error::Storage(Fault::bare(format!("zstd failed: {e}"))))
 }
 
 /// ruzstd implements only its fastest level (about zstd's 1), so on wasm32 every level is
@@ -151,6 +128,25 @@ pub fn decode_source(
     decoded_len: usize,
     what: &str,
 ) -> Result<Vec<u8>> {
+    let mut data = decode_chain(codecs, filter_mask, stored, decoded_len)
+        .map_err(|fault| Error::corrupt_data(format!("{what}: {fault}")))?;
+    if data.len() != decoded_len {
+        return Err(Error::corrupt_data(format!(
+            "{what}: decoded to {} bytes, expected {decoded_len}",
+            data.len()
+        )));
+    }
+    data.shrink_to_fit();
+    Ok(data)
+}
+
+/// [`decode_source`]'s pipeline; the fault in words.
+fn decode_chain(
+    codecs: &[Codec],
+    filter_mask: u32,
+    stored: &[u8],
+    decoded_len: usize,
+) -> std::result::Result<Vec<u8>, String> {
     let mut data: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(stored);
     // Streams may hold checksums on top of the data; anything longer is corrupt.
     let checksums = codecs.iter().filter(|c| **c == Codec::Fletcher32).count();
@@ -160,28 +156,22 @@ pub fn decode_source(
             continue;
         }
         data = std::borrow::Cow::Owned(match c {
-            Codec::Zlib { .. } => inflate(&data, stream_max, what)?,
+            Codec::Zlib { .. } => inflate(&data, stream_max)?,
             Codec::Shuffle { elementsize } => unshuffle(&data, *elementsize as usize),
-            Codec::Fletcher32 => strip_fletcher32(data.into_owned(), what)?,
+            Codec::Fletcher32 => strip_fletcher32(data.into_owned())?,
         });
-    }
-    if data.len() != decoded_len {
-        return Err(Error::Corrupt(format!(
-            "{what}: decoded to {} bytes, expected {decoded_len}",
-            data.len()
-        )));
     }
     Ok(data.into_owned())
 }
 
-fn inflate(data: &[u8], max: usize, what: &str) -> Result<Vec<u8>> {
+fn inflate(data: &[u8], max: usize) -> std::result::Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(max);
     flate2::read::ZlibDecoder::new(data)
         // A stream inflating past the chunk's size is corrupt: stop reading just after it, so a
         // hostile stream cannot balloon memory.
         .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| Error::Corrupt(format!("{what}: zlib stream does not inflate: {e}")))?;
+        .map_err(|e| format!("zlib stream does not inflate: {e}"))?;
     Ok(out)
 }
 
@@ -246,11 +236,9 @@ pub fn fletcher32(data: &[u8]) -> u32 {
     sum2 << 16 | sum1
 }
 
-fn strip_fletcher32(mut data: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+fn strip_fletcher32(mut data: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
     let Some(body_len) = data.len().checked_sub(4) else {
-        return Err(Error::Corrupt(format!(
-            "{what}: too short for its Fletcher-32 checksum"
-        )));
+        return Err("too short for its Fletcher-32 checksum".into());
     };
     let stored = u32::from_le_bytes([
         data[body_len],
@@ -263,84 +251,12 @@ fn strip_fletcher32(mut data: Vec<u8>, what: &str) -> Result<Vec<u8>> {
     // libhdf5 accepts both.
     let legacy = ((sum & 0x00ff_00ff) << 8) | ((sum >> 8) & 0x00ff_00ff);
     if stored != sum && stored != legacy {
-        return Err(Error::Corrupt(format!(
-            "{what}: Fletcher-32 checksum mismatch (stored {stored:#010x}, computed {sum:#010x})"
-        )));
+        return Err(format!(
+            "Fletcher-32 checksum mismatch (stored {stored:#010x}, computed {sum:#010x})"
+        ));
     }
     data.truncate(body_len);
     Ok(data)
-}
-
-/// The numeric types of stored values, as NumPy type strings name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Number {
-    /// `f4`
-    F4,
-    /// `f8`
-    F8,
-    /// `i1`
-    I1,
-    /// `i2`
-    I2,
-    /// `i4`
-    I4,
-    /// `i8`
-    I8,
-    /// `u1`
-    U1,
-    /// `u2`
-    U2,
-    /// `u4`
-    U4,
-    /// `u8`
-    U8,
-}
-
-impl Number {
-    /// The type of `dtype` (`<i2`, `>f8`, `|u1`); `None` when it holds no numbers this reads.
-    pub fn of(dtype: &str) -> Option<Self> {
-        Some(match dtype.trim_start_matches(['<', '>', '|', '=']) {
-            "f4" => Self::F4,
-            "f8" => Self::F8,
-            "i1" => Self::I1,
-            "i2" => Self::I2,
-            "i4" => Self::I4,
-            "i8" => Self::I8,
-            "u1" => Self::U1,
-            "u2" => Self::U2,
-            "u4" => Self::U4,
-            "u8" => Self::U8,
-            _ => return None,
-        })
-    }
-
-    /// Bytes per value.
-    pub fn size(self) -> usize {
-        match self {
-            Self::I1 | Self::U1 => 1,
-            Self::I2 | Self::U2 => 2,
-            Self::F4 | Self::I4 | Self::U4 => 4,
-            Self::F8 | Self::I8 | Self::U8 => 8,
-        }
-    }
-
-    /// One value from its little-endian bytes (at least [`Self::size`] of them), as f64:
-    /// exact but for 64-bit integers beyond 2^53.
-    pub fn read_le(self, b: &[u8]) -> f64 {
-        let mut a = [0u8; 8];
-        let n = self.size().min(b.len());
-        a[..n].copy_from_slice(&b[..n]);
-        let u = u64::from_le_bytes(a);
-        match self {
-            Self::F4 => f64::from(f32::from_bits(u as u32)),
-            Self::F8 => f64::from_bits(u),
-            Self::I1 => f64::from(u as u8 as i8),
-            Self::I2 => f64::from(u as u16 as i16),
-            Self::I4 => f64::from(u as u32 as i32),
-            Self::I8 => u as i64 as f64,
-            Self::U1 | Self::U2 | Self::U4 | Self::U8 => u as f64,
-        }
-    }
 }
 
 /// Reverse the bytes of each `item`-byte element in place (big-endian to little-endian).
@@ -350,23 +266,6 @@ pub fn swap_bytes(data: &mut [u8], item: usize) {
             e.reverse();
         }
     }
-}
-
-/// One element of `fill_value` (Zarr v2 JSON) as little-endian bytes of `dtype`; zeros when no
-/// fill value applies, as Zarr does.
-pub fn fill_bytes(dtype: &str, fill_value: &Value) -> Vec<u8> {
-    let item = item_size(dtype).unwrap_or(1) as usize;
-    let kind = dtype.as_bytes().get(1).copied().unwrap_or(b'u');
-    let as_f64 = fill_as_f64(fill_value);
-    let bytes: Option<Vec<u8>> = match (kind, item, fill_value) {
-        (b'f', 2, _) => as_f64.map(|v| half::f16::from_f64(v).to_le_bytes().to_vec()),
-        (b'f', 4, _) => as_f64.map(|v| (v as f32).to_le_bytes().to_vec()),
-        (b'f', 8, _) => as_f64.map(|v| v.to_le_bytes().to_vec()),
-        (b'i', _, Value::Number(n)) => n.as_i64().map(|v| v.to_le_bytes()[..item.min(8)].to_vec()),
-        (b'u', _, Value::Number(n)) => n.as_u64().map(|v| v.to_le_bytes()[..item.min(8)].to_vec()),
-        _ => None,
-    };
-    bytes.unwrap_or_else(|| vec![0u8; item])
 }
 
 #[cfg(test)]
@@ -382,12 +281,9 @@ mod tests {
         assert_eq!(fletcher32(&long).to_le_bytes(), [191, 64, 0, 96]);
         let mut framed = b"abcde".to_vec();
         framed.extend_from_slice(&[199, 41, 240, 79]);
-        assert_eq!(strip_fletcher32(framed.clone(), "t").unwrap(), b"abcde");
+        assert_eq!(strip_fletcher32(framed.clone()).unwrap(), b"abcde");
         framed[0] ^= 1;
-        assert!(matches!(
-            strip_fletcher32(framed, "t"),
-            Err(Error::Corrupt(_))
-        ));
+        assert!(strip_fletcher32(framed).is_err());
     }
 
     #[test]
@@ -464,24 +360,5 @@ mod tests {
         for bad in ["lz4", "zlib:10", "zstd:0", "none:1"] {
             assert!(ServedCodec::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn fill_values_as_bytes() {
-        assert_eq!(
-            fill_bytes("<f4", &json!("NaN")),
-            f32::NAN.to_le_bytes().to_vec()
-        );
-        assert_eq!(
-            fill_bytes(">f8", &json!(1e20)),
-            1e20f64.to_le_bytes().to_vec()
-        );
-        assert_eq!(
-            fill_bytes("<i2", &json!(-32767)),
-            (-32767i16).to_le_bytes().to_vec()
-        );
-        assert_eq!(fill_bytes("|u1", &json!(255)), vec![255]);
-        assert_eq!(fill_bytes("<f2", &json!(-1.0)), vec![0x00, 0xbc]);
-        assert_eq!(fill_bytes("<f4", &Value::Null), vec![0; 4]);
     }
 }

@@ -6,13 +6,6 @@ use serde_json::{Map, Value, json};
 use crate::diag::colormap::Colormap;
 use crate::manifest::{ArrayMeta, Manifest};
 
-/// NumPy's name of a dtype (`float32`, `int16`, `|S1`).
-fn numpy_name(dtype: &str) -> String {
-    crate::zarr_v3::data_type(dtype)
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| dtype.trim_start_matches(['<', '>', '|']).to_owned())
-}
-
 /// Dimension name → length, in order of appearance.
 pub fn dims(m: &Manifest) -> Map<String, Value> {
     let mut out = Map::new();
@@ -30,7 +23,7 @@ pub fn keys(m: &Manifest) -> Value {
 }
 
 fn variable(a: &ArrayMeta) -> Value {
-    json!({ "dims": a.dims, "attrs": a.attrs, "dtype": numpy_name(&a.dtype), "shape": a.shape })
+    json!({ "dims": a.dims, "attrs": a.attrs, "dtype": a.dtype.numpy_name(), "shape": a.shape })
 }
 
 /// `/dict`: the shape of `xarray.Dataset.to_dict(data=False)` (undecoded attributes).
@@ -46,15 +39,6 @@ pub fn dict(m: &Manifest) -> Value {
         slot.insert(n.clone(), variable(a));
     }
     json!({ "coords": c, "attrs": m.attrs, "dims": dims(m), "data_vars": d })
-}
-
-/// xpublish's `/info` fields for one variable.
-pub fn info_variable(a: &ArrayMeta) -> Map<String, Value> {
-    let mut v = Map::new();
-    v.insert("type".into(), json!(numpy_name(&a.dtype)));
-    v.insert("dimensions".into(), json!(a.dims));
-    v.insert("attributes".into(), json!(a.attrs));
-    v
 }
 
 /// `s` safe inside HTML text and attribute values.
@@ -86,7 +70,7 @@ pub fn html(m: &Manifest, version: &str, base: &str) -> String {
             "<tr><td><code>{}</code></td><td>({})</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             escape(n),
             escape(&a.dims.join(", ")),
-            escape(&numpy_name(&a.dtype)),
+            escape(&a.dtype.numpy_name()),
             escape(text),
             escape(units)
         ));

@@ -47,6 +47,8 @@ pub enum Route {
     OpenApi,
     /// `GET /datasets/{id}/groupby|reduce|plot/...`: a diagnostic.
     Diagnostic(DatasetRef, Box<Diagnostic>),
+    /// `GET /__self-test/conformance`: the store conformance suite, where enabled.
+    Conformance,
 }
 
 /// The Zarr views of a dataset.
@@ -184,6 +186,7 @@ pub fn parse_path(raw: &str) -> Result<Route> {
         ["stac-collection-all.json"] => Ok(Route::CollectionAll),
         ["intake.yaml"] => Ok(Route::Intake),
         ["openapi.json"] => Ok(Route::OpenApi),
+        ["__self-test", "conformance"] => Ok(Route::Conformance),
         ["stac", path @ ..] => {
             let ok = !path.is_empty()
                 && path.iter().all(|p| is_valid_id(p))

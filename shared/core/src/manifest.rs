@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::codecs::ServedCodec;
+use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::unpack::Unpack;
 
@@ -187,8 +188,8 @@ pub struct ArrayMeta {
     pub shape: Vec<u64>,
     /// Dimension names, one per axis.
     pub dims: Vec<String>,
-    /// NumPy type string with byte order (`<f4`, `>f8`, `|S1`).
-    pub dtype: String,
+    /// The data type, written as its NumPy type string with byte order (`<f4`, `>f8`, `|S1`).
+    pub dtype: DataType,
     /// Source chunk shape (the whole shape for contiguous storage).
     pub chunks: Vec<u64>,
     /// Chunk shape of the re-encoding routes (`--chunks`; the source's by default).
@@ -211,7 +212,7 @@ pub struct ArrayMeta {
     /// The float type xarray unpacks the stored values to, by the types of their
     /// `scale_factor` and `add_offset` attributes (when either is given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unpacked_dtype: Option<String>,
+    pub unpacked_dtype: Option<DataType>,
     /// How each source packed the values, when sources pack them differently: `dtype`,
     /// `fill_value` and `attrs` are then those of the unpacked floats served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,34 +354,17 @@ impl ArrayMeta {
 
     /// Bytes of one decoded served chunk.
     pub fn served_chunk_bytes(&self) -> u64 {
-        self.served_chunks.iter().product::<u64>() * u64::from(self.item_size().unwrap_or(1))
+        self.served_chunks.iter().product::<u64>() * u64::from(self.item_size())
     }
 
-    /// Bytes per element, from the dtype string.
-    pub fn item_size(&self) -> Option<u32> {
-        item_size(&self.dtype)
+    /// Bytes per element.
+    pub fn item_size(&self) -> u32 {
+        self.dtype.item_size()
     }
 
     /// Linear (C-order) index of source chunk `idx`, or `None` when it lies outside the grid.
     pub fn linear_index(&self, idx: &[u64]) -> Option<u64> {
         linear_index(&self.grid(), idx)
-    }
-}
-
-/// Bytes per element of a NumPy type string (`<f4` → 4, `|S8` → 8).
-pub fn item_size(dtype: &str) -> Option<u32> {
-    dtype.get(2..)?.parse().ok()
-}
-
-/// A Zarr v2 JSON fill value as a float: numbers, and the strings `"NaN"`, `"Infinity"` and
-/// `"-Infinity"` Zarr writes for the values JSON has no number for.
-pub fn fill_as_f64(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) if s == "NaN" => Some(f64::NAN),
-        Value::String(s) if s == "Infinity" => Some(f64::INFINITY),
-        Value::String(s) if s == "-Infinity" => Some(f64::NEG_INFINITY),
-        _ => None,
     }
 }
 
@@ -428,7 +412,7 @@ impl Manifest {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| Error::json("manifest", e))?;
         if m.format_version != FORMAT_VERSION {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt_data(format!(
                 "manifest format {} is not {FORMAT_VERSION}; reindex with this version",
                 m.format_version
             )));
@@ -495,12 +479,12 @@ pub fn encode_table(records: u64, stored: &[(u64, ChunkRef)]) -> Vec<u8> {
 /// [`Error::Corrupt`] when `bytes` is not one record.
 pub fn decode_record(bytes: &[u8]) -> Result<Option<ChunkRef>> {
     let field = |r: std::ops::Range<usize>| {
-        bytes
-            .get(r)
-            .ok_or_else(|| Error::Corrupt(format!("chunk table record of {} bytes", bytes.len())))
+        bytes.get(r).ok_or_else(|| {
+            Error::corrupt_data(format!("chunk table record of {} bytes", bytes.len()))
+        })
     };
     if bytes.len() as u64 != RECORD_LEN {
-        return Err(Error::Corrupt(format!(
+        return Err(Error::corrupt_data(format!(
             "chunk table record of {} bytes, expected {RECORD_LEN}",
             bytes.len()
         )));
@@ -533,9 +517,7 @@ pub fn check_table_header(header: &[u8]) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Corrupt(
-            "chunk table header is not cloudify's".into(),
-        ))
+        Err(Error::corrupt_data("chunk table header is not cloudify's"))
     }
 }
 
@@ -548,7 +530,7 @@ mod tests {
         ArrayMeta {
             shape,
             dims: vec![],
-            dtype: "<f4".into(),
+            dtype: DataType::F4,
             served_chunks: chunks.clone(),
             chunks,
             fill_value: Value::Null,
@@ -573,7 +555,7 @@ mod tests {
         assert_eq!(a.linear_index(&[0]), None);
         let scalar = array(vec![], vec![]);
         assert_eq!(scalar.linear_index(&[]), Some(0));
-        assert_eq!(a.item_size(), Some(4));
+        assert_eq!(a.item_size(), 4);
     }
 
     #[test]

@@ -12,19 +12,10 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::assemble::{self, Region, Row};
 use crate::codecs;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ResultExt};
 use crate::manifest::{self, ArrayMeta, ChunkRef, Manifest, RECORD_LEN, SourceInfo};
 use crate::registry::version_dir;
-use crate::store::Store;
-
-/// Reads a request may have in flight at once (a Worker's limit of simultaneous connections).
-pub const DEFAULT_CONCURRENCY: usize = 6;
-/// Largest read that merging adjacent ranges may produce.
-pub const DEFAULT_MERGE_CAP: u64 = 16 << 20;
-
-/// Table records a warm function keeps: about 150 bytes each with the cache's bookkeeping, so
-/// a few MB.
-pub const DEFAULT_RECORD_CACHE: usize = 16_384;
+use crate::store::{Counted, Fetched, GetOptions, OpCounter, OpCounts, ReadStore};
 
 /// Chunk-table records a warm function has read, least recently used out first: a chunk it has
 /// resolved before is found again without a table read. Keys name the table by its versioned
@@ -58,12 +49,6 @@ impl RecordCache {
     }
 }
 
-impl Default for RecordCache {
-    fn default() -> Self {
-        Self::new(DEFAULT_RECORD_CACHE)
-    }
-}
-
 /// What one request may spend beyond bytes read: store reads (a Worker's subrequests) and
 /// bytes decoded plus re-encoded (its CPU time, which no clock measures there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,33 +69,44 @@ impl Default for Limits {
     }
 }
 
-/// A clock in milliseconds; `None` where time cannot be read (it never advances in a Worker
-/// during computation anyway).
+/// A clock in milliseconds; `None` where time cannot be read.
 pub type Clock = Option<fn() -> f64>;
 
-/// What one request did, for the `Server-Timing` header.
+/// What one request did: every store operation, and time spent reading, decoding and
+/// encoding. `Server-Timing` and the request log report it.
 #[derive(Debug, Default)]
 pub struct Stats {
-    reads: AtomicU64,
-    bytes: AtomicU64,
+    ops: OpCounter,
+    /// Table and source reads, which the platform's subrequest limit is checked against.
+    data_reads: AtomicU64,
     read_us: AtomicU64,
     decode_us: AtomicU64,
     encode_us: AtomicU64,
 }
 
 impl Stats {
-    /// Store reads so far.
-    pub fn reads(&self) -> u64 {
-        self.reads.load(Ordering::Relaxed)
+    /// The store operations so far.
+    pub fn ops(&self) -> OpCounts {
+        self.ops.counts()
+    }
+
+    /// The counter every store operation of the request is recorded in.
+    pub fn counter(&self) -> &OpCounter {
+        &self.ops
     }
 
     /// The `Server-Timing` header value.
     pub fn header(&self) -> String {
         let ms = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1000.0;
+        let o = self.ops();
         format!(
-            "read;desc=\"{} store reads, {} bytes\";dur={:.3}, decode;dur={:.3}, encode;dur={:.3}",
-            self.reads(),
-            self.bytes.load(Ordering::Relaxed),
+            "read;desc=\"{} store reads ({} GET, {} ranged GET, {} HEAD, {} LIST), {} bytes\";dur={:.3}, decode;dur={:.3}, encode;dur={:.3}",
+            o.total(),
+            o.get,
+            o.ranged_get,
+            o.head,
+            o.list,
+            o.bytes,
             ms(&self.read_us),
             ms(&self.decode_us),
             ms(&self.encode_us)
@@ -133,11 +129,16 @@ fn add_elapsed(clock: Clock, slot: &AtomicU64, t0: Option<f64>) {
     }
 }
 
+/// The stores sources are read through, by URL scheme (`file`, `s3`, `http`, `https`); a
+/// source named by a key is read from the bucket.
+pub type Sources = BTreeMap<String, Arc<dyn ReadStore>>;
+
 /// Everything a request reads through.
 pub struct Reader<'a> {
-    pub(crate) bucket: &'a dyn Store,
+    /// The bucket, counted into the request's stats.
+    pub(crate) bucket: &'a dyn ReadStore,
     pub(crate) record_cache: &'a RecordCache,
-    pub(crate) schemes: &'a BTreeMap<String, Arc<dyn Store>>,
+    pub(crate) sources: &'a Sources,
     pub(crate) budget: u64,
     pub(crate) limits: Limits,
     pub(crate) concurrency: usize,
@@ -147,19 +148,13 @@ pub struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// The counter re-encoding time is added to.
-    pub(crate) fn stats_encode(&self) -> &AtomicU64 {
-        &self.stats.encode_us
-    }
-
-    fn count(&self, bytes: u64) {
-        self.stats.reads.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-
     /// Refuse, before making them, `more` reads that would take the request past its limit.
     fn check_reads(&self, more: u64, what: &str) -> Result<()> {
-        let total = self.stats.reads().saturating_add(more);
+        let total = self
+            .stats
+            .data_reads
+            .fetch_add(more, Ordering::Relaxed)
+            .saturating_add(more);
         if total > self.limits.reads {
             return Err(Error::TooLarge(format!(
                 "{what} needs {total} store reads, over this function's limit of {} per request",
@@ -198,22 +193,29 @@ impl Reader<'_> {
         missing.sort_unstable();
         missing.dedup();
         let runs = assemble::runs(&missing);
-        self.check_reads(runs.len() as u64, &format!("reading {table}"))?;
+        self.check_reads(
+            runs.len() as u64,
+            &format!("reading a chunk table of {}", m.id),
+        )?;
         for run in runs {
             let bytes_range =
                 manifest::record_range(run.start).start..manifest::record_range(run.end - 1).end;
-            let bytes = match self.bucket.get_range(&table, bytes_range.clone()).await {
-                Ok(Some(b)) => b,
-                Ok(None) => return Err(Error::Storage(format!("chunk table {table} is missing"))),
-                Err(Error::RangeNotSatisfiable(_)) => {
-                    return Err(Error::Corrupt(format!("chunk table {table} is truncated")));
+            let want = bytes_range.end - bytes_range.start;
+            let bytes = match self
+                .bucket
+                .get_with(&table, &GetOptions::range(bytes_range))
+                .await
+            {
+                Ok(Fetched::Object(o)) if o.bytes.len() as u64 == want => o.bytes,
+                Ok(Fetched::Object(_)) | Err(Error::RangeNotSatisfiable(_)) => {
+                    return Err(Error::corrupt(&*table, "a chunk table is truncated"));
                 }
+                Ok(_) => return Err(Error::storage(&*table, "a chunk table is missing")),
                 Err(e) => return Err(e),
             };
-            self.count(bytes.len() as u64);
             let mut cache = self.record_cache.lock();
             for (k, rec) in bytes.chunks(RECORD_LEN as usize).enumerate() {
-                let rec = manifest::decode_record(rec)?;
+                let rec = manifest::decode_record(rec).map_err(|e| e.context("a chunk table"))?;
                 cache.put((table.clone(), run.start + k as u64), rec);
                 out.insert(run.start + k as u64, rec);
             }
@@ -245,9 +247,12 @@ impl Reader<'_> {
         let t0 = self.clock.map(|now| now());
         let reads = merged.into_iter().map(|(s, r)| async move {
             let source = m.sources.get(s as usize).ok_or_else(|| {
-                Error::Corrupt(format!("a chunk table of {} names source #{s}", m.id))
+                Error::corrupt_data(format!("a chunk table of {} names source #{s}", m.id))
             })?;
-            let bytes = self.source_range(source, r.clone()).await?;
+            let bytes = self
+                .source_range(source, r.clone())
+                .await
+                .context(|| format!("source #{s} of dataset {}", m.id))?;
             Ok::<_, Error>((s, r, bytes))
         });
         let out: Vec<_> = stream::iter(reads)
@@ -258,48 +263,116 @@ impl Reader<'_> {
         Ok(out)
     }
 
+    /// One range of a source, conditional on its recorded tag, and checked against its
+    /// recorded size.
     async fn source_range(&self, source: &SourceInfo, range: Range<u64>) -> Result<Bytes> {
         let (store, key) = self.source_store(source)?;
-        let want = range.end - range.start;
-        match store
-            .get_range_checked(key, range, source.size, source.etag.as_deref())
-            .await
-        {
-            Ok(Some(b)) if b.len() as u64 == want => {
-                self.count(want);
-                Ok(b)
+        let counted;
+        let store = match store {
+            Some(s) => {
+                counted = Counted::new(s, self.stats.counter());
+                &counted as &dyn ReadStore
             }
-            Ok(Some(_)) | Err(Error::RangeNotSatisfiable(_)) => Err(Error::Corrupt(format!(
-                "source {} is shorter than when it was indexed; reindex the dataset",
-                source.url
-            ))),
-            Ok(None) => Err(Error::Storage(format!(
-                "source {} is missing; reindex the dataset",
-                source.url
-            ))),
-            Err(Error::Conflict(why)) => Err(Error::Conflict(format!(
-                "source {} changed since it was indexed ({why}); reindex the dataset",
-                source.url
-            ))),
+            None => self.bucket,
+        };
+        let want = range.end - range.start;
+        let options = GetOptions {
+            range: Some(range),
+            if_match: source.etag.clone(),
+            if_none_match: None,
+        };
+        let url = source.url.as_str();
+        let changed = |why: String| {
+            Error::changed(
+                url,
+                format!("a source changed since it was indexed ({why}); reindex the dataset"),
+            )
+        };
+        let resized = |now: u64| {
+            changed(format!(
+                "its size is {now} bytes, {} when indexed",
+                source.size
+            ))
+        };
+        match store.get_with(key, &options).await {
+            Ok(Fetched::Object(o)) if o.meta.size != source.size => Err(resized(o.meta.size)),
+            Ok(Fetched::Object(o)) if o.bytes.len() as u64 == want => Ok(o.bytes),
+            Ok(Fetched::Object(_)) => Err(Error::corrupt(
+                url,
+                "a source answered fewer bytes than asked for",
+            )),
+            // Past the end of the object: it shrank, or the index is wrong.
+            Err(Error::RangeNotSatisfiable(_)) => match store.head(key).await? {
+                Some(m) if m.size != source.size => Err(resized(m.size)),
+                _ => Err(Error::corrupt(
+                    url,
+                    "a source is shorter than its index says; reindex the dataset",
+                )),
+            },
+            Ok(_) => Err(Error::storage(
+                url,
+                "a source is missing; reindex the dataset",
+            )),
+            Err(Error::Conflict(f)) => Err(changed(f.fault)),
             Err(e) => Err(e),
         }
     }
 
-    /// The store a source URL is read through, and its key there.
-    fn source_store<'s>(&'s self, source: &'s SourceInfo) -> Result<(&'s dyn Store, &'s str)> {
+    /// The store a source URL is read through (`None`: the bucket) and its key there.
+    fn source_store<'s>(
+        &'s self,
+        source: &'s SourceInfo,
+    ) -> Result<(Option<&'s dyn ReadStore>, &'s str)> {
         match source.url.split_once("://") {
-            None => Ok((self.bucket, source.url.as_str())),
+            None => Ok((None, source.url.as_str())),
             Some((scheme, rest)) => self
-                .schemes
+                .sources
                 .get(scheme)
-                .map(|s| (s.as_ref(), rest.trim_start_matches('/')))
+                .map(|s| (Some(s.as_ref()), rest.trim_start_matches('/')))
                 .ok_or_else(|| {
-                    Error::Storage(format!(
-                        "this function has no store for {scheme}:// sources ({})",
-                        source.url
-                    ))
+                    Error::storage(
+                        &source.url,
+                        format!("this function has no store for {scheme}:// sources"),
+                    )
                 }),
         }
+    }
+
+    /// The stored bytes of source chunk `linear` of array `name`: one table record, one
+    /// source range read.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a chunk never written (it reads as the fill value), else as
+    /// [`Self::records`] and [`Self::source_ranges`].
+    pub async fn raw_chunk(
+        &self,
+        m: &Manifest,
+        version: &str,
+        name: &str,
+        a: &ArrayMeta,
+        linear: u64,
+    ) -> Result<Bytes> {
+        let record = self.records(m, version, a, &[linear]).await?;
+        let Some(Some(c)) = record.get(&linear).copied() else {
+            return Err(Error::NotFound(format!(
+                "this chunk of {name:?} was never written; it reads as the fill value"
+            )));
+        };
+        let what = format!("a chunk of {name:?}");
+        let mut read = self
+            .source_ranges(m, vec![(c.source, c.offset..c.offset + c.length)], &what)
+            .await?;
+        read.pop()
+            .map(|(_, _, b)| b)
+            .ok_or_else(|| Error::corrupt_data(format!("{what}: the read returned nothing")))
+    }
+
+    /// Run `encode`, timing it as encoding.
+    ///
+    /// # Errors
+    /// `encode`'s.
+    pub fn encode<T>(&self, encode: impl FnOnce() -> Result<T>) -> Result<T> {
+        timed(self.clock, &self.stats.encode_us, encode)
     }
 
     /// The decoded, little-endian bytes of served chunk `idx` (padded to the full chunk shape
@@ -349,11 +422,11 @@ impl Reader<'_> {
         records: &BTreeMap<u64, Option<ChunkRef>>,
     ) -> Result<Vec<u8>> {
         self.check_served_size(name, a)?;
-        let item = u64::from(a.item_size().unwrap_or(1));
+        let item = u64::from(a.dtype.item_size());
         // Sources that pack values differently store another type than the one served.
         let src_item = a.unpack.as_ref().map_or(Ok(item), |u| u.item_size())?;
         let out_len = a.served_chunk_bytes();
-        let fill = codecs::fill_bytes(&a.dtype, &a.fill_value);
+        let fill = a.dtype.fill_bytes(&a.fill_value);
         let mut out: Vec<u8> = fill
             .iter()
             .copied()
@@ -378,7 +451,11 @@ impl Reader<'_> {
             let c = match records.get(l) {
                 Some(Some(c)) => c,
                 Some(None) => continue, // never written: the fill already there stays
-                None => return Err(Error::Corrupt(format!("{name:?}: no table record {l}"))),
+                None => {
+                    return Err(Error::corrupt_data(format!(
+                        "{name:?}: no table record {l}"
+                    )));
+                }
             };
             // The chunk's box, and the part of the region in it that is the array's (a
             // partial chunk's padding may lie where the next file's chunk is).
@@ -424,10 +501,10 @@ impl Reader<'_> {
                 .checked_sub(1)
                 .and_then(|i| fetched.get(i))
                 .filter(|(s, fr, _)| *s == source && fr.end >= r.end)
-                .ok_or_else(|| Error::Corrupt(format!("{what}: a planned read is missing")))?;
+                .ok_or_else(|| Error::corrupt_data(format!("{what}: a planned read is missing")))?;
             Ok(&b[(r.start - fr.start) as usize..(r.end - fr.start) as usize])
         };
-        let big_endian = a.dtype.starts_with('>');
+        let big_endian = a.dtype.is_big_endian();
         for (c, rows, raw, p, src_len) in plans {
             let decoded = if raw {
                 None
@@ -437,16 +514,19 @@ impl Reader<'_> {
                     .sources
                     .get(c.source as usize)
                     .map_or("?", |s| s.url.as_str());
-                let label = format!("chunk {p:?} of {name:?} (source {url})");
-                Some(timed(self.clock, &self.stats.decode_us, || {
-                    codecs::decode_source(
-                        &a.codecs,
-                        c.filter_mask,
-                        stored,
-                        src_len as usize,
-                        &label,
-                    )
-                })?)
+                let label = format!("source chunk {p:?} of {name:?}");
+                Some(
+                    timed(self.clock, &self.stats.decode_us, || {
+                        codecs::decode_source(
+                            &a.codecs,
+                            c.filter_mask,
+                            stored,
+                            src_len as usize,
+                            &label,
+                        )
+                    })
+                    .map_err(|e| e.at(url))?,
+                )
             };
             for Row { src, dst, len } in rows {
                 let (src, n) = (src * src_item, len * src_item);
@@ -456,7 +536,7 @@ impl Reader<'_> {
                 };
                 let target = &mut out[(dst * item) as usize..((dst + len) * item) as usize];
                 match &a.unpack {
-                    Some(u) => u.unpack_into(c.source, bytes, &a.dtype, target)?,
+                    Some(u) => u.unpack_into(c.source, bytes, a.dtype, target)?,
                     None => {
                         target.copy_from_slice(bytes);
                         if big_endian {
@@ -485,7 +565,7 @@ pub fn source_chunks(
         .iter()
         .map(|p| {
             manifest::linear_index(&grid, p).ok_or_else(|| {
-                Error::Corrupt(format!("{name:?}: source chunk {p:?} is outside its grid"))
+                Error::corrupt_data(format!("{name:?}: source chunk {p:?} is outside its grid"))
             })
         })
         .collect::<Result<_>>()?;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::manifest::FORMAT_VERSION;
-use crate::store::{Precondition, Store};
+use crate::store::{Precondition, ReadStore, ReadStoreExt, WriteStore};
 
 /// Key of the registry in the bucket.
 pub const INDEX_KEY: &str = "index.json";
@@ -71,27 +71,40 @@ impl Registry {
     /// # Errors
     /// [`Error::Storage`] when the read fails, [`Error::Json`]/[`Error::Corrupt`] when the document
     /// is malformed or of another format version.
-    pub async fn load(store: &dyn Store) -> Result<Self> {
+    pub async fn load(store: &dyn ReadStore) -> Result<Self> {
         Ok(Self::load_tagged(store).await?.0)
     }
 
-    async fn load_tagged(store: &dyn Store) -> Result<(Self, Precondition)> {
-        let Some(meta) = store.head(INDEX_KEY).await? else {
+    /// The registry and the precondition that replaces exactly this version of it.
+    async fn load_tagged(store: &dyn ReadStore) -> Result<(Self, Precondition)> {
+        let Some(o) = store.get(INDEX_KEY).await? else {
             return Ok((Self::default(), Precondition::Absent));
         };
-        let Some(bytes) = store.get(INDEX_KEY).await? else {
-            return Ok((Self::default(), Precondition::Absent));
-        };
-        let registry: Registry =
-            serde_json::from_slice(&bytes).map_err(|e| Error::json(INDEX_KEY, e))?;
-        if registry.format_version != FORMAT_VERSION {
-            return Err(Error::Corrupt(format!(
-                "{INDEX_KEY} has format {} where {FORMAT_VERSION} is expected",
-                registry.format_version
-            )));
-        }
-        let pre = meta.etag.map_or(Precondition::None, Precondition::Matches);
+        let registry = Self::parse(&o.bytes)?;
+        let pre = o
+            .meta
+            .etag
+            .map_or(Precondition::None, Precondition::Matches);
         Ok((registry, pre))
+    }
+
+    /// Parse `index.json` and check its format version.
+    ///
+    /// # Errors
+    /// [`Error::Json`] for malformed JSON, [`Error::Corrupt`] for another format version.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        let registry: Registry =
+            serde_json::from_slice(bytes).map_err(|e| Error::json(INDEX_KEY, e))?;
+        if registry.format_version != FORMAT_VERSION {
+            return Err(Error::corrupt(
+                INDEX_KEY,
+                format!(
+                    "the registry has format {} where {FORMAT_VERSION} is expected",
+                    registry.format_version
+                ),
+            ));
+        }
+        Ok(registry)
     }
 
     /// The current version of `id`.
@@ -111,7 +124,7 @@ impl Registry {
     /// # Errors
     /// [`Error::Storage`] when the store fails or the race is lost [`PUBLISH_ATTEMPTS`] times.
     pub async fn publish(
-        store: &dyn Store,
+        store: &dyn WriteStore,
         id: &str,
         version: &str,
         collection: &str,
@@ -141,14 +154,14 @@ impl Registry {
     ///
     /// # Errors
     /// As [`Self::publish`].
-    pub async fn remove(store: &dyn Store, id: &str) -> Result<bool> {
+    pub async fn remove(store: &dyn WriteStore, id: &str) -> Result<bool> {
         Self::update(store, id, |current| current.map(|_| None)).await
     }
 
     /// Read-merge-write of one entry: `change` maps the current entry to the new one (`None`
     /// removes it), or returns `None` for no change. Returns whether anything was written.
     async fn update(
-        store: &dyn Store,
+        store: &dyn WriteStore,
         id: &str,
         change: impl Fn(Option<&Entry>) -> Option<Option<Entry>>,
     ) -> Result<bool> {
@@ -165,9 +178,10 @@ impl Registry {
                 return Ok(true);
             }
         }
-        Err(Error::Storage(format!(
-            "{INDEX_KEY} kept changing under {PUBLISH_ATTEMPTS} attempts to update {id}"
-        )))
+        Err(Error::storage(
+            INDEX_KEY,
+            format!("the registry kept changing under {PUBLISH_ATTEMPTS} attempts to update {id}"),
+        ))
     }
 }
 

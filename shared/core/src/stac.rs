@@ -1,15 +1,19 @@
 //! STAC 1.1 from manifests alone (no data is read): items with the datacube, Zarr and
 //! xarray-assets extensions, collections with extents computed from their items, and a
-//! self-contained static catalog with relative links.
+//! self-contained static catalog with relative links, built on the `stac` crate's types.
+//!
+//! The crate is pinned at 0.14, its last version without a required `cql2` (from 0.15 on,
+//! about 190 more crates and four times the compile time, in every function's build); these
+//! documents use none of what came later.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use stac::{Asset, Bbox, Catalog, Collection, Link};
 
 use crate::cftime::{Calendar, Units};
 use crate::manifest::{ArrayMeta, CoordSummary, Manifest};
 
-/// STAC version written.
-pub const STAC_VERSION: &str = "1.1.0";
 const DATACUBE: &str = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json";
 const ZARR: &str = "https://stac-extensions.github.io/zarr/v1.1.0/schema.json";
 const XARRAY_ASSETS: &str = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json";
@@ -344,40 +348,86 @@ pub struct Hrefs {
     pub bucket: String,
 }
 
-/// A dataset's STAC item.
-pub fn item(m: &Manifest, version: &str, collection: &str, hrefs: &Hrefs) -> Value {
+/// A STAC item.
+pub type Item = stac::Item;
+
+/// Where a collection's `root` and `parent` links point, and its own address.
+#[derive(Debug, Clone)]
+pub struct CollectionLinks {
+    /// The root catalog.
+    pub root: String,
+    /// The parent catalog.
+    pub parent: String,
+    /// The collection's own address, when it has an absolute one.
+    pub this: Option<String>,
+}
+
+/// A link of `rel` to `href` of media type `media`.
+fn link(rel: &str, href: impl ToString, media: &str) -> Link {
+    Link::new(href, rel).r#type(media.to_owned())
+}
+
+/// An RFC 3339 date as STAC's type.
+fn datetime(text: &str) -> Option<DateTime<Utc>> {
+    text.parse().ok()
+}
+
+/// An asset of `media` type with `roles` and a title.
+fn asset(href: String, media: &str, title: Option<&str>, roles: &[&str]) -> Asset {
+    let mut a = Asset::new(href);
+    a.r#type = Some(media.to_owned());
+    a.title = title.map(str::to_owned);
+    a.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+    a
+}
+
+/// A dataset's STAC item with `links`.
+pub fn item(
+    m: &Manifest,
+    version: &str,
+    collection: &str,
+    hrefs: &Hrefs,
+    links: Vec<Link>,
+) -> Item {
     let id = &m.id;
     let base = format!("{}/datasets/{id}", hrefs.function);
     let zarr_asset = |format: u32, path: &str| {
-        json!({
-            "href": format!("{base}/{path}"),
-            "type": "application/vnd+zarr",
-            "title": format!("Zarr v{format}, re-encoded by the function"),
-            "roles": ["data"],
-            "zarr:zarr_format": format,
-            "zarr:consolidated": true,
-            "xarray:open_kwargs": { "engine": "zarr", "consolidated": true, "zarr_format": format },
-        })
+        let mut a = asset(
+            format!("{base}/{path}"),
+            "application/vnd+zarr",
+            Some(&format!("Zarr v{format}, re-encoded by the function")),
+            &["data"],
+        );
+        let f = &mut a.additional_fields;
+        f.insert("zarr:zarr_format".into(), json!(format));
+        f.insert("zarr:consolidated".into(), json!(true));
+        f.insert(
+            "xarray:open_kwargs".into(),
+            json!({ "engine": "zarr", "consolidated": true, "zarr_format": format }),
+        );
+        a
     };
-    let mut assets = Map::new();
-    assets.insert("zarr".into(), zarr_asset(2, "zarr"));
-    assets.insert("zarr3".into(), zarr_asset(3, "zarr3"));
+    let mut item = Item::new(id.clone());
+    item.extensions = [DATACUBE, ZARR, XARRAY_ASSETS].map(str::to_owned).to_vec();
+    item.assets.insert("zarr".into(), zarr_asset(2, "zarr"));
+    item.assets.insert("zarr3".into(), zarr_asset(3, "zarr3"));
+    let dir = format!("{}datasets/{id}/{version}", hrefs.bucket);
     let references = if crate::zarr_v2::kerchunk_as_parquet(m) {
-        json!({
-            "href": format!("{}datasets/{id}/{version}/refs.parq", hrefs.bucket),
-            "type": "application/vnd.apache.parquet",
-            "title": "kerchunk references (Parquet, for fsspec's reference filesystem)",
-            "roles": ["references"],
-        })
+        asset(
+            format!("{dir}/refs.parq"),
+            "application/vnd.apache.parquet",
+            Some("kerchunk references (Parquet, for fsspec's reference filesystem)"),
+            &["references"],
+        )
     } else {
-        json!({
-            "href": format!("{}datasets/{id}/{version}/refs.json", hrefs.bucket),
-            "type": "application/json",
-            "title": "kerchunk references (version 1)",
-            "roles": ["references"],
-        })
+        asset(
+            format!("{dir}/refs.json"),
+            "application/json",
+            Some("kerchunk references (version 1)"),
+            &["references"],
+        )
     };
-    assets.insert("references".into(), references);
+    item.assets.insert("references".into(), references);
     for (i, s) in m.sources.iter().enumerate() {
         let href = if s.url.contains("://") {
             s.url.clone()
@@ -389,63 +439,77 @@ pub fn item(m: &Manifest, version: &str, collection: &str, hrefs: &Hrefs) -> Val
         } else {
             format!("source-{i}")
         };
-        assets.insert(
-            key,
-            json!({ "href": href, "type": "application/x-netcdf", "roles": ["source"] }),
-        );
+        item.assets
+            .insert(key, asset(href, "application/x-netcdf", None, &["source"]));
     }
-    let mut properties = Map::new();
-    match interval(m) {
+    let p = &mut item.properties;
+    let dates = interval(m).and_then(|(a, b)| Some((datetime(&a)?, datetime(&b)?)));
+    match dates {
         Some((start, end)) => {
-            properties.insert("datetime".into(), Value::Null);
-            properties.insert("start_datetime".into(), json!(start));
-            properties.insert("end_datetime".into(), json!(end));
+            p.datetime = None;
+            p.start_datetime = Some(start);
+            p.end_datetime = Some(end);
         }
         // STAC requires a datetime; without a time coordinate the dataset names none, so the
         // item says so with the Unix epoch and a flag rather than inventing a range.
         None => {
-            properties.insert("datetime".into(), json!("1970-01-01T00:00:00Z"));
-            properties.insert("cloudify:no_time_coordinate".into(), json!(true));
+            p.datetime = Some(DateTime::<Utc>::UNIX_EPOCH);
+            p.additional_fields
+                .insert("cloudify:no_time_coordinate".into(), json!(true));
         }
     }
-    for (key, attr_name) in [("title", "title"), ("description", "summary")] {
-        if let Some(v) = m.attrs.get(attr_name).and_then(Value::as_str) {
-            properties.insert(key.into(), json!(v));
-        }
+    let text = |name: &str| m.attrs.get(name).and_then(Value::as_str).map(str::to_owned);
+    p.title = text("title");
+    p.description = text("summary");
+    let f = &mut p.additional_fields;
+    f.insert("cloudify:version".into(), json!(version));
+    f.insert("cube:dimensions".into(), Value::Object(dimensions(m)));
+    f.insert("cube:variables".into(), Value::Object(variables(m)));
+    if let Some([w, s, e, n]) = bbox(m) {
+        item.bbox = Some(Bbox::new(w, s, e, n));
+        item.geometry = serde_json::from_value(geometry([w, s, e, n])).ok();
     }
-    properties.insert("cloudify:version".into(), json!(version));
-    properties.insert("cube:dimensions".into(), Value::Object(dimensions(m)));
-    properties.insert("cube:variables".into(), Value::Object(variables(m)));
-    let (bbox, geometry) = match bbox(m) {
-        Some([w, s, e, n]) => (json!([w, s, e, n]), geometry([w, s, e, n])),
-        None => (Value::Null, Value::Null),
-    };
-    let mut item = json!({
-        "type": "Feature",
-        "stac_version": STAC_VERSION,
-        "stac_extensions": [DATACUBE, ZARR, XARRAY_ASSETS],
-        "id": id,
-        "geometry": geometry,
-        "properties": properties,
-        "links": [],
-        "assets": assets,
-        "collection": collection,
-    });
-    if !bbox.is_null()
-        && let Some(o) = item.as_object_mut()
-    {
-        o.insert("bbox".into(), bbox);
-    }
+    item.links = links;
+    item.collection = Some(collection.to_owned());
     item
 }
 
-/// A collection over `items` (with their relative hrefs), extents computed from them.
-pub fn collection(id: &str, info: &CatalogInfo, items: &[(String, Value)]) -> Value {
+/// A collection over `items` (each with the href the collection links it by), extents
+/// computed from them; titled `title`, else as the configuration says.
+pub fn collection(
+    id: &str,
+    title: Option<&str>,
+    info: &CatalogInfo,
+    items: &[(String, Item)],
+    nav: CollectionLinks,
+) -> Collection {
     let config = info.collections.get(id).and_then(Value::as_object);
-    let field = |k: &str, default: Value| config.and_then(|c| c.get(k)).cloned().unwrap_or(default);
+    let field = |k: &str| config.and_then(|c| c.get(k)).cloned();
+    let text = |k: &str| field(k).and_then(|v| v.as_str().map(str::to_owned));
+    let description = text("description")
+        .unwrap_or_else(|| format!("Datasets of collection {id}, served as Zarr by cloudify"));
+    let mut c = Collection::new(id, description);
+    c.title = title
+        .map(str::to_owned)
+        .or_else(|| text("title"))
+        .or(Some(id.to_owned()));
+    c.license = text("license").unwrap_or_else(|| "other".into());
+    c.keywords = Some(
+        field("keywords")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+    );
+    c.providers = Some(
+        field("providers")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+    );
     let boxes: Vec<[f64; 4]> = items
         .iter()
-        .filter_map(|(_, i)| serde_json::from_value(i.get("bbox")?.clone()).ok())
+        .filter_map(|(_, i)| match i.bbox {
+            Some(Bbox::TwoDimensional(b)) => Some(b),
+            _ => None,
+        })
         .collect();
     // Boxes that cross the antimeridian do not union by min/max: then the whole longitude range.
     let crosses = boxes.iter().any(|b| b[0] > b[2]);
@@ -458,70 +522,86 @@ pub fn collection(id: &str, info: &CatalogInfo, items: &[(String, Value)]) -> Va
         ]
     });
     // STAC requires a spatial extent; where no item has one the collection covers the globe.
-    let spatial = union.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
-    let times = |k: &str| -> Vec<String> {
+    let [w, s, e, n] = union.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
+    c.extent.spatial.bbox = vec![Bbox::new(w, s, e, n)];
+    let start = items
+        .iter()
+        .filter_map(|(_, i)| i.properties.start_datetime)
+        .min();
+    let end = items
+        .iter()
+        .filter_map(|(_, i)| i.properties.end_datetime)
+        .max();
+    c.extent.temporal.interval = vec![[start, end]];
+    c.links = vec![
+        link("root", nav.root, "application/json"),
+        link("parent", nav.parent, "application/json"),
+    ];
+    c.links.extend(
         items
             .iter()
-            .filter_map(|(_, i)| i["properties"].get(k)?.as_str().map(str::to_owned))
-            .collect()
-    };
-    let start = times("start_datetime").into_iter().min();
-    let end = times("end_datetime").into_iter().max();
-    let mut links = vec![
-        json!({ "rel": "root", "href": "../catalog.json", "type": "application/json" }),
-        json!({ "rel": "parent", "href": "../catalog.json", "type": "application/json" }),
-    ];
-    links.extend(items.iter().map(|(href, i)| {
-        json!({ "rel": "item", "href": href, "type": "application/geo+json", "title": i["id"] })
-    }));
-    json!({
-        "type": "Collection",
-        "stac_version": STAC_VERSION,
-        "stac_extensions": [],
-        "id": id,
-        "title": field("title", json!(id)),
-        "description": field("description", json!(format!("Datasets of collection {id}, served as Zarr by cloudify"))),
-        "license": field("license", json!("other")),
-        "keywords": field("keywords", json!([])),
-        "providers": field("providers", json!([])),
-        "extent": {
-            "spatial": { "bbox": [spatial] },
-            "temporal": { "interval": [[start, end]] },
-        },
-        "links": links,
-    })
+            .map(|(href, i)| link("item", href, "application/geo+json").title(i.id.clone())),
+    );
+    if let Some(this) = nav.this {
+        c.links.push(link("self", this, "application/json"));
+    }
+    c
 }
 
 /// The root catalog linking `collections` (ids).
-pub fn catalog(info: &CatalogInfo, collections: &[String]) -> Value {
-    let mut links =
-        vec![json!({ "rel": "root", "href": "./catalog.json", "type": "application/json" })];
-    links.extend(collections.iter().map(|c| {
-        json!({ "rel": "child", "href": format!("./{c}/collection.json"), "type": "application/json", "title": c })
+pub fn catalog(info: &CatalogInfo, collections: &[String]) -> Catalog {
+    let mut c = Catalog::new("cloudify", info.description.clone());
+    c.title = Some(info.title.clone());
+    c.links = vec![link("root", "./catalog.json", "application/json")];
+    c.links.extend(collections.iter().map(|id| {
+        link(
+            "child",
+            format!("./{id}/collection.json"),
+            "application/json",
+        )
+        .title(id.clone())
     }));
-    json!({
-        "type": "Catalog",
-        "stac_version": STAC_VERSION,
-        "id": "cloudify",
-        "title": info.title,
-        "description": info.description,
-        "links": links,
-    })
+    c
 }
 
 /// An item as stored in the static catalog: relative links to its collection and the root.
-pub fn static_item(m: &Manifest, version: &str, collection: &str, info: &CatalogInfo) -> Value {
+pub fn static_item(m: &Manifest, version: &str, collection: &str, info: &CatalogInfo) -> Item {
     let hrefs = Hrefs {
         function: info.public_url.trim_end_matches('/').to_owned(),
         bucket: "../../../".into(),
     };
-    let mut item = item(m, version, collection, &hrefs);
-    item["links"] = json!([
-        { "rel": "root", "href": "../../catalog.json", "type": "application/json" },
-        { "rel": "parent", "href": "../collection.json", "type": "application/json" },
-        { "rel": "collection", "href": "../collection.json", "type": "application/json" },
-    ]);
-    item
+    let links = vec![
+        link("root", "../../catalog.json", "application/json"),
+        link("parent", "../collection.json", "application/json"),
+        link("collection", "../collection.json", "application/json"),
+    ];
+    item(m, version, collection, &hrefs, links)
+}
+
+/// A dataset's item as the function serves it: hrefs and links on the function at `base`.
+pub fn function_item(m: &Manifest, version: &str, collection: &str, base: &str) -> Item {
+    let hrefs = Hrefs {
+        function: base.to_owned(),
+        bucket: format!("{base}/"),
+    };
+    let links = vec![
+        link(
+            "self",
+            format!("{base}/datasets/{}/stac", m.id),
+            "application/geo+json",
+        ),
+        link(
+            "root",
+            format!("{base}/stac/catalog.json"),
+            "application/json",
+        ),
+        link(
+            "collection",
+            format!("{base}/stac/{collection}/collection.json"),
+            "application/json",
+        ),
+    ];
+    item(m, version, collection, &hrefs, links)
 }
 
 #[cfg(test)]

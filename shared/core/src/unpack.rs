@@ -7,18 +7,51 @@
 //! by `scale_factor`, then `add_offset` is added, each rounded in that type; the result is
 //! widened to the served type. So the served floats are exactly xarray's.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::codecs::Number;
+use crate::dtype::{DataType, Kind, Number, fill_as_f64};
 use crate::error::{Error, Result};
-use crate::manifest::{ArrayMeta, fill_as_f64, item_size};
+use crate::manifest::ArrayMeta;
+
+/// The attributes xarray's CF decoding moves from an unpacked variable into its encoding.
+pub const UNPACKED_ATTRS: [&str; 3] = ["scale_factor", "add_offset", "missing_value"];
+
+/// How the re-encoding routes serve `a` (of a dataset of `sources` files): as stored, or, where
+/// xarray unpacks the stored numbers to float32 (a `scale_factor` or `add_offset` of type
+/// float32), as those float32 values, unpacked per chunk. JSON attributes cannot say float32,
+/// so a client unpacking them itself would get float64: this way it gets xarray's dtype and
+/// values. `/kerchunk` keeps the stored numbers.
+pub fn served(a: &ArrayMeta, sources: usize) -> Cow<'_, ArrayMeta> {
+    let float32 = a.unpacked_dtype == Some(DataType::F4)
+        && a.unpack.is_none()
+        && !a.attrs.contains_key("_Unsigned")
+        && a.dtype.number().is_some();
+    if !float32 {
+        return Cow::Borrowed(a);
+    }
+    let packing = Packing::of(a);
+    let mut s = a.clone();
+    s.unpack = Some(Unpack {
+        dtype: a.dtype,
+        sources: vec![Some(packing); sources],
+    });
+    s.dtype = DataType::F4;
+    s.fill_value = Value::from("NaN");
+    s.unpacked_dtype = None;
+    for attr in UNPACKED_ATTRS {
+        s.attrs.remove(attr);
+    }
+    Cow::Owned(s)
+}
 
 /// How the sources of one array packed its values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unpack {
     /// The type the sources store (`<i2`, `>i2`).
-    pub dtype: String,
+    pub dtype: DataType,
     /// Per source, by position in [`crate::Manifest::sources`]; `None` for sources that hold
     /// no chunk of the array.
     pub sources: Vec<Option<Packing>>,
@@ -28,7 +61,7 @@ pub struct Unpack {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Packing {
     /// The float type xarray unpacks to (`<f4`, `<f8`), in which the arithmetic is done.
-    pub float: String,
+    pub float: DataType,
     /// Multiplier, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_factor: Option<f64>,
@@ -53,23 +86,29 @@ pub enum AttrType {
 
 /// The float type xarray decodes values stored as `dtype` to, given the types of their
 /// `scale_factor` and `add_offset` attributes (xarray's `_choose_float_dtype`).
-pub fn float_type(dtype: &str, scale: Option<AttrType>, offset: Option<AttrType>) -> &'static str {
-    let kind = dtype.as_bytes().get(1).copied();
-    let size = item_size(dtype).unwrap_or(8);
-    let f = |t: AttrType| if t == AttrType::F32 { "<f4" } else { "<f8" };
+pub fn float_type(dtype: DataType, scale: Option<AttrType>, offset: Option<AttrType>) -> DataType {
+    let integer = matches!(dtype.kind, Kind::Int | Kind::UInt);
+    let size = dtype.size;
+    let f = |t: AttrType| {
+        if t == AttrType::F32 {
+            DataType::F4
+        } else {
+            DataType::F8
+        }
+    };
     match (scale, offset) {
         (Some(s), Some(o)) if s == o && s != AttrType::Other => {
-            if size == 4 && matches!(kind, Some(b'i' | b'u')) {
-                "<f8"
+            if size == 4 && integer {
+                DataType::F8
             } else {
                 f(s)
             }
         }
-        (_, Some(_)) => "<f8",
+        (_, Some(_)) => DataType::F8,
         (Some(s), None) => f(s),
-        (None, None) if size <= 4 && kind == Some(b'f') => "<f4",
-        (None, None) if size <= 2 && matches!(kind, Some(b'i' | b'u')) => "<f4",
-        (None, None) => "<f8",
+        (None, None) if size <= 4 && dtype.kind == Kind::Float => DataType::F4,
+        (None, None) if size <= 2 && integer => DataType::F4,
+        (None, None) => DataType::F8,
     }
 }
 
@@ -77,18 +116,18 @@ pub fn float_type(dtype: &str, scale: Option<AttrType>, offset: Option<AttrType>
 /// or an `add_offset` of the given types (for [`crate::ArrayMeta::unpacked_dtype`]); `None`
 /// when they have neither.
 pub fn packed_float(
-    dtype: &str,
+    dtype: DataType,
     scale: Option<AttrType>,
     offset: Option<AttrType>,
-) -> Option<String> {
-    (scale.is_some() || offset.is_some()).then(|| float_type(dtype, scale, offset).to_owned())
+) -> Option<DataType> {
+    (scale.is_some() || offset.is_some()).then(|| float_type(dtype, scale, offset))
 }
 
 impl Unpack {
     /// The stored type.
     fn number(&self) -> Result<Number> {
-        Number::of(&self.dtype).ok_or_else(|| {
-            Error::Corrupt(format!("unpacking {} values is not supported", self.dtype))
+        self.dtype.number().ok_or_else(|| {
+            Error::corrupt_data(format!("unpacking {} values is not supported", self.dtype))
         })
     }
 
@@ -101,7 +140,7 @@ impl Unpack {
     }
 
     /// Unpack `stored` values of source `source` into `out`, as little-endian `served`
-    /// (`<f4` or `<f8`) values.
+    /// (float32 or float64) values.
     ///
     /// # Errors
     /// [`Error::Corrupt`] when the manifest has no packing for the source, or the lengths do
@@ -110,26 +149,28 @@ impl Unpack {
         &self,
         source: u32,
         stored: &[u8],
-        served: &str,
+        served: DataType,
         out: &mut [u8],
     ) -> Result<()> {
         let p = self
             .sources
             .get(source as usize)
             .and_then(Option::as_ref)
-            .ok_or_else(|| Error::Corrupt(format!("no packing recorded for source #{source}")))?;
+            .ok_or_else(|| {
+                Error::corrupt_data(format!("no packing recorded for source #{source}"))
+            })?;
         let number = self.number()?;
         let size = number.size();
-        let out_size = if served == "<f4" { 4 } else { 8 };
+        let out_size = served.size as usize;
         if stored.len() / size * out_size != out.len() || !stored.len().is_multiple_of(size) {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt_data(format!(
                 "unpacking {} bytes of {} into {} bytes of {served}",
                 stored.len(),
                 self.dtype,
                 out.len()
             )));
         }
-        let big = self.dtype.starts_with('>');
+        let big = self.dtype.is_big_endian();
         let mut le = [0u8; 8];
         for (b, o) in stored
             .chunks_exact(size)
@@ -160,7 +201,7 @@ impl Packing {
             v => fill_as_f64(v),
         };
         let as_stored = |v: f64| {
-            if a.dtype.get(1..) == Some("f4") {
+            if a.dtype.is_float() && a.dtype.size == 4 {
                 f64::from(v as f32)
             } else {
                 v
@@ -177,8 +218,7 @@ impl Packing {
         Self {
             float: a
                 .unpacked_dtype
-                .clone()
-                .unwrap_or_else(|| float_type(&a.dtype, None, None).to_owned()),
+                .unwrap_or_else(|| float_type(a.dtype, None, None)),
             scale_factor: number("scale_factor"),
             add_offset: number("add_offset"),
             missing,
@@ -190,7 +230,7 @@ impl Packing {
         if self.missing.contains(&x) {
             return f64::NAN;
         }
-        if self.float == "<f4" {
+        if self.float.size == 4 {
             let mut y = x as f32;
             if let Some(s) = self.scale_factor {
                 y *= s as f32;
@@ -217,9 +257,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn t(s: &str) -> DataType {
+        DataType::parse(s).unwrap()
+    }
+
     #[test]
     fn float_types_follow_xarray() {
         use AttrType::{F32, F64, Other};
+        let float_type = |d: &str, s, o| float_type(t(d), s, o).v2();
         assert_eq!(float_type("<i2", Some(F32), Some(F32)), "<f4");
         assert_eq!(float_type("<i2", Some(F64), Some(F64)), "<f8");
         assert_eq!(float_type("<i4", Some(F32), Some(F32)), "<f8");
@@ -236,13 +281,13 @@ mod tests {
     #[test]
     fn values_unpack_as_xarray_rounds_them() {
         let p = |float: &str| Packing {
-            float: float.into(),
+            float: t(float),
             scale_factor: Some(f64::from(0.01f32)),
             add_offset: Some(250.0),
             missing: vec![-32767.0],
         };
         let u = Unpack {
-            dtype: ">i2".into(),
+            dtype: t(">i2"),
             sources: vec![Some(p("<f4")), None, Some(p("<f8"))],
         };
         let stored: Vec<u8> = [1234i16, -32767]
@@ -250,14 +295,17 @@ mod tests {
             .flat_map(|v| v.to_be_bytes())
             .collect();
         let mut out = [0u8; 16];
-        u.unpack_into(0, &stored, "<f8", &mut out).unwrap();
+        u.unpack_into(0, &stored, DataType::F8, &mut out).unwrap();
         let first = f64::from_le_bytes(out[..8].try_into().unwrap());
         assert_eq!(first, f64::from(1234f32 * 0.01f32 + 250f32));
         assert!(f64::from_le_bytes(out[8..].try_into().unwrap()).is_nan());
-        u.unpack_into(2, &stored, "<f8", &mut out).unwrap();
+        u.unpack_into(2, &stored, DataType::F8, &mut out).unwrap();
         let wide = f64::from_le_bytes(out[..8].try_into().unwrap());
         assert_eq!(wide, 1234.0 * f64::from(0.01f32) + 250.0);
-        assert!(u.unpack_into(1, &stored, "<f8", &mut out).is_err());
-        assert!(u.unpack_into(0, &stored, "<f8", &mut out[..8]).is_err());
+        assert!(u.unpack_into(1, &stored, DataType::F8, &mut out).is_err());
+        assert!(
+            u.unpack_into(0, &stored, DataType::F8, &mut out[..8])
+                .is_err()
+        );
     }
 }

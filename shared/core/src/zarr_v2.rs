@@ -1,68 +1,148 @@
-//! Zarr v2 documents for the raw (`/kerchunk`) and re-encoded (`/zarr`) routes, and the
-//! kerchunk v1 reference export.
+//! Zarr v2 documents for the raw (`/kerchunk`) and re-encoded (`/zarr`) routes and the
+//! diagnostics' results, and the kerchunk v1 reference export.
 //!
 //! Spec: <https://zarr-specs.readthedocs.io/en/latest/v2/v2.0.html>; kerchunk references:
 //! <https://fsspec.github.io/kerchunk/spec.html>. Source codecs are declared as the numcodecs
 //! configurations clients already decode; the HDF5 pipeline's write order maps onto Zarr v2's
 //! `filters` (applied in order) followed by the `compressor` (the last deflate, if any).
 
+use std::borrow::Cow;
+
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::codecs::ServedCodec;
 use crate::manifest::{ArrayMeta, ChunkRef, Codec, Manifest};
+use crate::unpack;
 
 /// `.zgroup`.
-pub fn zgroup() -> Value {
-    json!({ "zarr_format": 2 })
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Group {
+    /// Always 2.
+    pub zarr_format: u8,
+}
+
+/// `.zgroup`.
+pub const ZGROUP: Group = Group { zarr_format: 2 };
+
+/// A numcodecs codec configuration, as `.zarray` declares filters and compressors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum CodecV2 {
+    /// A source codec (zlib, shuffle, fletcher32), as the manifest records it.
+    Source(Codec),
+    /// The re-encoding routes' compressor.
+    Served(Compressor),
+}
+
+/// A compressor of the re-encoding routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "id", rename_all = "lowercase")]
+pub enum Compressor {
+    /// numcodecs `zlib`.
+    Zlib {
+        /// 0-9.
+        level: u32,
+    },
+    /// numcodecs `zstd`.
+    Zstd {
+        /// 1-22.
+        level: i32,
+    },
+}
+
+/// `.zarray`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArrayV2 {
+    /// Always 2.
+    pub zarr_format: u8,
+    /// Elements per dimension.
+    pub shape: Vec<u64>,
+    /// Elements per chunk and dimension.
+    pub chunks: Vec<u64>,
+    /// NumPy type string.
+    pub dtype: String,
+    /// The fill value (`"NaN"` for NaN, base64 for byte strings, `null` for none).
+    pub fill_value: Value,
+    /// Always `C`.
+    pub order: &'static str,
+    /// Applied in order before the compressor; `null` when none.
+    pub filters: Option<Vec<CodecV2>>,
+    /// The last codec, if any.
+    pub compressor: Option<CodecV2>,
+    /// Always `.`.
+    pub dimension_separator: &'static str,
+}
+
+impl ArrayV2 {
+    /// An array of `dtype` in chunks of `chunks`, compressed by `compressor` alone.
+    pub fn new(
+        shape: Vec<u64>,
+        chunks: Vec<u64>,
+        dtype: String,
+        fill_value: Value,
+        compressor: Option<CodecV2>,
+    ) -> Self {
+        Self {
+            zarr_format: 2,
+            shape,
+            chunks,
+            dtype,
+            fill_value,
+            order: "C",
+            filters: None,
+            compressor,
+            dimension_separator: ".",
+        }
+    }
+}
+
+impl ServedCodec {
+    /// The Zarr v2 `compressor`.
+    pub fn v2_compressor(&self) -> Option<CodecV2> {
+        match *self {
+            ServedCodec::None => None,
+            ServedCodec::Zlib { level } => Some(CodecV2::Served(Compressor::Zlib { level })),
+            ServedCodec::Zstd { level } => Some(CodecV2::Served(Compressor::Zstd { level })),
+        }
+    }
 }
 
 /// `.zarray` of an array served with its source codecs.
-pub fn zarray(a: &ArrayMeta) -> Value {
+pub fn zarray(a: &ArrayMeta) -> ArrayV2 {
     let (filters, compressor) = match a.codecs.split_last() {
         Some((last @ Codec::Zlib { .. }, rest)) => (rest, Some(last)),
         _ => (a.codecs.as_slice(), None),
     };
-    json!({
-        "zarr_format": 2,
-        "shape": a.shape,
-        "chunks": a.chunks,
-        "dtype": a.dtype,
-        "fill_value": a.fill_value,
-        "order": "C",
-        "filters": if filters.is_empty() { Value::Null } else { json!(filters) },
-        "compressor": compressor,
-        "dimension_separator": ".",
-    })
-}
-
-/// The little-endian form of a NumPy type string (what the re-encoding routes serve).
-pub fn little_endian(dtype: &str) -> String {
-    match dtype.strip_prefix('>') {
-        Some(rest) => format!("<{rest}"),
-        None => dtype.to_owned(),
+    let source = |c: &Codec| CodecV2::Source(c.clone());
+    ArrayV2 {
+        filters: (!filters.is_empty()).then(|| filters.iter().map(source).collect()),
+        ..ArrayV2::new(
+            a.shape.clone(),
+            a.chunks.clone(),
+            a.dtype.v2(),
+            a.fill_value.clone(),
+            compressor.map(source),
+        )
     }
 }
 
 /// `.zarray` of an array re-encoded with `codec`: little-endian, on the served grid.
-pub fn served_zarray(a: &ArrayMeta, codec: &ServedCodec) -> Value {
-    json!({
-        "zarr_format": 2,
-        "shape": a.shape,
-        "chunks": a.served_chunks,
-        "dtype": little_endian(&a.dtype),
-        "fill_value": a.fill_value,
-        "order": "C",
-        "filters": null,
-        "compressor": codec.v2_compressor(),
-        "dimension_separator": ".",
-    })
+pub fn served_zarray(a: &ArrayMeta, codec: &ServedCodec) -> ArrayV2 {
+    ArrayV2::new(
+        a.shape.clone(),
+        a.served_chunks.clone(),
+        a.dtype.little_endian().v2(),
+        a.fill_value.clone(),
+        codec.v2_compressor(),
+    )
 }
 
 /// An array's `.zattrs`: its attributes plus xarray's `_ARRAY_DIMENSIONS`.
-pub fn array_attrs(a: &ArrayMeta) -> Value {
+pub fn array_attrs(a: &ArrayMeta) -> Map<String, Value> {
     let mut attrs = a.attrs.clone();
     attrs.insert("_ARRAY_DIMENSIONS".into(), json!(a.dims));
-    Value::Object(attrs)
+    attrs
 }
 
 /// Chunks above which a dataset's kerchunk references are exported as Parquet, not JSON.
@@ -81,27 +161,50 @@ pub fn kerchunk_arrays(m: &Manifest) -> impl Iterator<Item = (&String, &ArrayMet
         .filter(|(_, a)| a.kerchunk_excluded.is_none())
 }
 
-/// The metadata documents of a v2 view, by key, in order: the raw route's (source codecs,
-/// arrays it cannot pass through left out) or, with `codec`, the re-encoded route's.
+/// The `.zarray` of one array in a v2 view: the raw route's (source codecs; `None` for an
+/// array it cannot pass through) or, with `codec`, the re-encoded route's.
+pub fn view_zarray(a: &ArrayMeta, codec: Option<&ServedCodec>) -> Option<ArrayV2> {
+    match codec {
+        Some(c) => Some(served_zarray(a, c)),
+        None if a.kerchunk_excluded.is_none() => Some(zarray(a)),
+        None => None,
+    }
+}
+
+/// The metadata documents of a v2 view, by key, in order (see [`view_zarray`]).
 pub fn documents(m: &Manifest, codec: Option<&ServedCodec>) -> Map<String, Value> {
     let mut docs = Map::new();
-    docs.insert(".zgroup".into(), zgroup());
+    docs.insert(".zgroup".into(), json!(ZGROUP));
     docs.insert(".zattrs".into(), Value::Object(m.attrs.clone()));
     for (name, a) in &m.arrays {
-        let zarray = match codec {
-            Some(c) => served_zarray(a, c),
-            None if a.kerchunk_excluded.is_none() => zarray(a),
-            None => continue,
+        let a = match codec {
+            Some(_) => unpack::served(a, m.sources.len()),
+            None => Cow::Borrowed(a),
         };
-        docs.insert(format!("{name}/.zarray"), zarray);
-        docs.insert(format!("{name}/.zattrs"), array_attrs(a));
+        let Some(zarray) = view_zarray(&a, codec) else {
+            continue;
+        };
+        docs.insert(format!("{name}/.zarray"), json!(zarray));
+        docs.insert(format!("{name}/.zattrs"), Value::Object(array_attrs(&a)));
     }
     docs
 }
 
-/// `.zmetadata`: the consolidated metadata of a v2 view (see [`documents`]).
-pub fn zmetadata(m: &Manifest, codec: Option<&ServedCodec>) -> Value {
-    json!({ "zarr_consolidated_format": 1, "metadata": documents(m, codec) })
+/// `.zmetadata`: consolidated metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct Consolidated {
+    /// Always 1.
+    pub zarr_consolidated_format: u8,
+    /// Every document by key.
+    pub metadata: Map<String, Value>,
+}
+
+/// `.zmetadata` of a v2 view (see [`documents`]).
+pub fn zmetadata(m: &Manifest, codec: Option<&ServedCodec>) -> Consolidated {
+    Consolidated {
+        zarr_consolidated_format: 1,
+        metadata: documents(m, codec),
+    }
 }
 
 /// The Zarr v2 key (`i.j.k`, or `0` for a scalar) of linear source chunk `linear` of `a`.
@@ -142,12 +245,13 @@ pub fn kerchunk_refs<'a>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::dtype::DataType;
 
     fn array(codecs: Vec<Codec>) -> ArrayMeta {
         ArrayMeta {
             shape: vec![5, 4],
             dims: vec!["y".into(), "x".into()],
-            dtype: ">f8".into(),
+            dtype: DataType::parse(">f8").unwrap(),
             chunks: vec![2, 4],
             served_chunks: vec![2, 4],
             fill_value: json!("NaN"),
@@ -165,17 +269,17 @@ mod tests {
 
     #[test]
     fn pipeline_maps_to_filters_then_compressor() {
-        let z = zarray(&array(vec![
+        let z = json!(zarray(&array(vec![
             Codec::Fletcher32,
             Codec::Shuffle { elementsize: 8 },
             Codec::Zlib { level: 4 },
-        ]));
+        ])));
         assert_eq!(z["compressor"], json!({"id": "zlib", "level": 4}));
         assert_eq!(
             z["filters"],
             json!([{"id": "fletcher32"}, {"id": "shuffle", "elementsize": 8}])
         );
-        let plain = zarray(&array(vec![]));
+        let plain = json!(zarray(&array(vec![])));
         assert_eq!(plain["filters"], Value::Null);
         assert_eq!(plain["compressor"], Value::Null);
         assert_eq!(plain["fill_value"], json!("NaN"));

@@ -2,120 +2,120 @@
 //! array's metadata as consolidated metadata, as zarr-python 3 opens with `consolidated=True`.
 //! Spec: <https://zarr-specs.readthedocs.io/en/latest/v3/core/index.html>.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use indexmap::IndexMap;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
+use zarrs_metadata::v3::{ArrayMetadataV3, MetadataV3};
 
 use crate::codecs::ServedCodec;
-use crate::manifest::{ArrayMeta, Manifest, fill_as_f64, item_size};
+use crate::manifest::{ArrayMeta, Manifest};
+use crate::unpack;
 
-/// The v3 `data_type` of a NumPy type string, `None` where v3 has none.
-pub fn data_type(dtype: &str) -> Option<Value> {
-    let kind = dtype.as_bytes().get(1)?;
-    let size = item_size(dtype)?;
-    let name = match (kind, size) {
-        (b'f', 2) => "float16",
-        (b'f', 4) => "float32",
-        (b'f', 8) => "float64",
-        (b'i', 1) => "int8",
-        (b'i', 2) => "int16",
-        (b'i', 4) => "int32",
-        (b'i', 8) => "int64",
-        (b'u', 1) => "uint8",
-        (b'u', 2) => "uint16",
-        (b'u', 4) => "uint32",
-        (b'u', 8) => "uint64",
-        // zarr-python's name for NumPy's fixed-width bytes (`S`).
-        (b'S', n) => {
-            return Some(json!({
-                "name": "null_terminated_bytes",
-                "configuration": { "length_bytes": n }
-            }));
+/// An array's `zarr.json`: zarrs' metadata type, which serialises exactly as zarr-python
+/// writes it for the codecs served here (each has a configuration).
+pub type ArrayV3 = ArrayMetadataV3;
+
+/// `{"name": name, "configuration": configuration}`.
+fn named(name: &str, configuration: Value) -> MetadataV3 {
+    match configuration {
+        Value::Object(c) => MetadataV3::new_with_configuration(name, c),
+        _ => MetadataV3::new(name),
+    }
+}
+
+/// Consolidated metadata inline in the root `zarr.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConsolidatedV3 {
+    /// Always `inline`.
+    pub kind: &'static str,
+    /// Readers that ignore it still open the store.
+    pub must_understand: bool,
+    /// Every array's document by name, in the manifest's order.
+    pub metadata: IndexMap<String, ArrayV3>,
+}
+
+/// The root `zarr.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupV3 {
+    /// Always 3.
+    pub zarr_format: u8,
+    /// Always `group`.
+    pub node_type: &'static str,
+    /// Global attributes.
+    pub attributes: Map<String, Value>,
+    /// Every array's metadata.
+    pub consolidated_metadata: ConsolidatedV3,
+}
+
+impl ServedCodec {
+    /// The Zarr v3 codec chain: little-endian `bytes`, then the compressor.
+    pub fn v3_codecs(&self) -> Vec<MetadataV3> {
+        let bytes = named("bytes", json!({ "endian": "little" }));
+        match *self {
+            ServedCodec::None => vec![bytes],
+            ServedCodec::Zlib { level } => vec![bytes, named("gzip", json!({ "level": level }))],
+            ServedCodec::Zstd { level } => vec![
+                bytes,
+                named("zstd", json!({ "level": level, "checksum": false })),
+            ],
         }
-        _ => return None,
-    };
-    Some(json!(name))
-}
-
-/// The array's `fill_value` in v3, which requires one: the manifest's, else zero.
-fn fill_value(a: &ArrayMeta) -> Value {
-    if let Some(n) = a
-        .dtype
-        .strip_prefix("|S")
-        .and_then(|n| n.parse::<usize>().ok())
-    {
-        return json!(STANDARD.encode(vec![0u8; n]));
-    }
-    match &a.fill_value {
-        Value::Null => json!(0),
-        v => v.clone(),
     }
 }
 
-/// `_FillValue` as xarray's zarr backend reads it from v3 attributes: floats as the base64 of
-/// the little-endian float64 (a plain number fails the open), integers as numbers.
-fn fill_attribute(a: &ArrayMeta) -> Option<Value> {
-    let is_float = a.dtype.as_bytes().get(1) == Some(&b'f');
-    match &a.fill_value {
-        Value::Null => None,
-        v if is_float => Some(json!(STANDARD.encode(fill_as_f64(v)?.to_le_bytes()))),
-        v => Some(v.clone()),
+/// An array's `zarr.json`, re-encoded with `codec`.
+pub fn array(a: &ArrayMeta, codec: &ServedCodec) -> ArrayV3 {
+    let mut attributes = a.attrs.clone();
+    if let Some(f) = a.dtype.v3_fill_attribute(&a.fill_value) {
+        attributes.insert("_FillValue".into(), f);
     }
-}
-
-/// An array's `zarr.json`, or `None` when v3 cannot describe its type.
-pub fn array(a: &ArrayMeta, codec: &ServedCodec) -> Option<Value> {
-    let mut attrs = a.attrs.clone();
-    if let Some(f) = fill_attribute(a) {
-        attrs.insert("_FillValue".into(), f);
-    }
-    Some(json!({
-        "zarr_format": 3,
-        "node_type": "array",
-        "shape": a.shape,
-        "data_type": data_type(&a.dtype)?,
-        "chunk_grid": { "name": "regular", "configuration": { "chunk_shape": a.served_chunks } },
-        "chunk_key_encoding": { "name": "default", "configuration": { "separator": "/" } },
-        "fill_value": fill_value(a),
-        "codecs": codec.v3_codecs(),
-        "attributes": attrs,
-        "dimension_names": a.dims,
-    }))
+    ArrayMetadataV3::new(
+        a.shape.clone(),
+        named("regular", json!({ "chunk_shape": a.served_chunks })),
+        a.dtype.v3(),
+        a.dtype.v3_fill(&a.fill_value),
+        codec.v3_codecs(),
+    )
+    .with_chunk_key_encoding(named("default", json!({ "separator": "/" })))
+    .with_attributes(attributes)
+    .with_dimension_names(Some(a.dims.clone()))
 }
 
 /// The root `zarr.json` with every array's metadata consolidated.
-pub fn root(m: &Manifest) -> Value {
-    let metadata: Map<String, Value> = m
-        .arrays
-        .iter()
-        .filter_map(|(name, a)| Some((name.clone(), array(a, &m.codec)?)))
-        .collect();
-    json!({
-        "zarr_format": 3,
-        "node_type": "group",
-        "attributes": m.attrs,
-        "consolidated_metadata": { "kind": "inline", "must_understand": false, "metadata": metadata },
-    })
+pub fn root(m: &Manifest) -> GroupV3 {
+    GroupV3 {
+        zarr_format: 3,
+        node_type: "group",
+        attributes: m.attrs.clone(),
+        consolidated_metadata: ConsolidatedV3 {
+            kind: "inline",
+            must_understand: false,
+            metadata: m
+                .arrays
+                .iter()
+                .map(|(name, a)| {
+                    let a = unpack::served(a, m.sources.len());
+                    (name.clone(), array(&a, &m.codec))
+                })
+                .collect(),
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::dtype::DataType;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde_json::json;
 
     #[test]
     fn types_and_fill_values() {
-        assert_eq!(data_type("<f4"), Some(json!("float32")));
-        assert_eq!(data_type(">i2"), Some(json!("int16")));
-        assert_eq!(
-            data_type("|S1").unwrap()["configuration"]["length_bytes"],
-            1
-        );
-        assert_eq!(data_type("<c8"), None);
         let a = ArrayMeta {
             shape: vec![3],
             dims: vec!["x".into()],
-            dtype: ">f8".into(),
+            dtype: DataType::parse(">f8").unwrap(),
             chunks: vec![3],
             served_chunks: vec![2],
             fill_value: json!("NaN"),
@@ -129,13 +129,22 @@ mod tests {
             unpack: None,
             irregular: None,
         };
-        let z = array(&a, &ServedCodec::default()).unwrap();
+        let z = json!(array(&a, &ServedCodec::default()));
+        assert_eq!(z["data_type"], "float64");
         assert_eq!(z["fill_value"], "NaN");
         assert_eq!(
             z["attributes"]["_FillValue"],
             STANDARD.encode(f64::NAN.to_le_bytes())
         );
         assert_eq!(z["chunk_grid"]["configuration"]["chunk_shape"], json!([2]));
-        assert_eq!(z["codecs"][1]["name"], "gzip");
+        assert_eq!(
+            z["chunk_key_encoding"],
+            json!({"name": "default", "configuration": {"separator": "/"}})
+        );
+        assert_eq!(
+            z["codecs"],
+            json!([{"name": "bytes", "configuration": {"endian": "little"}},
+                   {"name": "gzip", "configuration": {"level": 1}}])
+        );
     }
 }

@@ -10,11 +10,18 @@ use cloudify_core::manifest::encode_table;
 use cloudify_core::read::Limits;
 use cloudify_core::registry::{Registry, manifest_key, version_dir};
 use cloudify_core::store::{CountingStore, Precondition, Read};
-use cloudify_core::{App, ArrayMeta, ChunkRef, Manifest, MemoryStore, SourceInfo, Store};
+use cloudify_core::{
+    App, ArrayMeta, ChunkRef, Config, DataType, Manifest, MemoryStore, Platform, SourceInfo,
+    WriteStore,
+};
 use futures_executor::block_on;
 use serde_json::{Map, Value};
 
 const SOURCE: &str = "src.bin";
+
+fn native() -> Config {
+    Platform::Native.preset()
+}
 
 /// A bucket with a 40-element float32 array stored as four uncompressed 10-element chunks at
 /// `offsets` of `src.bin`, served in chunks of `served`.
@@ -44,7 +51,7 @@ fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
     let array = ArrayMeta {
         shape: vec![40],
         dims: vec!["x".into()],
-        dtype: "<f4".into(),
+        dtype: DataType::F4,
         chunks: vec![10],
         served_chunks: vec![served],
         fill_value: Value::Null,
@@ -118,7 +125,7 @@ fn ranges(reads: &[Read]) -> Vec<std::ops::Range<u64>> {
 #[test]
 fn aligned_chunks_are_one_read_each() {
     let store = bucket([0, 40, 80, 120], 10);
-    let app = App::new(store.clone());
+    let app = App::new(native(), store.clone());
     for i in 0..4u64 {
         let (values, reads) = served(&app, &store, &i.to_string());
         assert_eq!(
@@ -132,7 +139,7 @@ fn aligned_chunks_are_one_read_each() {
 #[test]
 fn adjacent_ranges_merge_into_one_read() {
     let store = bucket([0, 40, 80, 120], 30);
-    let app = App::new(store.clone());
+    let app = App::new(native(), store.clone());
     let (values, reads) = served(&app, &store, "0");
     assert_eq!(values, (0..30).map(|v| v as f32).collect::<Vec<_>>());
     assert_eq!(ranges(&reads), vec![0..120]);
@@ -149,7 +156,7 @@ fn adjacent_ranges_merge_into_one_read() {
 #[test]
 fn gaps_are_not_merged() {
     let store = bucket([0, 50, 100, 150], 30);
-    let app = App::new(store.clone());
+    let app = App::new(native(), store.clone());
     let (values, reads) = served(&app, &store, "0");
     assert_eq!(values, (0..30).map(|v| v as f32).collect::<Vec<_>>());
     assert_eq!(ranges(&reads), vec![0..40, 50..90, 100..140]);
@@ -158,7 +165,12 @@ fn gaps_are_not_merged() {
 #[test]
 fn the_merge_cap_is_honoured() {
     let store = bucket([0, 40, 80, 120], 30);
-    let app = App::new(store.clone()).with_reads(6, 80);
+    let config = Config {
+        concurrency: 6,
+        merge_cap: 80,
+        ..native()
+    };
+    let app = App::new(config, store.clone());
     let (values, reads) = served(&app, &store, "0");
     assert_eq!(values, (0..30).map(|v| v as f32).collect::<Vec<_>>());
     assert_eq!(ranges(&reads), vec![0..80, 80..120]);
@@ -168,7 +180,7 @@ fn the_merge_cap_is_honoured() {
 fn a_served_chunk_reads_only_the_bytes_it_needs_of_uncompressed_chunks() {
     // Served chunks of 15 straddle source chunks: chunk 1 is elements 15..30.
     let store = bucket([0, 40, 80, 120], 15);
-    let app = App::new(store.clone());
+    let app = App::new(native(), store.clone());
     let (values, reads) = served(&app, &store, "1");
     assert_eq!(values, (15..30).map(|v| v as f32).collect::<Vec<_>>());
     assert_eq!(ranges(&reads), vec![60..120]);
@@ -177,7 +189,11 @@ fn a_served_chunk_reads_only_the_bytes_it_needs_of_uncompressed_chunks() {
 #[test]
 fn over_the_budget_is_413_before_any_source_read() {
     let store = bucket([0, 40, 80, 120], 30);
-    let app = App::new(store.clone()).with_read_budget(100);
+    let config = Config {
+        read_budget: 100,
+        ..native()
+    };
+    let app = App::new(config, store.clone());
     let req = http::Request::get("/datasets/d/zarr/x/0").body(()).unwrap();
     let resp = block_on(app.handle(&req));
     assert_eq!(resp.status(), 413);
@@ -190,10 +206,11 @@ fn over_the_read_limit_is_413_before_any_source_read() {
     // read plus two source reads.
     let store = bucket([0, 40, 120, 160], 15);
     let limited = |reads| {
-        App::new(store.clone()).with_limits(Limits {
+        let limits = Limits {
             reads,
             work: u64::MAX,
-        })
+        };
+        App::new(Config { limits, ..native() }, store.clone())
     };
     let req = http::Request::get("/datasets/d/zarr/x/1").body(()).unwrap();
     let resp = block_on(limited(2).handle(&req));
@@ -210,10 +227,11 @@ fn over_the_cpu_budget_is_413_before_any_source_read() {
     // A served chunk of 30 float32s is 120 bytes to re-encode; the source is uncompressed.
     let store = bucket([0, 40, 80, 120], 30);
     let limited = |work| {
-        App::new(store.clone()).with_limits(Limits {
+        let limits = Limits {
             reads: u64::MAX,
             work,
-        })
+        };
+        App::new(Config { limits, ..native() }, store.clone())
     };
     let req = http::Request::get("/datasets/d/zarr/x/0").body(()).unwrap();
     let resp = block_on(limited(119).handle(&req));
@@ -232,7 +250,11 @@ fn over_the_cpu_budget_is_413_before_any_source_read() {
 #[test]
 fn a_public_url_replaces_the_request_host_in_links() {
     let store = bucket([0, 40, 80, 120], 10);
-    let app = App::new(store).with_public_url("https://data.example.org/cloudify/");
+    let config = Config {
+        public_url: Some("https://data.example.org/cloudify".into()),
+        ..native()
+    };
+    let app = App::new(config, store);
     let req = http::Request::get("/intake.yaml")
         .header("host", "internal:8080")
         .body(())
@@ -245,7 +267,7 @@ fn a_public_url_replaces_the_request_host_in_links() {
 #[test]
 fn chunk_cache_keys_name_the_version_and_only_chunks_have_one() {
     let store = bucket([0, 40, 80, 120], 10);
-    let app = App::new(store.clone());
+    let app = App::new(native(), store.clone());
     let version = block_on(Registry::load(store.as_ref()))
         .unwrap()
         .version("d")

@@ -10,7 +10,10 @@ use cloudify_core::codecs::ServedCodec;
 use cloudify_core::manifest::{RECORD_LEN, TABLE_HEADER_LEN, encode_table};
 use cloudify_core::registry::{Registry, manifest_key, version_dir};
 use cloudify_core::store::{CountingStore, Precondition};
-use cloudify_core::{App, ArrayMeta, ChunkRef, Manifest, MemoryStore, SourceInfo, Store};
+use cloudify_core::{
+    App, ArrayMeta, ChunkRef, Config, DataType, Manifest, MemoryStore, Platform, SourceInfo,
+    WriteStore,
+};
 use futures_executor::block_on;
 use serde_json::{Map, Value};
 
@@ -44,7 +47,7 @@ fn bucket() -> Arc<CountingStore<MemoryStore>> {
         ArrayMeta {
             shape: vec![1000, 1000],
             dims: vec!["y".into(), "x".into()],
-            dtype: "<f4".into(),
+            dtype: DataType::F4,
             chunks: vec![1, 1],
             served_chunks: vec![1, 1],
             fill_value: Value::Null,
@@ -93,7 +96,12 @@ fn any_of_a_million_chunks_is_one_record_read_and_one_source_read() {
     }));
     for (n, linear) in picks.into_iter().enumerate() {
         // A cold function per key; its second request (the other view) finds the manifest.
-        let app = App::new(store.clone());
+        // index.json is revalidated on every request here.
+        let config = Config {
+            index_ttl_ms: 0,
+            ..Platform::Native.preset()
+        };
+        let app = App::new(config, store.clone());
         let (i, j) = (linear / 1000, linear % 1000);
         for view in ["kerchunk", "zarr"] {
             let req = http::Request::get(format!("/datasets/big/{view}/v/{i}.{j}"))
@@ -129,7 +137,11 @@ fn any_of_a_million_chunks_is_one_record_read_and_one_source_read() {
 fn a_warm_function_holds_a_bounded_number_of_records_least_recently_used_out() {
     let store = bucket();
     let table = format!("{}/tables/0.bin", version_dir("big", "v1"));
-    let app = App::new(store.clone()).with_record_cache(100);
+    let config = Config {
+        record_cache: 100,
+        ..Platform::Native.preset()
+    };
+    let app = App::new(config, store.clone());
     let get = |linear: u64| {
         let req = http::Request::get(format!(
             "/datasets/big/zarr/v/{}.{}",

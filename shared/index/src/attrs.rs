@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use cloudify_core::DataType;
 use cloudify_core::unpack::{AttrType, packed_float};
 use hdf5_pure::AttrValue;
 use serde_json::{Map, Number, Value, json};
@@ -108,7 +109,10 @@ pub(crate) fn string(v: &AttrValue) -> Option<String> {
 
 /// The float type xarray unpacks a variable stored as `dtype` to, when it has a
 /// `scale_factor` or `add_offset`: their HDF5 types decide it.
-pub(crate) fn unpacked_dtype(dtype: &str, raw: &HashMap<String, AttrValue>) -> Option<String> {
+pub(crate) fn unpacked_dtype(
+    dtype: DataType,
+    raw: &HashMap<String, AttrValue>,
+) -> Option<DataType> {
     let kind = |name: &str| {
         raw.get(name).map(|v| match v {
             AttrValue::F32(_) | AttrValue::F32Array(_) => AttrType::F32,

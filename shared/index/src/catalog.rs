@@ -4,11 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use cloudify_core::Error;
 use cloudify_core::registry::Registry;
 use cloudify_core::stac::{self, CatalogInfo};
-use cloudify_core::store::{Precondition, Store};
-use serde_json::Value;
+use cloudify_core::store::{Precondition, ReadStore, ReadStoreExt, WriteStore};
 
 use crate::error::Result;
 
@@ -18,19 +16,13 @@ pub use cloudify_core::stac::CONFIG_KEY;
 ///
 /// # Errors
 /// When the bucket cannot be read or the stored configuration is malformed.
-pub async fn load_config(bucket: &dyn Store) -> Result<CatalogInfo> {
-    match bucket.get(CONFIG_KEY).await? {
-        None => Ok(CatalogInfo::default()),
-        Some(b) => {
-            Ok(serde_json::from_slice(&b)
-                .map_err(|e| Error::Corrupt(format!("{CONFIG_KEY}: {e}")))?)
-        }
-    }
+pub async fn load_config(bucket: &dyn ReadStore) -> Result<CatalogInfo> {
+    Ok(cloudify_core::api::catalog_info(bucket).await?)
 }
 
 /// Write `body` at `key` unless the bucket already holds exactly it; `true` when written.
-async fn put_if_changed(bucket: &dyn Store, key: &str, body: Vec<u8>) -> Result<bool> {
-    if bucket.get(key).await?.as_deref() == Some(body.as_slice()) {
+async fn put_if_changed(bucket: &dyn WriteStore, key: &str, body: Vec<u8>) -> Result<bool> {
+    if bucket.get(key).await?.is_some_and(|o| o.bytes == body) {
         return Ok(false);
     }
     bucket
@@ -39,7 +31,7 @@ async fn put_if_changed(bucket: &dyn Store, key: &str, body: Vec<u8>) -> Result<
     Ok(true)
 }
 
-fn pretty(v: &Value) -> Vec<u8> {
+fn pretty(v: &impl serde::Serialize) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
     out.push(b'\n');
     out
@@ -50,7 +42,7 @@ fn pretty(v: &Value) -> Vec<u8> {
 ///
 /// # Errors
 /// When the bucket cannot be read or written, or a manifest is malformed.
-pub async fn write_catalog(bucket: &dyn Store, info: &CatalogInfo) -> Result<usize> {
+pub async fn write_catalog(bucket: &dyn WriteStore, info: &CatalogInfo) -> Result<usize> {
     let registry = Registry::load(bucket).await?;
     let mut written = usize::from(
         put_if_changed(
@@ -60,7 +52,7 @@ pub async fn write_catalog(bucket: &dyn Store, info: &CatalogInfo) -> Result<usi
         )
         .await?,
     );
-    let mut collections: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
+    let mut collections: BTreeMap<String, Vec<(String, stac::Item)>> = BTreeMap::new();
     for (id, entry) in &registry.datasets {
         let m = crate::lifecycle::manifest(bucket, id, &entry.version).await?;
         let item = stac::static_item(&m, &entry.version, &entry.collection, info);
@@ -78,7 +70,12 @@ pub async fn write_catalog(bucket: &dyn Store, info: &CatalogInfo) -> Result<usi
             .push((format!("./{id}/{id}.json"), item));
     }
     for (id, items) in &collections {
-        let c = stac::collection(id, info, items);
+        let nav = stac::CollectionLinks {
+            root: "../catalog.json".into(),
+            parent: "../catalog.json".into(),
+            this: None,
+        };
+        let c = stac::collection(id, None, info, items, nav);
         written +=
             usize::from(put_if_changed(bucket, &stac::collection_key(id), pretty(&c)).await?);
     }

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use cloudify_core::ObjectMeta;
 use cloudify_core::cftime::{Calendar, Units};
 use cloudify_core::manifest::{self, Irregular, encode_table};
-use cloudify_core::unpack::{Packing, Unpack};
-use cloudify_core::{ArrayMeta, ChunkRef, Manifest, SourceInfo};
+use cloudify_core::unpack::{Packing, UNPACKED_ATTRS, Unpack};
+use cloudify_core::{ArrayMeta, ChunkRef, DataType, Manifest, SourceInfo};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -39,8 +39,6 @@ const MAX_INLINE: u64 = 16 << 20;
 /// Attributes that change how stored values decode: they must agree across files, but for the
 /// packing (the first two) of variables along the dimension, which are unpacked per source.
 const DECODING: [&str; 3] = ["scale_factor", "add_offset", "calendar"];
-/// Attributes of packed values that unpacked values lose.
-const PACKING: [&str; 3] = ["scale_factor", "add_offset", "missing_value"];
 
 /// How to aggregate: the dimension, and the bucket's absolute URL (for the kerchunk export of
 /// values the indexer stores in the bucket itself).
@@ -185,7 +183,10 @@ pub(crate) fn concat(
             _ => None,
         };
         let stored = match converted {
-            Some(values) => Some((values.iter().flat_map(|v| v.to_le_bytes()).collect(), "<f8")),
+            Some(values) => Some((
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                DataType::F8,
+            )),
             None => match join(&parts, name, k, !coordinates.contains(name)) {
                 Ok(joined) => {
                     (out.manifest.arrays[position], out.tables[position]) = joined;
@@ -195,15 +196,13 @@ pub(crate) fn concat(
                 // dimension's 512-long chunks, is stored whole instead: it is small, and read
                 // at index time anyway. Data variables are never read.
                 Err(_) if k == 0 && coordinates.contains(name) && bytes_of(&a) <= MAX_INLINE => {
-                    Some((concatenated(&parts, name, &specs)?, a.dtype.as_str()))
+                    Some((concatenated(&parts, name, &specs)?, a.dtype.little_endian()))
                 }
                 Err(e) => return Err(e),
             },
         };
         if let Some((bytes, dtype)) = stored {
-            let dtype = dtype.replace('>', "<");
-            let (meta, table, spec) =
-                inline(id, &a, bytes.clone(), &dtype, specs.len() as u32, how);
+            let (meta, table, spec) = inline(id, &a, bytes.clone(), dtype, specs.len() as u32, how);
             out.inline.push((spec.url.clone(), bytes));
             specs.push(spec);
             out.manifest.arrays[position] = meta;
@@ -234,7 +233,7 @@ fn packed_differently(parts: &[Part], name: &str) -> Option<Vec<Packing>> {
         .collect::<Option<_>>()?;
     let numeric = parts[0]
         .array(name)
-        .is_some_and(|(a, _)| matches!(a.dtype.as_bytes().get(1), Some(b'f' | b'i' | b'u')));
+        .is_some_and(|(a, _)| a.dtype.is_numeric());
     (numeric && packings.iter().any(|p| *p != packings[0])).then_some(packings)
 }
 
@@ -242,15 +241,15 @@ fn packed_differently(parts: &[Part], name: &str) -> Option<Vec<Packing>> {
 /// widest type any source unpacks to; `/kerchunk`, which passes stored chunks through, leaves
 /// it out.
 fn unpacked(a: &mut ArrayMeta, packings: Vec<Packing>) {
-    let wide = packings.iter().any(|p| p.float == "<f8");
+    let wide = packings.iter().any(|p| p.float.size == 8);
     a.unpack = Some(Unpack {
-        dtype: a.dtype.clone(),
+        dtype: a.dtype,
         sources: packings.into_iter().map(Some).collect(),
     });
-    a.dtype = if wide { "<f8" } else { "<f4" }.to_owned();
+    a.dtype = if wide { DataType::F8 } else { DataType::F4 };
     a.fill_value = Value::from("NaN");
     a.unpacked_dtype = None;
-    for attr in PACKING {
+    for attr in UNPACKED_ATTRS {
         a.attrs.remove(attr);
     }
     a.kerchunk_excluded = Some(
@@ -284,7 +283,7 @@ fn coordinates_and_bounds(m: &Manifest) -> Vec<String> {
 
 /// Decoded size of a whole array.
 fn bytes_of(a: &ArrayMeta) -> u64 {
-    a.shape.iter().product::<u64>() * u64::from(a.item_size().unwrap_or(8))
+    a.shape.iter().product::<u64>() * u64::from(a.item_size())
 }
 
 /// Sort the parts by the first value of the dimension's coordinate (in the first file's time
@@ -411,7 +410,7 @@ fn fixed_coordinates(
     let mut out = Vec::new();
     for name in m.coordinate_names() {
         let a = &m.arrays[name];
-        let numeric = matches!(a.dtype.as_bytes().get(1), Some(b'f' | b'i' | b'u'));
+        let numeric = a.dtype.is_numeric();
         if numeric && !a.dims.iter().any(|d| d == dim) {
             out.push((name.to_owned(), first.values(name, sources)?));
         }
@@ -527,7 +526,7 @@ fn join(
 
 /// Cut an uncompressed array stored in one piece into chunks of `g` rows (dimension 0).
 fn rows(a: &mut ArrayMeta, stored: &mut Vec<(u64, ChunkRef)>, g: u64) {
-    let item = u64::from(a.item_size().unwrap_or(1));
+    let item = u64::from(a.item_size());
     let row_bytes = a.shape[1..].iter().product::<u64>() * item;
     let n = a.shape[0] / g;
     a.chunks[0] = g;
@@ -603,7 +602,7 @@ fn inline(
     id: &str,
     a: &ArrayMeta,
     bytes: Vec<u8>,
-    dtype: &str,
+    dtype: DataType,
     source: u32,
     how: &Concat,
 ) -> (ArrayMeta, ArrayTable, SourceSpec) {
@@ -611,8 +610,8 @@ fn inline(
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     let key = format!("datasets/{id}/values/{hex}.bin");
     let mut meta = a.clone();
-    meta.dtype = dtype.to_owned();
-    let row = meta.shape[1..].iter().product::<u64>() * u64::from(meta.item_size().unwrap_or(1));
+    meta.dtype = dtype;
+    let row = meta.shape[1..].iter().product::<u64>() * u64::from(meta.item_size());
     meta.shape[0] = bytes.len() as u64 / row.max(1);
     meta.codecs = Vec::new();
     meta.chunks = meta.shape.iter().map(|s| (*s).max(1)).collect();
@@ -636,7 +635,7 @@ fn inline(
         url: key,
         meta: ObjectMeta {
             size: bytes.len() as u64,
-            etag: None,
+            ..ObjectMeta::default()
         },
         reader: Arc::new(Memory(bytes)),
     };
@@ -671,7 +670,7 @@ mod tests {
         let mut a = ArrayMeta {
             shape: vec![6, 2],
             dims: vec!["t".into(), "x".into()],
-            dtype: "<f4".into(),
+            dtype: DataType::F4,
             chunks: vec![6, 2],
             served_chunks: vec![6, 2],
             fill_value: Value::Null,

@@ -4,6 +4,7 @@
 
 use cloudify_core::assemble::{self, Region};
 use cloudify_core::codecs;
+use cloudify_core::dtype::fill_as_f64;
 use cloudify_core::manifest::{self, CoordSummary};
 use cloudify_core::{ArrayMeta, ChunkRef};
 
@@ -30,7 +31,7 @@ pub fn summarise(indexed: &mut Indexed, sources: &[SourceSpec]) -> Result<()> {
             continue;
         };
         let a = &indexed.manifest.arrays[position];
-        let numeric = matches!(a.dtype.as_bytes().get(1), Some(b'f' | b'i' | b'u'));
+        let numeric = a.dtype.is_numeric();
         if !numeric || a.shape.iter().product::<u64>() > MAX_ELEMENTS {
             continue;
         }
@@ -40,7 +41,7 @@ pub fn summarise(indexed: &mut Indexed, sources: &[SourceSpec]) -> Result<()> {
             variable: name.clone(),
             fault,
         })?;
-        let fill = manifest::fill_as_f64(&a.fill_value);
+        let fill = fill_as_f64(&a.fill_value);
         if let Some(summary) = CoordSummary::of(&values, fill, a.shape.len() == 1) {
             indexed.manifest.coords.insert(name, summary);
         }
@@ -54,9 +55,9 @@ pub(crate) fn read_le_bytes(
     stored: &[(u64, ChunkRef)],
     sources: &[SourceSpec],
 ) -> std::result::Result<Vec<u8>, String> {
-    let item = u64::from(a.item_size().unwrap_or(1));
+    let item = u64::from(a.item_size());
     let total = a.shape.iter().product::<u64>();
-    let fill = codecs::fill_bytes(&a.dtype, &a.fill_value);
+    let fill = a.dtype.fill_bytes(&a.fill_value);
     let mut buf = fill.repeat(total as usize);
     let region = Region {
         start: vec![0; a.shape.len()],
@@ -88,7 +89,7 @@ pub(crate) fn read_le_bytes(
                 .copy_from_slice(&decoded[row.src as usize..(row.src + row.len) as usize]);
         }
     }
-    if a.dtype.starts_with('>') {
+    if a.dtype.is_big_endian() {
         codecs::swap_bytes(&mut buf, item as usize);
     }
     Ok(buf)
@@ -100,9 +101,9 @@ pub(crate) fn read_values(
     stored: &[(u64, ChunkRef)],
     sources: &[SourceSpec],
 ) -> std::result::Result<Vec<f64>, String> {
-    let item = u64::from(a.item_size().unwrap_or(1));
+    let item = u64::from(a.item_size());
     let buf = read_le_bytes(a, stored, sources)?;
-    let number = codecs::Number::of(&a.dtype);
+    let number = a.dtype.number();
     Ok(buf
         .chunks_exact(item.max(1) as usize)
         .map(|b| number.map_or(f64::NAN, |n| n.read_le(b)))

@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use cloudify_core::manifest::encode_table;
 use cloudify_core::registry::{Registry, version_dir};
-use cloudify_core::{ChunkRef, Manifest, Store};
+use cloudify_core::{ChunkRef, Manifest, ReadStore, ReadStoreExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IndexError, Result};
@@ -56,17 +56,17 @@ impl Kept {
     ///
     /// # Errors
     /// When the bucket cannot be read.
-    pub async fn load(bucket: &dyn Store, id: &str) -> Result<Self> {
+    pub async fn load(bucket: &dyn ReadStore, id: &str) -> Result<Self> {
         let registry = Registry::load(bucket).await?;
         let Some(entry) = registry.datasets.get(id) else {
             return Ok(Self::default());
         };
         let key = format!("{}/{KEPT_FILE}", version_dir(id, &entry.version));
-        let Some(bytes) = bucket.get(&key).await? else {
+        let Some(o) = bucket.get(&key).await? else {
             return Ok(Self::default());
         };
         // A file this indexer cannot read costs a full rerun, never a failed one.
-        Ok(Self::decode(&bytes).unwrap_or_default())
+        Ok(Self::decode(&o.bytes).unwrap_or_default())
     }
 
     /// Source `spec` as read before, its chunks naming it as source `index`, with a reader

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use cloudify_core::registry::{Registry, manifest_key, version_dir};
-use cloudify_core::{Manifest, Store};
+use cloudify_core::{Manifest, ReadStore, ReadStoreExt, WriteStore};
 
 use crate::error::Result;
 
@@ -31,7 +31,7 @@ pub struct DatasetCheck {
 
 /// The store a source URL is read through and its key there (as the function resolves it);
 /// `None` for a scheme this process cannot read.
-pub type Resolver<'a> = dyn Fn(&str) -> Option<(Arc<dyn Store>, String)> + 'a;
+pub type Resolver<'a> = dyn Fn(&str) -> Option<(Arc<dyn ReadStore>, String)> + 'a;
 
 /// Compare every source of `ids` (all datasets when empty) with what was recorded, reading
 /// nothing but their sizes and tags.
@@ -39,7 +39,7 @@ pub type Resolver<'a> = dyn Fn(&str) -> Option<(Arc<dyn Store>, String)> + 'a;
 /// # Errors
 /// When `index.json` or a manifest cannot be read, or a dataset is unknown.
 pub async fn check(
-    bucket: &dyn Store,
+    bucket: &dyn ReadStore,
     resolve: &Resolver<'_>,
     ids: &[String],
 ) -> Result<Vec<DatasetCheck>> {
@@ -82,12 +82,13 @@ pub async fn check(
 ///
 /// # Errors
 /// When it is missing, unreadable or malformed.
-pub(crate) async fn manifest(bucket: &dyn Store, id: &str, version: &str) -> Result<Manifest> {
+pub(crate) async fn manifest(bucket: &dyn ReadStore, id: &str, version: &str) -> Result<Manifest> {
     let key = manifest_key(id, version);
-    let bytes = bucket.get(&key).await?.ok_or_else(|| {
-        cloudify_core::Error::Storage(format!("{key} is listed in index.json but missing"))
-    })?;
-    Ok(Manifest::from_json(&bytes)?)
+    let o = bucket
+        .get(&key)
+        .await?
+        .ok_or_else(|| cloudify_core::Error::storage(&key, "listed in index.json but missing"))?;
+    Ok(Manifest::from_json(&o.bytes).map_err(|e| e.at(&key))?)
 }
 
 /// Take `id` out of `index.json`, then delete its objects. Returns the objects deleted, or
@@ -95,7 +96,7 @@ pub(crate) async fn manifest(bucket: &dyn Store, id: &str, version: &str) -> Res
 ///
 /// # Errors
 /// When the bucket cannot be read or written.
-pub async fn remove(bucket: &dyn Store, id: &str) -> Result<Option<usize>> {
+pub async fn remove(bucket: &dyn WriteStore, id: &str) -> Result<Option<usize>> {
     if !Registry::remove(bucket, id).await? {
         return Ok(None);
     }
@@ -124,7 +125,7 @@ pub struct Collected {
 ///
 /// # Errors
 /// When the bucket cannot be read or written.
-pub async fn gc(bucket: &dyn Store, keep: usize) -> Result<Collected> {
+pub async fn gc(bucket: &dyn WriteStore, keep: usize) -> Result<Collected> {
     let registry = Registry::load(bucket).await?;
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for (id, e) in &registry.datasets {

@@ -7,8 +7,9 @@
 //! Non-record variables are one chunk each; record variables one chunk per record, at
 //! `begin + record * recsize`. Nothing is compressed, so the raw route serves every variable.
 
+use cloudify_core::dtype::{Endian, Kind};
 use cloudify_core::manifest::encode_table;
-use cloudify_core::{ArrayMeta, ChunkRef, Manifest};
+use cloudify_core::{ArrayMeta, ChunkRef, DataType, Manifest};
 use serde_json::{Map, Value, json};
 
 use crate::attrs;
@@ -186,19 +187,29 @@ impl NcType {
     }
 
     /// NumPy type string; characters are fixed-length bytes, as xarray reads them.
-    fn dtype(self) -> &'static str {
-        match self {
-            Self::Byte => "|i1",
-            Self::Char => "|S1",
-            Self::Short => ">i2",
-            Self::Int => ">i4",
-            Self::Float => ">f4",
-            Self::Double => ">f8",
-            Self::UByte => "|u1",
-            Self::UShort => ">u2",
-            Self::UInt => ">u4",
-            Self::Int64 => ">i8",
-            Self::UInt64 => ">u8",
+    fn dtype(self) -> DataType {
+        let (kind, size) = match self {
+            Self::Byte => (Kind::Int, 1),
+            Self::Char => (Kind::Bytes, 1),
+            Self::Short => (Kind::Int, 2),
+            Self::Int => (Kind::Int, 4),
+            Self::Float => (Kind::Float, 4),
+            Self::Double => (Kind::Float, 8),
+            Self::UByte => (Kind::UInt, 1),
+            Self::UShort => (Kind::UInt, 2),
+            Self::UInt => (Kind::UInt, 4),
+            Self::Int64 => (Kind::Int, 8),
+            Self::UInt64 => (Kind::UInt, 8),
+        };
+        let t = DataType::new(kind, size);
+        // NetCDF-3 stores every number big-endian.
+        if size > 1 {
+            DataType {
+                endian: Endian::Big,
+                ..t
+            }
+        } else {
+            t
         }
     }
 
@@ -344,12 +355,13 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
         }
         let mut attrs = v.attrs.clone();
         let fill_value = match attrs.remove("_FillValue") {
+            Some(Value::String(text)) if v.ty == NcType::Char => v.ty.dtype().text_fill(&text),
             Some(f @ (Value::Number(_) | Value::String(_))) if v.ty != NcType::Char => f,
             _ => Value::Null,
         };
         let mut meta = ArrayMeta {
             dims: v.dims.iter().map(|d| dims[*d].name.clone()).collect(),
-            dtype: v.ty.dtype().to_owned(),
+            dtype: v.ty.dtype(),
             chunks,
             served_chunks: served,
             fill_value,
@@ -516,7 +528,7 @@ mod tests {
             absolute_url: "file:///s.nc".into(),
             meta: ObjectMeta {
                 size: file.len() as u64,
-                etag: None,
+                ..ObjectMeta::default()
             },
             reader: Arc::new(Bytes(file)),
         };
@@ -526,7 +538,7 @@ mod tests {
             (a.shape.clone(), a.chunks.clone()),
             (vec![3, 3], vec![1, 3])
         );
-        assert_eq!(a.dtype, ">i2");
+        assert_eq!(a.dtype.v2(), ">i2");
         let offsets: Vec<(u64, u64)> = indexed.tables[0]
             .stored
             .iter()

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cloudify_core::codecs::ServedCodec;
+use cloudify_core::config::{Platform, smallest_budget};
 use cloudify_core::manifest::encode_table;
-use cloudify_core::router::DEFAULT_READ_BUDGET;
-use cloudify_core::{ArrayMeta, ChunkRef, Codec, Manifest, SourceInfo};
+use cloudify_core::{ArrayMeta, ChunkRef, Codec, DataType, Manifest, SourceInfo};
 use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, Layout};
 use serde_json::{Value, json};
 
@@ -89,13 +89,26 @@ impl Member {
     }
 }
 
-/// How the re-encoding routes serve a dataset.
-#[derive(Debug, Clone, Default)]
+/// How the re-encoding routes serve a dataset, and where.
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// The codec chunks are re-encoded with.
     pub codec: ServedCodec,
     /// Served chunk length per dimension name; other dimensions keep the source's chunking.
     pub chunks: BTreeMap<String, u64>,
+    /// The platforms the bucket is served from: a served chunk over the smallest of their
+    /// budgets is refused at index time.
+    pub targets: Vec<Platform>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            codec: ServedCodec::default(),
+            chunks: BTreeMap::new(),
+            targets: vec![Platform::Native],
+        }
+    }
 }
 
 impl ServeOptions {
@@ -104,24 +117,44 @@ impl ServeOptions {
     /// # Errors
     /// [`IndexError::Invalid`] for a malformed list or a zero length.
     pub fn parse_chunks(spec: &str) -> Result<BTreeMap<String, u64>> {
-        spec.split(',')
+        let mut out = BTreeMap::new();
+        for p in spec.split(',').filter(|p| !p.is_empty()) {
+            let (dim, n) = p
+                .split_once('=')
+                .ok_or_else(|| IndexError::Invalid(format!("--chunks {p:?}: expected DIM=N")))?;
+            let n: u64 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                IndexError::Invalid(format!("--chunks {p:?}: N must be a positive integer"))
+            })?;
+            if out.insert(dim.to_owned(), n).is_some() {
+                return Err(IndexError::Invalid(format!("--chunks names {dim:?} twice")));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parse `PLATFORM[,PLATFORM...]` (`native`, `lambda`, `worker-free`, `worker-paid`).
+    ///
+    /// # Errors
+    /// [`IndexError::Invalid`] naming an unknown platform.
+    pub fn parse_targets(spec: &str) -> Result<Vec<Platform>> {
+        let targets: Vec<Platform> = spec
+            .split(',')
+            .map(str::trim)
             .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (dim, n) = p.split_once('=').ok_or_else(|| {
-                    IndexError::Invalid(format!("--chunks {p:?}: expected DIM=N"))
-                })?;
-                let n: u64 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    IndexError::Invalid(format!("--chunks {p:?}: N must be a positive integer"))
-                })?;
-                Ok((dim.to_owned(), n))
-            })
-            .collect()
+            .map(|p| Platform::parse(p).map_err(|e| IndexError::Invalid(format!("--target: {e}"))))
+            .collect::<Result<_>>()?;
+        if targets.is_empty() {
+            return Err(IndexError::Invalid("--target names no platform".into()));
+        }
+        Ok(targets)
     }
 }
 
 /// Set the served codec and grid of every array (`--chunks`, else the reader's choice); refuse
-/// a served chunk over the read budget.
+/// a served chunk over the smallest budget of the platforms served from.
 fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
+    let (budget, platform) =
+        smallest_budget(&options.targets).unwrap_or((u64::MAX, Platform::Native));
     let m = &mut indexed.manifest;
     m.codec = options.codec;
     for dim in options.chunks.keys() {
@@ -139,12 +172,13 @@ fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
             .zip(&a.served_chunks)
             .map(|(d, c)| options.chunks.get(d).copied().unwrap_or(*c))
             .collect();
-        if a.served_chunk_bytes() > DEFAULT_READ_BUDGET {
+        if a.served_chunk_bytes() > budget {
             return Err(IndexError::Invalid(format!(
-                "variable {name:?}: a served chunk {:?} is {} bytes, over the function's budget of \
-                 {DEFAULT_READ_BUDGET}; choose smaller --chunks",
+                "variable {name:?}: a served chunk {:?} is {} bytes, over the {} budget of \
+                 {budget} bytes per request; choose smaller --chunks",
                 a.served_chunks,
-                a.served_chunk_bytes()
+                a.served_chunk_bytes(),
+                platform.name()
             )));
         }
     }
@@ -375,8 +409,8 @@ impl SourceReader {
             _ => return Ok(Err("virtual datasets are not served".into())),
         };
         let chunks: Vec<u64> = chunks.into_iter().map(|c| c.max(1)).collect();
-        let codecs = self.codecs(m, &dtype)?;
-        let unpacked_dtype = attrs::unpacked_dtype(&dtype, &m.raw_attrs);
+        let codecs = self.codecs(m, dtype)?;
+        let unpacked_dtype = attrs::unpacked_dtype(dtype, &m.raw_attrs);
         let mut meta = ArrayMeta {
             shape,
             dims: axes.iter().map(|d| d.name.clone()).collect(),
@@ -416,8 +450,8 @@ impl SourceReader {
         Ok(Ok((meta, stored)))
     }
 
-    fn codecs(&self, m: &Member, dtype: &str) -> Result<Vec<Codec>> {
-        let item = cloudify_core::manifest::item_size(dtype).unwrap_or(1);
+    fn codecs(&self, m: &Member, dtype: DataType) -> Result<Vec<Codec>> {
+        let item = dtype.item_size();
         m.ds.filter_pipeline()
             .into_iter()
             .map(|f| match f.id {
@@ -439,7 +473,7 @@ impl SourceReader {
 }
 
 /// NumPy type string of an HDF5 datatype, or `None` for kinds Zarr v2 cannot describe here.
-fn typestr(dt: &Datatype) -> Option<String> {
+fn typestr(dt: &Datatype) -> Option<DataType> {
     let order = |b: &DatatypeByteOrder, size: u32| match (b, size) {
         (_, 1) => Some('|'),
         (DatatypeByteOrder::LittleEndian, _) => Some('<'),
@@ -462,6 +496,7 @@ fn typestr(dt: &Datatype) -> Option<String> {
         Datatype::String { size, .. } => Some(format!("|S{size}")),
         _ => None,
     }
+    .and_then(|s| DataType::parse(&s).ok())
 }
 
 /// A datatype's kind in words, for warnings.
@@ -575,7 +610,7 @@ fn axes_of(m: &Member, dims: &BTreeMap<i64, Dimension>) -> Vec<Dimension> {
 /// absent, the HDF5 fill those chunks read as (when it is not HDF5's implicit zero); else none,
 /// so that no legitimate value is masked by xarray.
 fn fill_value(m: &Member, a: &ArrayMeta, dt: &Datatype, has_absent: bool) -> Value {
-    let is_float = a.dtype.as_bytes().get(1) == Some(&b'f');
+    let is_float = a.dtype.is_float();
     let as_json = |v: &AttrValue| -> Option<Value> {
         let j = attrs::to_json(v)?;
         match j {
@@ -589,8 +624,12 @@ fn fill_value(m: &Member, a: &ArrayMeta, dt: &Datatype, has_absent: bool) -> Val
             _ => None,
         }
     };
-    if a.dtype.starts_with("|S") {
-        return Value::Null;
+    if !a.dtype.is_numeric() {
+        return m
+            .raw_attrs
+            .get("_FillValue")
+            .and_then(attrs::string)
+            .map_or(Value::Null, |text| a.dtype.text_fill(&text));
     }
     if let Some(v) = m.raw_attrs.get("_FillValue").and_then(as_json) {
         return v;

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use cloudify_core::registry::{Registry, manifest_key, version_dir};
-use cloudify_core::store::{Precondition, Store};
+use cloudify_core::store::{Precondition, ReadStore, ReadStoreExt, WriteStore};
 use cloudify_core::zarr_v2;
 use sha2::{Digest, Sha256};
 
@@ -69,10 +69,11 @@ pub fn inputs(sources: &[SourceSpec], options: &ServeOptions, concat: Option<&Co
         h.update(format!("\0{}\0{}\0{:?}", s.url, s.meta.size, s.meta.etag));
     }
     h.update(format!(
-        "\0{:?}\0{:?}\0{:?}",
+        "\0{:?}\0{:?}\0{:?}\0{:?}",
         options.codec,
         options.chunks,
-        concat.map(|c| &c.dim)
+        concat.map(|c| &c.dim),
+        options.targets
     ));
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -83,7 +84,7 @@ pub fn inputs(sources: &[SourceSpec], options: &ServeOptions, concat: Option<&Co
 /// # Errors
 /// When the bucket cannot be read.
 pub async fn unchanged(
-    bucket: &dyn Store,
+    bucket: &dyn ReadStore,
     id: &str,
     inputs: &str,
     collection: &str,
@@ -96,10 +97,10 @@ pub async fn unchanged(
     else {
         return Ok(None);
     };
-    let Some(bytes) = bucket.get(&manifest_key(id, &entry.version)).await? else {
+    let Some(o) = bucket.get(&manifest_key(id, &entry.version)).await? else {
         return Ok(None);
     };
-    let same = cloudify_core::Manifest::from_json(&bytes)
+    let same = cloudify_core::Manifest::from_json(&o.bytes)
         .ok()
         .and_then(|m| m.inputs)
         .is_some_and(|i| i == inputs);
@@ -112,10 +113,14 @@ pub async fn unchanged(
 ///
 /// # Errors
 /// [`crate::IndexError::Store`] when a write fails.
-pub async fn publish(bucket: &dyn Store, indexed: &Indexed, collection: &str) -> Result<Published> {
+pub async fn publish(
+    bucket: &dyn WriteStore,
+    indexed: &Indexed,
+    collection: &str,
+) -> Result<Published> {
     let m = &indexed.manifest;
     let manifest_json = serde_json::to_vec_pretty(m)
-        .map_err(|e| cloudify_core::Error::Corrupt(format!("manifest of {}: {e}", m.id)))?;
+        .map_err(|e| cloudify_core::Error::corrupt_data(format!("manifest of {}: {e}", m.id)))?;
     let version = version_of(&manifest_json, indexed);
     let dir = version_dir(&m.id, &version);
 

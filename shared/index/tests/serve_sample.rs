@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use cloudify_core::config::ErrorDetail;
 use cloudify_core::store::{CountingStore, Precondition, Read};
+use cloudify_core::store::{Fetched, GetOptions};
 use cloudify_core::zarr_v2::chunk_key;
-use cloudify_core::{App, MemoryStore, ObjectMeta, Store};
+use cloudify_core::{App, Config, MemoryStore, ObjectMeta, Platform, ReadStore, WriteStore};
 use cloudify_index::{
     Indexed, Kept, LocalFile, ServeOptions, SourceSpec, inputs, publish, read_dataset, unchanged,
 };
@@ -27,7 +29,10 @@ fn sample_spec() -> SourceSpec {
     SourceSpec {
         url: SOURCE_KEY.into(),
         absolute_url: format!("file://{}", path.display()),
-        meta: ObjectMeta { size, etag: None },
+        meta: ObjectMeta {
+            size,
+            ..ObjectMeta::default()
+        },
         reader: Arc::new(reader),
     }
 }
@@ -57,6 +62,17 @@ async fn bucket() -> (Arc<CountingStore<MemoryStore>>, Indexed) {
     (store, indexed)
 }
 
+fn native() -> Config {
+    Platform::Native.preset()
+}
+
+/// A function that has answered one request of the dataset: index.json and the manifest are
+/// in its caches.
+async fn warm(app: App) -> App {
+    assert_eq!(get(&app, "/datasets/sample/zarr/.zmetadata").await.0, 200);
+    app
+}
+
 async fn get(app: &App, path: &str) -> (u16, Bytes) {
     let req = http::Request::get(path).body(()).unwrap();
     let resp = app.handle(&req).await;
@@ -66,7 +82,7 @@ async fn get(app: &App, path: &str) -> (u16, Bytes) {
 #[tokio::test]
 async fn every_chunk_is_one_range_read_of_its_length() {
     let (store, indexed) = bucket().await;
-    let app = App::new(store.clone());
+    let app = App::new(native(), store.clone());
     let file = std::fs::read(sample_path()).unwrap();
     let mut chunks = 0;
     for ((name, a), table) in indexed.manifest.arrays.iter().zip(&indexed.tables) {
@@ -100,7 +116,8 @@ async fn every_chunk_is_one_range_read_of_its_length() {
 #[tokio::test]
 async fn reencoded_aligned_chunks_are_one_source_read_each() {
     let (store, indexed) = bucket().await;
-    let app = App::new(store.clone());
+    let app = warm(App::new(native(), store.clone())).await;
+    store.take_reads();
     for ((name, a), table) in indexed.manifest.arrays.iter().zip(&indexed.tables) {
         for (linear, c) in &table.stored {
             let key = chunk_key(a, *linear);
@@ -124,7 +141,7 @@ async fn reencoded_aligned_chunks_are_one_source_read_each() {
                     .iter()
                     .product::<u64>()
                     .min(a.chunks.iter().product())
-                    * u64::from(a.item_size().unwrap());
+                    * u64::from(a.item_size());
                 assert_eq!(range.start, c.offset, "{name} {key}");
                 assert!(
                     range.end - range.start <= c.length.min(inside),
@@ -142,7 +159,7 @@ async fn reencoded_aligned_chunks_are_one_source_read_each() {
 #[tokio::test]
 async fn a_warm_chunk_request_reads_one_table_record() {
     let (store, _) = bucket().await;
-    let app = App::new(store.clone());
+    let app = App::new(native(), store.clone());
     assert_eq!(get(&app, "/datasets/sample/kerchunk/pr/1.2.2").await.0, 200);
     store.take_reads();
     assert_eq!(get(&app, "/datasets/sample/kerchunk/pr/0.1.0").await.0, 200);
@@ -165,7 +182,7 @@ async fn a_warm_chunk_request_reads_one_table_record() {
 #[tokio::test]
 async fn metadata_matches_the_source() {
     let (store, _) = bucket().await;
-    let app = App::new(store);
+    let app = App::new(native(), store);
     let (status, body) = get(&app, "/datasets/sample/kerchunk/.zmetadata").await;
     assert_eq!(status, 200);
     let z: Value = serde_json::from_slice(&body).unwrap();
@@ -211,7 +228,11 @@ async fn metadata_matches_the_source() {
 #[tokio::test]
 async fn error_statuses() {
     let (store, _) = bucket().await;
-    let app = App::new(store.clone()).with_read_budget(1000);
+    let config = Config {
+        read_budget: 1000,
+        ..native()
+    };
+    let app = App::new(config, store.clone());
     for (path, status) in [
         ("/datasets/nope/kerchunk/.zmetadata", 404),
         ("/datasets/sample/kerchunk/nope/.zarray", 404),
@@ -250,7 +271,11 @@ async fn missing_changed_and_corrupt_objects() {
     // The source is missing.
     let bucket = Arc::new(MemoryStore::new());
     let p = publish(bucket.as_ref(), &indexed, "c").await.unwrap();
-    let app = App::new(bucket.clone());
+    let config = Config {
+        error_detail: ErrorDetail::Internal,
+        ..native()
+    };
+    let app = App::new(config, bucket.clone());
     let (status, body) = get(&app, chunk).await;
     assert_eq!(status, 502);
     assert!(String::from_utf8_lossy(&body).contains(SOURCE_KEY));
@@ -286,7 +311,7 @@ async fn missing_changed_and_corrupt_objects() {
 #[tokio::test]
 async fn head_has_headers_and_no_body() {
     let (store, _) = bucket().await;
-    let app = App::new(store);
+    let app = App::new(native(), store);
     let req = http::Request::head("/datasets/sample/kerchunk/tas/.zarray")
         .body(())
         .unwrap();
@@ -310,7 +335,7 @@ async fn republishing_unchanged_writes_nothing_and_datasets_coexist() {
     assert!(!again.registry_changed);
     let other = index_sample("other");
     publish(store.as_ref(), &other, "c").await.unwrap();
-    let app = App::new(store);
+    let app = App::new(native(), store);
     let (_, body) = get(&app, "/datasets").await;
     let ids: Vec<String> = serde_json::from_slice(&body).unwrap();
     assert_eq!(ids, vec!["other".to_owned(), "sample".to_owned()]);
@@ -367,37 +392,33 @@ struct FailAfter {
 }
 
 #[async_trait::async_trait]
-impl Store for FailAfter {
-    async fn get(&self, key: &str) -> cloudify_core::Result<Option<Bytes>> {
-        self.inner.get(key).await
-    }
-
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> cloudify_core::Result<Option<Bytes>> {
-        self.inner.get_range(key, range).await
+impl ReadStore for FailAfter {
+    async fn get_with(&self, key: &str, options: &GetOptions) -> cloudify_core::Result<Fetched> {
+        self.inner.get_with(key, options).await
     }
 
     async fn head(&self, key: &str) -> cloudify_core::Result<Option<ObjectMeta>> {
         self.inner.head(key).await
     }
 
+    async fn list(&self, prefix: &str) -> cloudify_core::Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+}
+
+#[async_trait::async_trait]
+impl WriteStore for FailAfter {
     async fn put(&self, key: &str, bytes: Bytes, pre: Precondition) -> cloudify_core::Result<bool> {
         use std::sync::atomic::Ordering;
         let left = self.left.load(Ordering::SeqCst);
         if left == 0 {
-            return Err(cloudify_core::Error::Storage(format!(
-                "killed before writing {key}"
-            )));
+            return Err(cloudify_core::Error::storage(
+                key,
+                "killed before writing it",
+            ));
         }
         self.left.store(left - 1, Ordering::SeqCst);
         self.inner.put(key, bytes, pre).await
-    }
-
-    async fn list(&self, prefix: &str) -> cloudify_core::Result<Vec<String>> {
-        self.inner.list(prefix).await
     }
 
     async fn delete(&self, key: &str) -> cloudify_core::Result<bool> {
@@ -444,7 +465,7 @@ async fn a_run_killed_after_any_write_leaves_the_previous_version_serving() {
     assert!(writes >= 3, "{writes} writes");
     for k in 0..writes {
         let (store, v1) = bucket().await;
-        let before = answers(&App::new(store.clone()), &v1).await;
+        let before = answers(&App::new(native(), store.clone()), &v1).await;
         assert!(before.iter().all(|(_, (status, _))| *status == 200));
         let failing = FailAfter {
             inner: store.clone(),
@@ -452,7 +473,7 @@ async fn a_run_killed_after_any_write_leaves_the_previous_version_serving() {
         };
         assert!(publish(&failing, &v2, "c").await.is_err(), "k = {k}");
         // A fresh function (no cached manifest) answers exactly as before.
-        let after = answers(&App::new(store.clone()), &v1).await;
+        let after = answers(&App::new(native(), store.clone()), &v1).await;
         assert_eq!(before, after, "killed after {k} writes");
     }
 }

@@ -1,11 +1,59 @@
-//! Native implementations of [`cloudify_core::Store`]: a local folder (the bucket of
-//! `cloudify serve --bucket DIR`, and the reader of `file://` sources), S3 and S3-compatible
-//! servers, and `http(s)://` sources.
+//! Native stores for cloudify: a local folder (the bucket of `cloudify serve --bucket DIR`,
+//! and the reader of `file://` sources), S3 and S3-compatible servers, and the transport of
+//! `http(s)://` sources; the bucket a command names, and the stores a native function reads
+//! sources through.
 
+mod bucket;
 mod http;
 mod local;
+pub mod logging;
 mod s3;
 
-pub use http::{HEADERS_VAR, HttpStore, headers_from_env};
+use std::sync::Arc;
+
+use cloudify_core::{HttpHeaders, ReadStore};
+
+pub use bucket::Bucket;
+pub use http::{HTTP_TIMEOUT, Ureq, http_source};
 pub use local::LocalStore;
 pub use s3::{DEFAULT_TIMEOUT, S3Store};
+
+/// The reader of every `s3://` source of this process, configured once from the environment.
+pub async fn s3_sources() -> &'static S3Store {
+    static S3: tokio::sync::OnceCell<S3Store> = tokio::sync::OnceCell::const_new();
+    S3.get_or_init(S3Store::any_bucket).await
+}
+
+/// The stores a native function reads sources through, by scheme: `s3`, `http` and `https`
+/// (sending `headers` to the URLs under their prefixes), and with `files` the machine's own
+/// files (`file://`), which only a function running beside them should read.
+pub async fn source_stores(
+    headers: &Arc<HttpHeaders>,
+    files: bool,
+) -> Vec<(&'static str, Arc<dyn ReadStore>)> {
+    let mut out: Vec<(&'static str, Arc<dyn ReadStore>)> = vec![
+        ("s3", Arc::new(s3_sources().await.clone())),
+        ("http", Arc::new(http_source("http", headers.clone()))),
+        ("https", Arc::new(http_source("https", headers.clone()))),
+    ];
+    if files {
+        out.push(("file", Arc::new(LocalStore::new("/"))));
+    }
+    out
+}
+
+/// The environment variable holding the JSON of [`HttpHeaders`] for native commands.
+pub const HEADERS_VAR: &str = "CLOUDIFY_HTTP_HEADERS";
+
+/// The request headers `CLOUDIFY_HTTP_HEADERS` configures (none when it is unset).
+///
+/// # Errors
+/// A message naming the variable and the fault (never a header's value).
+pub fn headers_from_env() -> Result<HttpHeaders, String> {
+    match std::env::var(HEADERS_VAR) {
+        Ok(json) if !json.trim().is_empty() => {
+            HttpHeaders::parse(&json).map_err(|e| format!("{HEADERS_VAR}: {e}"))
+        }
+        _ => Ok(HttpHeaders::default()),
+    }
+}

@@ -1,15 +1,16 @@
 //! A folder on the local filesystem as a store.
 
 use std::io::{ErrorKind, SeekFrom};
-use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cloudify_core::store::{ObjectMeta, Precondition, slice_range};
-use cloudify_core::{Error, Result, Store};
+use cloudify_core::store::{
+    Fetched, GetOptions, Object, ObjectMeta, Precondition, ReadStore, WriteStore, check_range,
+};
+use cloudify_core::{Error, Result};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// How long a writer waits for another's lock on an object before giving up.
@@ -39,71 +40,114 @@ impl LocalStore {
         let rel = Path::new(key);
         let clean = !key.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
         if !clean {
-            return Err(Error::Storage(format!(
-                "key {key:?} does not name a file below the store's folder"
-            )));
+            return Err(Error::storage(
+                key,
+                "the key does not name a file below the store's folder",
+            ));
         }
         Ok(self.root.join(rel))
     }
 }
 
 fn io_error(key: &str, e: std::io::Error) -> Error {
-    Error::Storage(format!("{key}: {e}"))
+    Error::storage(key, e.to_string())
 }
 
-/// The local stand-in for an ETag: size and modification time, which change on any rewrite.
-fn tag(meta: &std::fs::Metadata) -> String {
-    let nanos = meta
+/// What the store says of a file: its size, its tag (size and modification time, which change
+/// on any rewrite: the local stand-in for an ETag) and its modification time.
+fn meta_of(meta: &std::fs::Metadata) -> ObjectMeta {
+    let modified = meta
         .modified()
         .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    format!("\"{}-{nanos}\"", meta.len())
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+    let nanos = modified.map_or(0, |d| d.as_nanos());
+    ObjectMeta {
+        size: meta.len(),
+        etag: Some(format!("\"{}-{nanos}\"", meta.len())),
+        last_modified: modified.map(|d| d.as_millis() as u64),
+    }
+}
+
+/// Whether `tag` is one this store makes (`"SIZE-NANOS"`): only those can be compared with a
+/// file's; a tag recorded through another store is left to the caller's size check.
+fn is_local_tag(tag: &str) -> bool {
+    tag.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .and_then(|t| t.split_once('-'))
+        .is_some_and(|(a, b)| {
+            [a, b]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+        })
 }
 
 #[async_trait]
-impl Store for LocalStore {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        match tokio::fs::read(self.path(key)?).await {
-            Ok(b) => Ok(Some(Bytes::from(b))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error(key, e)),
-        }
-    }
-
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
+impl ReadStore for LocalStore {
+    async fn get_with(&self, key: &str, options: &GetOptions) -> Result<Fetched> {
         let mut f = match tokio::fs::File::open(self.path(key)?).await {
             Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Fetched::Missing),
             Err(e) => return Err(io_error(key, e)),
         };
-        let len = f.metadata().await.map_err(|e| io_error(key, e))?.len();
-        if range.start > range.end || range.end > len {
-            // Reuse the core's wording for an unsatisfiable range.
-            return slice_range(key, &Bytes::new(), range).map(Some);
+        let stat = f.metadata().await.map_err(|e| io_error(key, e))?;
+        if !stat.is_file() {
+            return Ok(Fetched::Missing);
         }
+        let meta = meta_of(&stat);
+        if let Some(want) = options.if_match.as_deref().filter(|t| is_local_tag(t))
+            && meta.etag.as_deref() != Some(want)
+        {
+            return Err(Error::changed(key, format!("its tag is no longer {want}")));
+        }
+        if options.if_none_match.is_some() && options.if_none_match == meta.etag {
+            return Ok(Fetched::NotModified);
+        }
+        let range = options.range.clone().unwrap_or(0..meta.size);
+        check_range(key, &range, meta.size)?;
         let want = usize::try_from(range.end - range.start)
-            .map_err(|_| Error::Storage(format!("range of {key} too large for memory")))?;
+            .map_err(|_| Error::storage(key, "the range is too large for memory"))?;
         let mut buf = vec![0u8; want];
         f.seek(SeekFrom::Start(range.start))
             .await
             .map_err(|e| io_error(key, e))?;
         f.read_exact(&mut buf).await.map_err(|e| io_error(key, e))?;
-        Ok(Some(Bytes::from(buf)))
+        Ok(Fetched::Object(Object {
+            bytes: Bytes::from(buf),
+            meta,
+        }))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         match tokio::fs::metadata(self.path(key)?).await {
-            Ok(m) if m.is_file() => Ok(Some(ObjectMeta {
-                size: m.len(),
-                etag: Some(tag(&m)),
-            })),
+            Ok(m) if m.is_file() => Ok(Some(meta_of(&m))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(key, e)),
         }
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            walk(&root, &root, &mut keys).map_err(|e| io_error(&prefix, e))?;
+            keys.retain(|k| k.starts_with(&prefix));
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+        .map_err(|e| {
+            Error::storage(
+                self.root.display().to_string(),
+                format!("listing failed: {e}"),
+            )
+        })?
+    }
+}
+
+#[async_trait]
+impl WriteStore for LocalStore {
     async fn put(&self, key: &str, bytes: Bytes, precondition: Precondition) -> Result<bool> {
         let path = self.path(key)?;
         if let Some(dir) = path.parent() {
@@ -138,20 +182,6 @@ impl Store for LocalStore {
             .await
             .map_err(|e| io_error(key, e))?;
         Ok(true)
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let root = self.root.clone();
-        let prefix = prefix.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut keys = Vec::new();
-            walk(&root, &root, &mut keys).map_err(|e| io_error(&prefix, e))?;
-            keys.retain(|k| k.starts_with(&prefix));
-            keys.sort();
-            Ok(keys)
-        })
-        .await
-        .map_err(|e| Error::Storage(format!("listing failed: {e}")))?
     }
 
     /// Remove the file, then the folders it leaves empty (up to the root).
@@ -227,10 +257,10 @@ impl FileLock {
                         continue;
                     }
                     if started.elapsed().unwrap_or_default() > LOCK_WAIT {
-                        return Err(Error::Storage(format!(
-                            "{} has been locked for over {LOCK_WAIT:?}",
-                            path.display()
-                        )));
+                        return Err(Error::storage(
+                            path.display().to_string(),
+                            format!("locked for over {LOCK_WAIT:?}"),
+                        ));
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -250,54 +280,14 @@ impl Drop for FileLock {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use cloudify_core::store::{ReadStoreExt, check_reads, check_writes};
 
     #[tokio::test]
-    async fn local_store_contract() {
+    async fn the_local_store_passes_the_conformance_suite_and_stays_in_its_folder() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::new(dir.path());
-        assert_eq!(s.get("a/b.bin").await.unwrap(), None);
-        assert!(
-            s.put(
-                "a/b.bin",
-                Bytes::from_static(b"0123456789"),
-                Precondition::Absent
-            )
-            .await
-            .unwrap()
-        );
-        assert!(
-            !s.put("a/b.bin", Bytes::from_static(b"x"), Precondition::Absent)
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            s.get_range("a/b.bin", 2..5).await.unwrap().unwrap(),
-            Bytes::from_static(b"234")
-        );
-        assert!(matches!(
-            s.get_range("a/b.bin", 8..12).await,
-            Err(Error::RangeNotSatisfiable(_))
-        ));
-        let tag = s.head("a/b.bin").await.unwrap().unwrap().etag.unwrap();
-        assert!(
-            s.put(
-                "a/b.bin",
-                Bytes::from_static(b"new"),
-                Precondition::Matches(tag.clone())
-            )
-            .await
-            .unwrap()
-        );
-        assert!(
-            !s.put(
-                "a/b.bin",
-                Bytes::from_static(b"stale"),
-                Precondition::Matches(tag)
-            )
-            .await
-            .unwrap()
-        );
-        assert_eq!(s.list("a/").await.unwrap(), vec!["a/b.bin".to_owned()]);
+        let fixture = check_writes(&s, "conformance").await.unwrap();
+        check_reads(&s, &fixture).await.unwrap();
         for bad in ["../x", "/etc/passwd", "a/../../x", ""] {
             assert!(matches!(s.get(bad).await, Err(Error::Storage(_))), "{bad}");
         }

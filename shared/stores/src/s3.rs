@@ -5,7 +5,6 @@
 //! `AWS_ENDPOINT_URL`), plus two settings of ours: `CLOUDIFY_S3_TIMEOUT_MS` (per operation,
 //! retries included) and `CLOUDIFY_S3_REQUESTER_PAYS=1`.
 
-use std::ops::Range;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,9 +14,10 @@ use aws_sdk_s3::types::RequestPayer;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use bytes::Bytes;
 use cloudify_core::store::{
-    ObjectMeta, Precondition, content_range_total, object_store_etag, size_changed,
+    Fetched, GetOptions, Object, ObjectMeta, Precondition, ReadStore, WriteStore,
+    content_range_total, object_store_etag,
 };
-use cloudify_core::{Error, Result, Store};
+use cloudify_core::{Error, Result};
 
 /// Default time one S3 operation may take, retries included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -91,7 +91,7 @@ impl S3Store {
             None => key
                 .split_once('/')
                 .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-                .ok_or_else(|| Error::Storage(format!("s3://{key} names no object"))),
+                .ok_or_else(|| Error::storage(format!("s3://{key}"), "names no object")),
         }
     }
 
@@ -114,119 +114,131 @@ impl S3Store {
             _ => false,
         };
         if timed_out {
-            return Failure::Err(Error::Timeout(format!(
-                "{url}: no answer within {} ms",
-                self.timeout.as_millis()
-            )));
+            return Failure::Err(Error::timeout(
+                url,
+                format!("no answer within {} ms", self.timeout.as_millis()),
+            ));
         }
         match e {
             SdkError::ServiceError(s) => {
                 let status = s.raw().status().as_u16();
                 let code = s.err().code().unwrap_or("no error code");
                 match status {
+                    304 => Failure::NotModified,
                     404 => Failure::Missing,
                     412 | 409 => Failure::Precondition,
-                    416 => Failure::Err(Error::RangeNotSatisfiable(format!(
-                        "{url}: range outside the object"
-                    ))),
-                    403 => Failure::Err(Error::Storage(format!(
-                        "{url}: access denied ({code}); the function's role cannot read it"
-                    ))),
-                    s => Failure::Err(Error::Storage(format!("{url}: S3 answered {s} ({code})"))),
+                    416 => Failure::Err(Error::range(url, "the range is outside the object")),
+                    403 => Failure::Err(Error::storage(
+                        url,
+                        format!("access denied ({code}); the function's role cannot read it"),
+                    )),
+                    s => Failure::Err(Error::storage(url, format!("S3 answered {s} ({code})"))),
                 }
             }
-            SdkError::DispatchFailure(_) => Failure::Err(Error::Storage(format!(
-                "{url}: cannot reach the S3 endpoint"
-            ))),
-            _ => Failure::Err(Error::Storage(format!(
-                "{url}: S3 request failed ({})",
-                e.code().unwrap_or("no answer")
-            ))),
+            SdkError::DispatchFailure(_) => {
+                Failure::Err(Error::storage(url, "cannot reach the S3 endpoint"))
+            }
+            // A 304 comes back as a response the SDK cannot parse into an error.
+            SdkError::ResponseError(r) if r.raw().status().as_u16() == 304 => Failure::NotModified,
+            _ => Failure::Err(Error::storage(
+                url,
+                format!("S3 request failed ({})", e.code().unwrap_or("no answer")),
+            )),
         }
     }
 
-    /// A ranged GET, conditional on `if_match`: the bytes and the object's size.
-    async fn read(
-        &self,
-        key: &str,
-        range: Option<&Range<u64>>,
-        if_match: Option<&str>,
-    ) -> Result<Option<(Bytes, Option<u64>)>> {
+    /// A GET as `options` say: the bytes and the object's metadata.
+    async fn read(&self, key: &str, options: &GetOptions) -> Result<Fetched> {
         let (bucket, object) = self.locate(key)?;
+        // Only a tag of S3's own form can match; others are left to the caller's size check.
+        let if_match = options.if_match.as_deref().and_then(object_store_etag);
         let mut req = self
             .client
             .get_object()
             .bucket(bucket)
             .key(object)
             .set_request_payer(self.payer())
-            .set_if_match(if_match.map(|t| format!("\"{t}\"")));
-        if let Some(r) = range {
+            .set_if_match(if_match.map(|t| format!("\"{t}\"")))
+            .set_if_none_match(options.if_none_match.clone());
+        if let Some(r) = &options.range {
+            if r.start >= r.end {
+                // S3 cannot ask for zero bytes: a HEAD says whether the range fits.
+                return match self.head(key).await? {
+                    None => Ok(Fetched::Missing),
+                    Some(meta) => {
+                        cloudify_core::store::check_range(key, r, meta.size)?;
+                        Ok(Fetched::Object(Object {
+                            bytes: Bytes::new(),
+                            meta,
+                        }))
+                    }
+                };
+            }
             req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
         }
         let out = match req.send().await {
             Ok(out) => out,
             Err(e) => {
                 return match self.error(&e, bucket, object) {
-                    Failure::Missing => Ok(None),
-                    Failure::Precondition => Err(Error::Conflict(format!(
-                        "s3://{bucket}/{object} no longer has the tag {}",
-                        if_match.unwrap_or("?")
-                    ))),
+                    Failure::Missing => Ok(Fetched::Missing),
+                    Failure::NotModified => Ok(Fetched::NotModified),
+                    Failure::Precondition => Err(Error::changed(
+                        format!("s3://{bucket}/{object}"),
+                        format!("it no longer has the tag {}", if_match.unwrap_or("?")),
+                    )),
                     Failure::Err(e) => Err(e),
                 };
             }
         };
-        let total = match range {
+        let size = match &options.range {
             Some(_) => out.content_range().and_then(content_range_total),
             None => out.content_length().and_then(|n| u64::try_from(n).ok()),
         };
+        let etag = out.e_tag().map(str::to_owned);
+        let last_modified = out.last_modified().and_then(millis);
         let body = out.body.collect().await.map_err(|e| {
-            Error::Storage(format!(
-                "s3://{bucket}/{object}: reading the body failed: {e}"
-            ))
+            Error::storage(
+                format!("s3://{bucket}/{object}"),
+                format!("reading the body failed: {e}"),
+            )
         })?;
-        Ok(Some((body.into_bytes(), total)))
+        let bytes = body.into_bytes();
+        let size = size.unwrap_or(bytes.len() as u64);
+        if let Some(r) = options.range.as_ref().filter(|r| r.end > size) {
+            // S3 sends what there is of a range running past the end.
+            return Err(Error::range(
+                format!("s3://{bucket}/{object}"),
+                format!("bytes {}..{} of an object of {size} bytes", r.start, r.end),
+            ));
+        }
+        Ok(Fetched::Object(Object {
+            bytes,
+            meta: ObjectMeta {
+                size,
+                etag,
+                last_modified,
+            },
+        }))
     }
+}
+
+/// Milliseconds since the Unix epoch of an S3 timestamp.
+fn millis(t: &aws_sdk_s3::primitives::DateTime) -> Option<u64> {
+    u64::try_from(t.to_millis().ok()?).ok()
 }
 
 /// The outcomes of a failed request that callers treat apart.
 enum Failure {
     Missing,
+    NotModified,
     Precondition,
     Err(Error),
 }
 
 #[async_trait]
-impl Store for S3Store {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.read(key, None, None).await?.map(|(b, _)| b))
-    }
-
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
-        if range.is_empty() {
-            return Ok(self.head(key).await?.map(|_| Bytes::new()));
-        }
-        Ok(self.read(key, Some(&range), None).await?.map(|(b, _)| b))
-    }
-
-    /// One conditional ranged GET: `If-Match` on an S3-style recorded tag, the size from
-    /// `Content-Range`.
-    async fn get_range_checked(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        size: u64,
-        etag: Option<&str>,
-    ) -> Result<Option<Bytes>> {
-        if range.is_empty() {
-            return self.get_range(key, range).await;
-        }
-        let tag = etag.and_then(object_store_etag);
-        match self.read(key, Some(&range), tag).await? {
-            None => Ok(None),
-            Some((_, Some(total))) if total != size => Err(size_changed(total, size)),
-            Some((bytes, _)) => Ok(Some(bytes)),
-        }
+impl ReadStore for S3Store {
+    async fn get_with(&self, key: &str, options: &GetOptions) -> Result<Fetched> {
+        self.read(key, options).await
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
@@ -246,35 +258,14 @@ impl Store for S3Store {
                     .and_then(|n| u64::try_from(n).ok())
                     .unwrap_or(0),
                 etag: out.e_tag().map(str::to_owned),
+                last_modified: out.last_modified().and_then(millis),
             })),
             Err(e) => match self.error(&e, bucket, object) {
                 Failure::Missing => Ok(None),
-                Failure::Precondition => Err(Error::Storage(format!(
-                    "s3://{bucket}/{object}: HEAD answered a precondition failure"
-                ))),
-                Failure::Err(e) => Err(e),
-            },
-        }
-    }
-
-    async fn put(&self, key: &str, bytes: Bytes, precondition: Precondition) -> Result<bool> {
-        let (bucket, object) = self.locate(key)?;
-        let mut req = self
-            .client
-            .put_object()
-            .bucket(bucket)
-            .key(object)
-            .body(bytes.into());
-        req = match precondition {
-            Precondition::None => req,
-            Precondition::Absent => req.if_none_match("*"),
-            Precondition::Matches(tag) => req.if_match(tag),
-        };
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) => match self.error(&e, bucket, object) {
-                Failure::Precondition => Ok(false),
-                Failure::Missing => Err(Error::Storage(format!("s3://{bucket}: no such bucket"))),
+                Failure::Precondition | Failure::NotModified => Err(Error::storage(
+                    format!("s3://{bucket}/{object}"),
+                    "HEAD answered a precondition failure",
+                )),
                 Failure::Err(e) => Err(e),
             },
         }
@@ -297,7 +288,7 @@ impl Store for S3Store {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| match self.error(&e, bucket, object_prefix) {
                 Failure::Err(e) => e,
-                _ => Error::Storage(format!("s3://{bucket}: cannot be listed")),
+                _ => Error::storage(format!("s3://{bucket}"), "cannot be listed"),
             })?;
             for o in page.contents() {
                 if let Some(k) = o.key() {
@@ -310,6 +301,32 @@ impl Store for S3Store {
         }
         keys.sort();
         Ok(keys)
+    }
+}
+
+#[async_trait]
+impl WriteStore for S3Store {
+    async fn put(&self, key: &str, bytes: Bytes, precondition: Precondition) -> Result<bool> {
+        let (bucket, object) = self.locate(key)?;
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(object)
+            .body(bytes.into());
+        req = match precondition {
+            Precondition::None => req,
+            Precondition::Absent => req.if_none_match("*"),
+            Precondition::Matches(tag) => req.if_match(tag),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match self.error(&e, bucket, object) {
+                Failure::Precondition | Failure::NotModified => Ok(false),
+                Failure::Missing => Err(Error::storage(format!("s3://{bucket}"), "no such bucket")),
+                Failure::Err(e) => Err(e),
+            },
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -328,8 +345,7 @@ impl Store for S3Store {
         {
             Ok(_) => Ok(true),
             Err(e) => match self.error(&e, bucket, object) {
-                Failure::Missing => Ok(false),
-                Failure::Precondition => Ok(false),
+                Failure::Missing | Failure::Precondition | Failure::NotModified => Ok(false),
                 Failure::Err(e) => Err(e),
             },
         }

@@ -7,50 +7,54 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cloudify::Bucket;
-use cloudify::config::{self, Config};
-use cloudify_lambda::Settings;
+use cloudify_core::Config;
+use cloudify_core::ReadStoreExt;
+use cloudify_job::Job;
+use cloudify_job::config::{ConfigFile, Progress, RunOptions};
 use cloudify_lambda::events::{self, Work};
-use cloudify_stores::S3Store;
+use cloudify_stores::{Bucket, S3Store, logging};
 use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::{Error, service_fn};
 use serde_json::{Value, json};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let settings = Arc::new(Settings::from_env()?);
-    cloudify::remote::init_http_headers()?;
+    let config = Arc::new(cloudify_lambda::config()?);
+    logging::init(config.log_format);
+    let name = config.bucket.clone().unwrap_or_default();
     let bucket = Bucket::s3(
-        Arc::new(S3Store::new(&settings.bucket).await),
-        &settings.bucket,
-        &settings.index_prefix,
+        Arc::new(S3Store::new(&name).await),
+        &name,
+        &config.index_prefix,
     );
+    let job = Job::new(bucket).with_headers(config.http_headers.clone());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (settings, bucket) = (settings.clone(), bucket.clone());
-        async move { reindex(&settings, &bucket, &event.payload).await }
+        let (config, job) = (config.clone(), job.clone());
+        async move { reindex(&config, &job, &event.payload).await }
     }))
     .await
 }
 
 /// Reindex what `event` asks for; the answer names the datasets and those that failed.
-async fn reindex(settings: &Settings, bucket: &Bucket, event: &Value) -> Result<Value, Error> {
-    let key = &settings.config_key;
+async fn reindex(config: &Config, job: &Job, event: &Value) -> Result<Value, Error> {
+    let bucket = &job.bucket;
+    let key = &config.config_key;
     let text = bucket
         .store()
         .get(key)
         .await?
         .ok_or_else(|| format!("{}/{key}: no config file", bucket.url()))?;
-    let text = String::from_utf8(text.to_vec())
+    let text = String::from_utf8(text.bytes.to_vec())
         .map_err(|_| format!("{}/{key}: not UTF-8", bucket.url()))?;
-    let config = Config::parse(&text, &format!("{}/{key}", bucket.url()))?;
+    let file = ConfigFile::parse(&text, &format!("{}/{key}", bucket.url()))?;
     let ids = match events::work(event) {
-        Work::All => config.ids(),
+        Work::All => file.ids(),
         Work::Objects(urls) => {
             // The index's own writes are not sources: never reindex because of them.
             let mut ids: Vec<String> = urls
                 .iter()
                 .filter(|u| !bucket.is_index_object(u))
-                .flat_map(|u| config.datasets_of(u))
+                .flat_map(|u| file.datasets_of(u))
                 .collect();
             ids.sort();
             ids.dedup();
@@ -60,6 +64,15 @@ async fn reindex(settings: &Settings, bucket: &Bucket, event: &Value) -> Result<
     if ids.is_empty() {
         return Ok(json!({ "datasets": [], "failed": [] }));
     }
-    let failed = config::run_config(bucket, config, Path::new("."), Some(&ids), None).await?;
+    let options = RunOptions {
+        only: Some(&ids),
+        ..RunOptions::default()
+    };
+    let log = |p: Progress<'_>| {
+        if let Progress::Done { line, .. } = p {
+            println!("{line}");
+        }
+    };
+    let failed = cloudify_job::config::run_config(job, file, Path::new("."), options, &log).await?;
     Ok(json!({ "datasets": ids, "failed": failed }))
 }

@@ -68,7 +68,7 @@ impl Blocks {
     pub(super) fn new(a: &ArrayMeta, bbox: &[std::ops::Range<u64>]) -> Self {
         let mut shape = a.chunks.clone();
         if a.codecs.is_empty() {
-            let item = u64::from(a.item_size().unwrap_or(1));
+            let item = u64::from(a.item_size());
             for d in 0..shape.len() {
                 let rest: u64 = shape[d + 1..].iter().product::<u64>() * item;
                 if shape[d] * rest > BLOCK_BYTES {

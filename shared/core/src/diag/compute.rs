@@ -350,7 +350,7 @@ impl<'m> Plan<'m> {
         let records = reader
             .records(self.m, version, &blocks.meta, &linear)
             .await?;
-        let item = u64::from(self.a.item_size().unwrap_or(1));
+        let item = u64::from(self.a.item_size());
         let block_count = blocks
             .ranges
             .iter()

@@ -8,6 +8,7 @@ use crate::codecs::ServedCodec;
 use crate::discovery::escape;
 use crate::error::{Error, Result};
 use crate::key::{ArrayDoc, GroupDoc, ZarrKey};
+use crate::zarr_v2::{ArrayV2, Consolidated, ZGROUP};
 
 use super::compute::Outcome;
 use super::select::Labels;
@@ -145,17 +146,13 @@ fn arrays(o: &Outcome) -> Vec<Array> {
 fn zarray(a: &Array, codec: &ServedCodec) -> Value {
     // One chunk of the whole shape; a dimension of length 0 cannot be one.
     let chunks: Vec<u64> = a.shape.iter().map(|n| (*n).max(1)).collect();
-    json!({
-        "zarr_format": 2,
-        "shape": a.shape,
-        "chunks": chunks,
-        "dtype": a.dtype,
-        "fill_value": a.fill,
-        "order": "C",
-        "filters": null,
-        "compressor": codec.v2_compressor(),
-        "dimension_separator": ".",
-    })
+    json!(ArrayV2::new(
+        a.shape.clone(),
+        chunks,
+        a.dtype.to_owned(),
+        a.fill.clone(),
+        codec.v2_compressor(),
+    ))
 }
 
 fn zattrs(a: &Array) -> Value {
@@ -190,17 +187,20 @@ pub fn zarr_key(
             .ok_or_else(|| Error::NotFound(format!("the result has no array {name:?}")))
     };
     Ok(match key {
-        Some(ZarrKey::Group(GroupDoc::Zgroup)) => ZarrAnswer::Json(json!({ "zarr_format": 2 })),
+        Some(ZarrKey::Group(GroupDoc::Zgroup)) => ZarrAnswer::Json(json!(ZGROUP)),
         Some(ZarrKey::Group(GroupDoc::Zattrs)) => ZarrAnswer::Json(Value::Object(attrs.clone())),
         None | Some(ZarrKey::Group(GroupDoc::Zmetadata)) => {
             let mut meta = Map::new();
-            meta.insert(".zgroup".into(), json!({ "zarr_format": 2 }));
+            meta.insert(".zgroup".into(), json!(ZGROUP));
             meta.insert(".zattrs".into(), Value::Object(attrs.clone()));
             for a in &arrays {
                 meta.insert(format!("{}/.zarray", a.name), zarray(a, codec));
                 meta.insert(format!("{}/.zattrs", a.name), zattrs(a));
             }
-            ZarrAnswer::Json(json!({ "zarr_consolidated_format": 1, "metadata": meta }))
+            ZarrAnswer::Json(json!(Consolidated {
+                zarr_consolidated_format: 1,
+                metadata: meta
+            }))
         }
         Some(ZarrKey::Array(name, ArrayDoc::Zarray)) => {
             ZarrAnswer::Json(zarray(find(name)?, codec))

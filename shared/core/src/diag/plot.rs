@@ -99,7 +99,11 @@ impl Canvas {
     }
 
     fn png(&self, notes: &[(&str, String)]) -> Result<Vec<u8>> {
-        let failed = |e: png::EncodingError| Error::Storage(format!("PNG encoding failed: {e}"));
+        let failed = |e: png::EncodingError| {
+            Error::Storage(crate::error::Fault::bare(format!(
+                "PNG encoding failed: {e}"
+            )))
+        };
         let mut out = Vec::new();
         let mut enc = png::Encoder::new(&mut out, self.w, self.h);
         enc.set_color(png::ColorType::Rgba);

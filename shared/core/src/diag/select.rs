@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::cftime::{Calendar, Units};
+use crate::dtype::Kind;
 use crate::error::{Error, Result};
 use crate::manifest::{ArrayMeta, Manifest};
 use crate::read::Reader;
@@ -96,13 +97,9 @@ pub(super) fn coord_dtype(m: &Manifest, coord: &str) -> &'static str {
     let packed = m.arrays.get(coord).is_some_and(|c| {
         c.attrs.contains_key("scale_factor") || c.attrs.contains_key("add_offset")
     });
-    match m
-        .arrays
-        .get(coord)
-        .map(|c| c.dtype.trim_start_matches(['<', '>', '|']))
-    {
-        Some("i1" | "i2" | "i4" | "i8" | "u1" | "u2" | "u4") if !packed => "<i8",
-        Some("f4") if !packed => "<f4",
+    match m.arrays.get(coord).map(|c| (c.dtype.kind, c.dtype.size)) {
+        Some((Kind::Int, _) | (Kind::UInt, 1 | 2 | 4)) if !packed => "<i8",
+        Some((Kind::Float, 4)) if !packed => "<f4",
         _ => "<f8",
     }
 }

@@ -1,7 +1,7 @@
 //! Stored numbers to the values xarray shows: CF decoding of a chunk's little-endian bytes
 //! (missing values masked to NaN, then `scale_factor` and `add_offset` applied), in f64.
 
-use crate::codecs::Number;
+use crate::dtype::Number;
 use crate::error::{Error, Result};
 use crate::manifest::ArrayMeta;
 use crate::unpack::Packing;
@@ -34,7 +34,7 @@ impl Decoding {
     /// # Errors
     /// [`Error::BadRequest`] for arrays that hold no numbers (strings, characters).
     pub fn of(name: &str, a: &ArrayMeta) -> Result<Self> {
-        let kind = Number::of(&a.dtype).ok_or_else(|| {
+        let kind = a.dtype.number().ok_or_else(|| {
             Error::BadRequest(format!("{name:?} holds {} values, not numbers", a.dtype))
         })?;
         let packing = Packing::of(a);

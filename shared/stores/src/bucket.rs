@@ -4,15 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
-use cloudify_core::Store;
 use cloudify_core::store::PrefixStore;
-use cloudify_stores::{LocalStore, S3Store};
+use cloudify_core::{ReadStore, WriteStore};
+
+use crate::{LocalStore, S3Store};
 
 /// An opened bucket.
 #[derive(Clone)]
 pub struct Bucket {
-    store: Arc<dyn Store>,
+    store: Arc<dyn WriteStore>,
     /// `file:///abs/folder` or `s3://bucket/prefix`, without a trailing slash.
     url: String,
     /// The folder, for a local bucket.
@@ -23,30 +23,31 @@ impl Bucket {
     /// Open `arg`: `s3://bucket[/prefix]` or a folder, created when absent if `create`.
     ///
     /// # Errors
-    /// When the folder cannot be created, or the S3 URL names no bucket.
-    pub async fn open(arg: &str, create: bool) -> anyhow::Result<Self> {
+    /// A message naming the bucket: the folder cannot be created, or the S3 URL names no
+    /// bucket.
+    pub async fn open(arg: &str, create: bool) -> Result<Self, String> {
         if let Some(rest) = arg.strip_prefix("s3://") {
             let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if name.is_empty() {
-                return Err(anyhow!("{arg}: an S3 bucket is s3://BUCKET[/PREFIX]"));
+                return Err(format!("{arg}: an S3 bucket is s3://BUCKET[/PREFIX]"));
             }
             let prefix = prefix.trim_matches('/');
             return Ok(Self::s3(Arc::new(S3Store::new(name).await), name, prefix));
         }
         if arg.contains("://") {
-            return Err(anyhow!(
+            return Err(format!(
                 "{arg}: a bucket is a local folder or s3://BUCKET[/PREFIX]"
             ));
         }
         let path = Path::new(arg);
         if create {
             std::fs::create_dir_all(path)
-                .with_context(|| format!("cannot create bucket folder {}", path.display()))?;
+                .map_err(|e| format!("cannot create bucket folder {}: {e}", path.display()))?;
         }
         let root = match path.canonicalize() {
             Ok(root) => root,
             Err(_) if !create => path.to_owned(), // read as empty: no dataset answers
-            Err(e) => return Err(e).context(format!("bucket folder {}", path.display())),
+            Err(e) => return Err(format!("bucket folder {}: {e}", path.display())),
         };
         Ok(Self {
             store: Arc::new(LocalStore::new(&root)),
@@ -56,8 +57,8 @@ impl Bucket {
     }
 
     /// The bucket `name` of an S3 store, seen below `prefix` (which may be empty).
-    pub fn s3(store: Arc<dyn Store>, name: &str, prefix: &str) -> Self {
-        let (store, url): (Arc<dyn Store>, _) = if prefix.is_empty() {
+    pub fn s3(store: Arc<S3Store>, name: &str, prefix: &str) -> Self {
+        let (store, url): (Arc<dyn WriteStore>, _) = if prefix.is_empty() {
             (store, format!("s3://{name}"))
         } else {
             (
@@ -73,12 +74,17 @@ impl Bucket {
     }
 
     /// The store, keyed below the bucket's prefix.
-    pub fn store(&self) -> &dyn Store {
+    pub fn store(&self) -> &dyn WriteStore {
         self.store.as_ref()
     }
 
     /// The store, shared.
-    pub fn shared(&self) -> Arc<dyn Store> {
+    pub fn shared(&self) -> Arc<dyn WriteStore> {
+        self.store.clone()
+    }
+
+    /// The store as the serving function holds it: read-only.
+    pub fn reader(&self) -> Arc<dyn ReadStore> {
         self.store.clone()
     }
 

@@ -14,20 +14,22 @@
 //! chunks = "time=12"              # optional, as --chunks
 //! collection = "cmip6"            # optional, as --collection
 //! ```
+//!
+//! A top-level `targets = ["lambda", "worker-free"]` names the platforms the bucket is served
+//! from, as `--target` does.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
+use cloudify_core::Platform;
 use cloudify_core::codecs::ServedCodec;
 use cloudify_core::stac::CatalogInfo;
-use cloudify_index::ServeOptions;
+use cloudify_index::{Published, ServeOptions};
 use futures_util::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-use crate::bucket::Bucket;
+use crate::Job;
 
 /// Datasets indexed at once: each reads its sources on a blocking thread.
 const CONCURRENT: usize = 2;
@@ -35,11 +37,13 @@ const CONCURRENT: usize = 2;
 /// The file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct ConfigFile {
     /// Where it was read from, for errors.
     #[serde(skip)]
     origin: String,
     catalog: Option<toml::Table>,
+    /// The platforms the bucket is served from (`--target` overrides it).
+    targets: Option<Vec<String>>,
     #[serde(default)]
     datasets: BTreeMap<String, Dataset>,
 }
@@ -55,7 +59,7 @@ struct Dataset {
     collection: Option<String>,
 }
 
-impl Config {
+impl ConfigFile {
     /// Parse the text of a config file; `origin` names it in errors.
     ///
     /// # Errors
@@ -89,23 +93,69 @@ impl Config {
             .map(|(id, _)| id.clone())
             .collect()
     }
+
+    /// The platforms the file names, `None` when it names none.
+    ///
+    /// # Errors
+    /// An unknown platform.
+    pub fn targets(&self) -> anyhow::Result<Option<Vec<Platform>>> {
+        self.targets
+            .as_ref()
+            .map(|t| {
+                ServeOptions::parse_targets(&t.join(","))
+                    .with_context(|| format!("config {}: targets", self.origin))
+            })
+            .transpose()
+    }
 }
 
-/// Index every dataset `path` lists into `bucket`, then update the catalog once. Returns the
-/// datasets that failed (each reported with its error), sorted.
+/// How a run of a config file goes, dataset by dataset, for whoever shows it.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The run starts with this many datasets.
+    Started(usize),
+    /// One dataset is done (its summary line), or failed.
+    Done {
+        /// The dataset id.
+        id: &'a str,
+        /// A line saying what happened.
+        line: &'a str,
+        /// Whether it failed.
+        failed: bool,
+    },
+    /// Every dataset is done.
+    Finished,
+    /// The catalog is updated: this many files written.
+    Catalog(usize),
+}
+
+/// What a run is asked to do beyond the file.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Only these datasets, when given.
+    pub only: Option<&'a [String]>,
+    /// The catalog's public URL (`--public-url`), over the file's.
+    pub public_url: Option<String>,
+    /// The platforms served from (`--target`), over the file's.
+    pub targets: Option<Vec<Platform>>,
+}
+
+/// Index every dataset `path` lists into the job's bucket, then update the catalog once.
+/// Returns the datasets that failed (each reported with its error), sorted.
 ///
 /// # Errors
 /// When the file cannot be read or parsed, or the catalog cannot be written.
 pub async fn run(
-    bucket: &Bucket,
+    job: &Job,
     path: &Path,
-    public_url: Option<String>,
+    options: RunOptions<'_>,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> anyhow::Result<Vec<String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("config {}", path.display()))?;
-    let config = Config::parse(&text, &path.display().to_string())?;
+    let config = ConfigFile::parse(&text, &path.display().to_string())?;
     let base = path.parent().unwrap_or(Path::new("."));
-    run_config(bucket, config, base, None, public_url).await
+    run_config(job, config, base, options, progress).await
 }
 
 /// Index the datasets of `config` (those in `only` when given) into `bucket`, with relative
@@ -114,27 +164,24 @@ pub async fn run(
 /// # Errors
 /// When the catalog cannot be written.
 pub async fn run_config(
-    bucket: &Bucket,
-    mut config: Config,
+    job: &Job,
+    mut config: ConfigFile,
     base: &Path,
-    only: Option<&[String]>,
-    public_url: Option<String>,
+    options: RunOptions<'_>,
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> anyhow::Result<Vec<String>> {
-    if let Some(only) = only {
+    if let Some(only) = options.only {
         config.datasets.retain(|id, _| only.contains(id));
     }
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(config.datasets.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} datasets {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let targets = match options.targets {
+        Some(t) => t,
+        None => config.targets()?.unwrap_or_else(|| vec![Platform::Native]),
+    };
+    progress(Progress::Started(config.datasets.len()));
     let jobs = config.datasets.iter().map(|(id, d)| {
-        let bar = bar.clone();
+        let targets = targets.clone();
         async move {
-            let outcome = one(bucket, base, id, d).await;
+            let outcome = one(job, base, id, d, targets).await;
             let line = match &outcome {
                 Ok(p) if p.objects_written == 0 && !p.registry_changed => {
                     format!("dataset {id}: version {} unchanged", p.version)
@@ -142,16 +189,11 @@ pub async fn run_config(
                 Ok(p) => format!("dataset {id}: version {} ({})", p.version, p.summary()),
                 Err(e) => format!("dataset {id}: error: {e:#}"),
             };
-            match &bar {
-                Some(b) => {
-                    b.inc(1);
-                    if outcome.is_err() {
-                        b.println(&line);
-                    }
-                    b.set_message(id.clone());
-                }
-                None => println!("{line}"),
-            }
+            progress(Progress::Done {
+                id,
+                line: &line,
+                failed: outcome.is_err(),
+            });
             outcome.is_err().then(|| id.clone())
         }
     });
@@ -161,9 +203,7 @@ pub async fn run_config(
         .collect()
         .await;
     failed.sort();
-    if let Some(b) = bar {
-        b.finish_with_message("done");
-    }
+    progress(Progress::Finished);
     // The catalog's public URL: --public-url, else the file's, else the one stored before.
     let file_url = config
         .catalog
@@ -174,23 +214,26 @@ pub async fn run_config(
         .map(toml::Table::try_into)
         .transpose()
         .with_context(|| format!("config {}: [catalog]", config.origin))?;
-    let written = crate::sources::catalog_with(bucket, public_url.or(file_url), info).await?;
-    println!("STAC catalog: {written} files written");
+    let written =
+        crate::sources::catalog_with(&job.bucket, options.public_url.or(file_url), info).await?;
+    progress(Progress::Catalog(written));
     Ok(failed)
 }
 
 async fn one(
-    bucket: &Bucket,
+    job: &Job,
     base: &Path,
     id: &str,
     d: &Dataset,
-) -> anyhow::Result<cloudify_index::Published> {
+    targets: Vec<Platform>,
+) -> anyhow::Result<Published> {
     let options = ServeOptions {
         codec: d
             .codec
             .as_deref()
             .map_or(Ok(ServedCodec::default()), ServedCodec::parse)?,
         chunks: ServeOptions::parse_chunks(d.chunks.as_deref().unwrap_or(""))?,
+        targets,
     };
     if d.sources.is_empty() {
         return Err(anyhow!("no sources listed"));
@@ -208,7 +251,7 @@ async fn one(
         .as_deref()
         .unwrap_or(cloudify_core::registry::DEFAULT_COLLECTION);
     crate::sources::index(
-        bucket,
+        job,
         id,
         &sources,
         &options,

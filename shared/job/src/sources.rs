@@ -4,13 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use cloudify_core::Store;
+use cloudify_core::ReadStore;
 use cloudify_core::stac::CatalogInfo;
 use cloudify_index::{Concat, LocalFile, Published, ServeOptions, SourceSpec, SourceState};
-use cloudify_stores::LocalStore;
+use cloudify_stores::{Bucket, LocalStore, s3_sources};
 
-use crate::bucket::Bucket;
-use crate::remote;
+use crate::{Job, remote};
 
 /// Index `sources` (paths, glob patterns, `http(s)://` URLs, `s3://` objects, prefixes ending
 /// in `/` and patterns) into the bucket as dataset `id`, concatenated along `concat_dim` when
@@ -19,17 +18,18 @@ use crate::remote;
 /// # Errors
 /// A message naming the file and fault; nothing is written then.
 pub async fn index(
-    bucket: &Bucket,
+    job: &Job,
     id: &str,
     sources: &[impl AsRef<str>],
     options: &ServeOptions,
     concat_dim: Option<&str>,
     collection: &str,
 ) -> anyhow::Result<Published> {
+    let bucket = &job.bucket;
     let mut specs = Vec::new();
     for named in expand(sources).await? {
         specs.push(match remote::is_remote(&named) {
-            true => remote::spec(&named, bucket).await?,
+            true => remote::spec(&named, bucket, &job.headers).await?,
             false => spec(bucket, Path::new(&named)).await?,
         });
     }
@@ -74,18 +74,19 @@ pub async fn index(
 ///
 /// # Errors
 /// When the bucket's index cannot be read or a dataset is unknown.
-pub async fn check(bucket: &Bucket, ids: &[String]) -> anyhow::Result<usize> {
-    let local = bucket.shared();
-    let root: Arc<dyn Store> = Arc::new(LocalStore::new("/"));
-    let s3: Arc<dyn Store> = Arc::new(remote::s3().await.clone());
-    let resolve = |url: &str| -> Option<(Arc<dyn Store>, String)> {
+pub async fn check(job: &Job, ids: &[String]) -> anyhow::Result<usize> {
+    let bucket = &job.bucket;
+    let local = bucket.reader();
+    let root: Arc<dyn ReadStore> = Arc::new(LocalStore::new("/"));
+    let s3: Arc<dyn ReadStore> = Arc::new(s3_sources().await.clone());
+    let resolve = |url: &str| -> Option<(Arc<dyn ReadStore>, String)> {
         match url.split_once("://") {
             None => Some((local.clone(), url.to_owned())),
             Some(("file", path)) => Some((root.clone(), path.trim_start_matches('/').to_owned())),
             Some(("s3", key)) => Some((s3.clone(), key.to_owned())),
             Some(_) => {
-                let (store, key) = remote::http_store_for(url)?;
-                Some((Arc::new(store), key.to_owned()))
+                let (store, key) = remote::http_store_for(url, &job.headers)?;
+                Some((store, key.to_owned()))
             }
         }
     };
@@ -220,13 +221,18 @@ async fn spec(bucket: &Bucket, path: &Path) -> anyhow::Result<SourceSpec> {
                 .to_str()
                 .ok_or_else(|| anyhow!("{shown}: path is not UTF-8"))?
                 .to_owned();
-            let meta = bucket.store().head(&key).await?;
+            let meta = bucket
+                .store()
+                .head(&key)
+                .await
+                .map_err(|e| anyhow!("{shown}: {e}"))?;
             (key, meta)
         }
         None => {
             let meta = LocalStore::new("/")
                 .head(abs_str.trim_start_matches('/'))
-                .await?;
+                .await
+                .map_err(|e| anyhow!("{shown}: {e}"))?;
             (format!("file://{abs_str}"), meta)
         }
     };

@@ -7,12 +7,10 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use anyhow::anyhow;
-use cloudify_core::store::strong_etag;
-use cloudify_core::{HttpHeaders, Store};
+use cloudify_core::HttpHeaders;
+use cloudify_core::store::{Fetched, GetOptions, ReadStore};
 use cloudify_index::{RangeRead, SourceSpec};
-use cloudify_stores::{HttpStore, S3Store};
-
-use crate::bucket::Bucket;
+use cloudify_stores::{Bucket, http_source, s3_sources};
 
 /// Bytes fetched per block: small, as blocks near metadata are mostly data.
 const BLOCK: u64 = 16 << 10;
@@ -105,88 +103,58 @@ pub fn is_remote(url: &str) -> bool {
     matches!(url.split_once("://"), Some(("http" | "https" | "s3", _)))
 }
 
-/// The request headers of `http(s)` sources, read once from `CLOUDIFY_HTTP_HEADERS`.
-static HTTP_HEADERS: std::sync::OnceLock<Arc<HttpHeaders>> = std::sync::OnceLock::new();
-
-/// Read `CLOUDIFY_HTTP_HEADERS`; every HTTP(S) store made afterwards sends its headers.
-///
-/// # Errors
-/// When the variable is not a valid configuration (the message names no value).
-pub fn init_http_headers() -> anyhow::Result<()> {
-    let headers = cloudify_stores::headers_from_env().map_err(|e| anyhow!(e))?;
-    let _ = HTTP_HEADERS.set(Arc::new(headers));
-    Ok(())
-}
-
-/// The store reading `http(s)` sources under `scheme`, with the configured request headers.
-pub fn http_store(scheme: &'static str) -> HttpStore {
-    HttpStore::new(scheme).with_headers(HTTP_HEADERS.get().cloned().unwrap_or_default())
-}
-
 /// The store that reads `url`'s scheme when it is `http(s)`, and the key it knows `url` by.
-pub fn http_store_for(url: &str) -> Option<(HttpStore, &str)> {
-    match url.split_once("://")? {
-        ("http", rest) => Some((http_store("http"), rest)),
-        ("https", rest) => Some((http_store("https"), rest)),
-        _ => None,
-    }
+pub fn http_store_for<'u>(
+    url: &'u str,
+    headers: &Arc<HttpHeaders>,
+) -> Option<(Arc<dyn ReadStore>, &'u str)> {
+    let (scheme, rest) = match url.split_once("://")? {
+        ("http", rest) => ("http", rest),
+        ("https", rest) => ("https", rest),
+        _ => return None,
+    };
+    Some((Arc::new(http_source(scheme, headers.clone())), rest))
 }
 
-/// The reader of every `s3://` source of this process, configured once from the environment.
-pub async fn s3() -> &'static S3Store {
-    static S3: tokio::sync::OnceCell<S3Store> = tokio::sync::OnceCell::const_new();
-    S3.get_or_init(S3Store::any_bucket).await
-}
-
-/// A source named by a remote URL: its size and tag by HEAD, its bytes by cached ranged reads.
-/// An `s3://` object inside `bucket` is recorded by its key there.
+/// A source named by a remote URL: its size and tag by HEAD, its bytes by cached ranged reads,
+/// each conditional on the tag. An `s3://` object inside `bucket` is recorded by its key there.
 ///
 /// # Errors
 /// When the object does not answer or is missing.
-pub async fn spec(url: &str, bucket: &Bucket) -> anyhow::Result<SourceSpec> {
-    if let Some(key) = url.strip_prefix("s3://") {
-        let store = s3().await;
-        let meta = store
-            .head(key)
-            .await
-            .map_err(|e| anyhow!("{url}: {e}"))?
-            .ok_or_else(|| anyhow!("{url}: no such object (404)"))?;
-        let (key, size, etag) = (key.to_owned(), meta.size, meta.etag.clone());
-        let handle = tokio::runtime::Handle::current();
-        // The indexer reads on a blocking thread, where waiting on the runtime is allowed.
-        let fetch: Fetch = Box::new(move |range| {
-            handle
-                .block_on(store.get_range_checked(&key, range, size, etag.as_deref()))?
-                .map(|b| b.to_vec())
-                .ok_or_else(|| cloudify_core::Error::Storage(format!("s3://{key} vanished")))
-        });
-        return Ok(SourceSpec {
-            url: bucket.key_of(url).unwrap_or(url).to_owned(),
-            absolute_url: url.to_owned(),
-            reader: Arc::new(RemoteFile::new(meta.size, fetch)),
-            meta,
-        });
-    }
-    let named = url.to_owned();
-    tokio::task::spawn_blocking(move || http_spec(&named)).await?
-}
-
-fn http_spec(url: &str) -> anyhow::Result<SourceSpec> {
-    let (store, key) = http_store_for(url).ok_or_else(|| anyhow!("{url}: not a remote URL"))?;
+pub async fn spec(
+    url: &str,
+    bucket: &Bucket,
+    headers: &Arc<HttpHeaders>,
+) -> anyhow::Result<SourceSpec> {
+    let (store, key): (Arc<dyn ReadStore>, &str) = match url.strip_prefix("s3://") {
+        Some(key) => (Arc::new(s3_sources().await.clone()), key),
+        None => http_store_for(url, headers).ok_or_else(|| anyhow!("{url}: not a remote URL"))?,
+    };
     let meta = store
-        .meta(key)
-        .map_err(|e| anyhow!("{url}: {e}"))?
+        .head(key)
+        .await
+        .map_err(|e| anyhow!("{url}: {}", e.internal()))?
         .ok_or_else(|| anyhow!("{url}: no such object (404)"))?;
-    let (key, etag) = (key.to_owned(), meta.etag.clone());
+    let (key, size, etag) = (key.to_owned(), meta.size, meta.etag.clone());
+    let handle = tokio::runtime::Handle::current();
+    // The indexer reads on a blocking thread, where waiting on the runtime is allowed.
     let fetch: Fetch = Box::new(move |range| {
-        let strong = strong_etag(etag.as_deref());
-        store
-            .range(&key, &range, strong)?
-            .map(|(bytes, _)| bytes)
-            .ok_or_else(|| cloudify_core::Error::Storage(format!("{key} vanished")))
+        let options = GetOptions {
+            range: Some(range),
+            if_match: etag.clone(),
+            if_none_match: None,
+        };
+        match handle.block_on(store.get_with(&key, &options))? {
+            Fetched::Object(o) if o.meta.size == size => Ok(o.bytes.to_vec()),
+            Fetched::Object(o) => Err(cloudify_core::store::size_changed(&key, o.meta.size, size)),
+            _ => Err(cloudify_core::Error::storage(
+                &key,
+                "vanished while indexing",
+            )),
+        }
     });
     Ok(SourceSpec {
-        url: url.to_owned(),
+        url: bucket.key_of(url).unwrap_or(url).to_owned(),
         absolute_url: url.to_owned(),
         reader: Arc::new(RemoteFile::new(meta.size, fetch)),
         meta,
@@ -211,11 +179,11 @@ pub async fn expand_s3(url: &str) -> anyhow::Result<Vec<String>> {
         require_literal_separator: true,
         ..Default::default()
     };
-    let listed = s3()
+    let listed = s3_sources()
         .await
         .list(&rest[..literal])
         .await
-        .map_err(|e| anyhow!("{url}: {e}"))?;
+        .map_err(|e| anyhow!("{url}: {}", e.internal()))?;
     let matched: Vec<String> = listed
         .into_iter()
         .filter(|k| !k.ends_with('/'))

@@ -1,0 +1,40 @@
+//! cloudify-job: the precompute job as a library. It turns what a user names (paths, glob
+//! patterns, `s3://` prefixes, `http(s)://` URLs, a `cloudify.toml`) into sources, indexes them
+//! with `cloudify-index` and publishes the result into a bucket. The `cloudify` command and
+//! the reindex Lambda are thin callers; the serving functions link none of it.
+
+pub mod config;
+pub mod remote;
+pub mod sources;
+
+use std::sync::Arc;
+
+use cloudify_core::HttpHeaders;
+use cloudify_stores::Bucket;
+
+/// What every step of a job needs: the bucket it writes, and the request headers of HTTP(S)
+/// sources.
+#[derive(Clone)]
+pub struct Job {
+    /// The bucket the index is written into.
+    pub bucket: Bucket,
+    /// Request headers for HTTP(S) sources, by URL prefix.
+    pub headers: Arc<HttpHeaders>,
+}
+
+impl Job {
+    /// A job on `bucket`, with no headers for HTTP(S) sources.
+    pub fn new(bucket: Bucket) -> Self {
+        Self {
+            bucket,
+            headers: Arc::default(),
+        }
+    }
+
+    /// Send `headers` to the HTTP(S) sources under their prefixes.
+    #[must_use]
+    pub fn with_headers(mut self, headers: Arc<HttpHeaders>) -> Self {
+        self.headers = headers;
+        self
+    }
+}
