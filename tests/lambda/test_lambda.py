@@ -208,7 +208,7 @@ def test_settings_come_from_the_one_config(lam, s3serve):
     assert c["platform"] == "lambda"
     assert c["read_budget_bytes"] == 16 << 20
     assert c["max_response_bytes"] == 4_400_000
-    assert c["index_ttl_seconds"] == 60
+    assert c["index_ttl_seconds"] == 0  # INDEX_TTL_SECONDS, as the fixture's environment sets
     native = s3serve.get("/").json()["config"]
     assert native["platform"] == "native" and native["max_response_bytes"] is None
 
@@ -230,3 +230,16 @@ def test_the_lambda_crate_depends_on_no_command_line_crate():
     crates = {line.split()[0] for line in tree.splitlines() if line.strip()}
     assert "cloudify-job" in crates
     assert not crates & {"clap", "indicatif", "cloudify"}, crates & {"clap", "indicatif", "cloudify"}
+
+
+def test_every_request_is_logged_as_a_json_line(lam):
+    """Lambda's preset logs JSON lines, as CloudWatch takes them."""
+    from servers import logged_request
+
+    path = "/datasets/mixed/zarr/zlib_shuffle/1.2.1"
+    r = lam.get(path)
+    assert r.status_code == 200
+    with open(lam.log.name) as f:
+        line = logged_request(f.read(), path)
+    assert (line["method"], line["status"], line["level"]) == ("GET", 200, "INFO")
+    assert line["store_ops"] >= 1 and line["bytes_read"] > 0

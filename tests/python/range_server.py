@@ -17,6 +17,10 @@ class RangeServer:
         outer = self
 
         class Handler(SimpleHTTPRequestHandler):
+            # Keep connections open, as real servers do: a client that pools connections
+            # (workerd's fetch) otherwise meets connections the server already closed.
+            protocol_version = "HTTP/1.1"
+
             def __init__(self, *a, **kw):
                 super().__init__(*a, directory=root, **kw)
 

@@ -187,3 +187,14 @@ DIAGNOSTICS = [
     "/datasets/mixed/plot/zlib_shuffle/map/viridis",
     "/datasets/pieces/plot/tas/timeseries/RdBu_r/time/10_90?width=300&height=200",
 ]
+
+
+def logged_request(log_text, path):
+    """The JSON request line logged for `path` in a runtime's output (which may prefix lines
+    or interleave its own)."""
+    import json
+
+    for line in log_text.splitlines():
+        if f'"path":"{path}"' in line and "{" in line:
+            return json.loads(line[line.index("{"):line.rindex("}") + 1])
+    raise AssertionError(f"no request line for {path}")

@@ -10,7 +10,8 @@ import xarray as xr
 
 from compare import datasets_equal, source
 from range_server import RangeServer
-from servers import DIAGNOSTICS, assert_same_answers, every_key, write_conformance_fixture
+from servers import (DIAGNOSTICS, assert_same_answers, every_key, logged_request,
+                     write_conformance_fixture)
 from wrangler import READ_BUDGET, Wrangler, bulk_put
 
 VIEWS = ("kerchunk", "zarr", "zarr3")
@@ -251,3 +252,14 @@ def test_r2_and_fetch_pass_the_store_conformance_suite(worker, state, tmp_path):
     finally:
         checker.stop()
         web.stop()
+
+
+def test_every_request_is_logged_on_the_console_as_json(worker):
+    path = "/datasets/mixed/zarr/zlib_shuffle/0.1.1"
+    r = worker.get(path)
+    assert r.status_code == 200
+    worker.log.flush()
+    with open(worker.log.name) as f:
+        line = logged_request(f.read(), path)
+    assert (line["method"], line["status"], line["bytes_out"]) == ("GET", 200, len(r.content))
+    assert line["store_ops"] >= 1 and line["version"]

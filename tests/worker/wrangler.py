@@ -59,7 +59,7 @@ class Wrangler:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         args = [WRANGLER, "dev", "-c", self.config, "--ip", "127.0.0.1", "--port", str(port),
-                "--persist-to", os.path.join(state, "r2"), "--log-level", "warn"]
+                "--persist-to", os.path.join(state, "r2"), "--log-level", "log"]
         for v in extra_vars:
             args += ["--var", v]
         self.log = open(os.path.join(state, f"dev-{port}.log"), "w")

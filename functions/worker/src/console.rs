@@ -4,11 +4,7 @@
 use std::io::Write;
 
 use cloudify_core::config::LogFormat;
-use tracing_subscriber::Layer;
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::fmt::{self, MakeWriter};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// One log line, written to the console when the formatter is done with it.
 struct Line(Vec<u8>);
@@ -45,26 +41,7 @@ impl<'a> MakeWriter<'a> for Console {
     }
 }
 
-/// Log the core's request lines (info and above) to the console in `format`; once per
-/// isolate.
+/// Log the core's request lines to the console in `format`; once per isolate.
 pub fn init(format: LogFormat) {
-    let only_requests =
-        Targets::new().with_target(cloudify_core::log::TARGET, tracing::Level::INFO);
-    // A Worker has no wall clock the formatter may read; the platform stamps each line.
-    let layer = fmt::layer()
-        .with_writer(Console)
-        .with_ansi(false)
-        .with_target(false)
-        .without_time();
-    let layer = match format {
-        LogFormat::Json => layer
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_filter(only_requests)
-            .boxed(),
-        LogFormat::Text => layer.with_filter(only_requests).boxed(),
-    };
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    cloudify_core::log::init(format, Console, false);
 }

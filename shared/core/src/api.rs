@@ -313,7 +313,7 @@ pub async fn static_stac(bucket: &dyn ReadStore, path: &str) -> Result<Bytes> {
     Ok(bucket
         .get(&format!("stac/{path}"))
         .await?
-        .ok_or_else(|| Error::NotFound(format!("no {path} in the static catalog")))?
+        .ok_or_else(|| Error::NotFound(format!("no stac/{path} in the static catalog")))?
         .bytes)
 }
 

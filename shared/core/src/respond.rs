@@ -195,18 +195,23 @@ pub fn over_max_response(len: usize, max: u64) -> Error {
     ))
 }
 
+/// Set each of `pairs` in `h`.
+fn set_all(h: &mut HeaderMap, pairs: [(header::HeaderName, &'static str); 2]) {
+    for (name, value) in pairs {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+}
+
 /// The answer to a CORS preflight.
 pub fn preflight() -> Response<Bytes> {
     let mut r = Response::new(Bytes::new());
     *r.status_mut() = StatusCode::NO_CONTENT;
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("*"),
+    set_all(
+        r.headers_mut(),
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "*"),
+        ],
     );
     r
 }
@@ -219,13 +224,12 @@ pub fn finish(resp: &mut Response<Bytes>, stats: &Stats, head: bool) {
         StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
     );
     let h = resp.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("ETag, Server-Timing"),
+    set_all(
+        h,
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::ACCESS_CONTROL_EXPOSE_HEADERS, "ETag, Server-Timing"),
+        ],
     );
     if !bodiless {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
