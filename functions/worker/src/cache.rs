@@ -6,12 +6,10 @@ use bytes::Bytes;
 use cloudify_core::router::ChunkCache;
 use worker::{Cache, Context, Headers, Response, ResponseBuilder};
 
-/// Headers a cached copy keeps the original values of: it is stored as immutable (its key
-/// names the version) and without `Vary` (its key already names everything it varies on).
-const KEPT: [(&str, &str); 2] = [
-    ("cache-control", "x-cloudify-cache-control"),
-    ("vary", "x-cloudify-vary"),
-];
+/// Where a cached copy keeps the answer's `Cache-Control`: the copy itself is stored as
+/// immutable (its key names the version). The router puts answers here before it adds the
+/// headers every answer carries (`Vary`, `Server-Timing`), and adds them again to a hit.
+const KEPT_CACHE_CONTROL: &str = "x-cloudify-cache-control";
 
 /// The default cache, with the request's context to finish writes after the answer.
 pub struct CacheApi<'a> {
@@ -54,10 +52,10 @@ fn to_cached(resp: &http::Response<Bytes>) -> worker::Result<Response> {
     let h = Headers::new();
     for (k, v) in resp.headers() {
         let Ok(v) = v.to_str() else { continue };
-        match KEPT.iter().find(|(original, _)| *original == k.as_str()) {
-            Some((_, kept)) => h.set(kept, v)?,
-            None if k == "server-timing" => {}
-            None => h.set(k.as_str(), v)?,
+        if k == http::header::CACHE_CONTROL {
+            h.set(KEPT_CACHE_CONTROL, v)?;
+        } else {
+            h.set(k.as_str(), v)?;
         }
     }
     h.set("cache-control", "public, max-age=31536000, immutable")?;
@@ -71,10 +69,10 @@ fn to_cached(resp: &http::Response<Bytes>) -> worker::Result<Response> {
 async fn restore(mut hit: Response) -> worker::Result<http::Response<Bytes>> {
     let mut out = http::Response::builder().status(hit.status_code());
     for (k, v) in hit.headers().entries() {
-        match KEPT.iter().find(|(_, kept)| *kept == k) {
-            Some((original, _)) => out = out.header(*original, v),
-            None if KEPT.iter().any(|(original, _)| *original == k) => {}
-            None => out = out.header(k, v),
+        match k.as_str() {
+            KEPT_CACHE_CONTROL => out = out.header(http::header::CACHE_CONTROL, v),
+            "cache-control" => {}
+            _ => out = out.header(k, v),
         }
     }
     let body = hit.bytes().await?;

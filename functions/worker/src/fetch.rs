@@ -11,7 +11,7 @@ use worker::{Fetch as Send, Headers, Method, Request, RequestInit};
 pub struct Fetch;
 
 fn failed(url: &str, e: &worker::Error) -> Error {
-    Error::storage(url, format!("fetch failed: {e}"))
+    Error::failed(url, "fetch failed", e)
 }
 
 #[async_trait(?Send)]

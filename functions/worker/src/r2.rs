@@ -62,7 +62,7 @@ impl R2Store {
 }
 
 fn storage(key: &str, e: &worker::Error) -> Error {
-    Error::storage(key, format!("the R2 read failed: {e}"))
+    Error::failed(key, "the R2 read failed", e)
 }
 
 async fn body(key: &str, o: &Object) -> Result<Option<Bytes>> {

@@ -214,7 +214,7 @@ pub async fn zarr(
         (_, ZarrKey::Chunk(name, idx)) => {
             let a = resolve::array(m, view, &name)?;
             let what = || format!("chunk {idx:?} of {name:?} in dataset {}", m.id);
-            let bytes = match resolve::plan(m, view, &name, &idx)? {
+            let bytes = match resolve::plan(&a, view, &name, &idx)? {
                 Plan::Raw { linear } => reader
                     .raw_chunk(m, &r.version, &name, &a, linear)
                     .await

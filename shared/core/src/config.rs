@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use crate::http_headers::HttpHeaders;
-use crate::read::Limits;
+use crate::manifest::ArrayMeta;
+use crate::read::{Cost, Limits};
 
 /// Where a function runs: each platform's limits give its defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -317,12 +318,55 @@ fn check_public_url(url: &str) -> Result<String, String> {
     }
 }
 
-/// The smallest served-chunk budget of `targets`, and the platform that sets it.
-pub fn smallest_budget(targets: &[Platform]) -> Option<(u64, Platform)> {
-    targets
-        .iter()
-        .map(|p| (p.preset().served_chunk_budget(), *p))
-        .min_by_key(|(b, _)| *b)
+impl Config {
+    /// Why every request for the costliest served chunk of `a` (as served) would be refused
+    /// here, if it would: what it needs against which budget.
+    pub fn refusal(&self, a: &ArrayMeta) -> Option<String> {
+        let cost = Cost::worst(a);
+        let read = self.read_budget;
+        if cost.out > self.served_chunk_budget() {
+            return Some(format!(
+                "a served chunk {:?} is {} bytes, over the {} budget of {} bytes per request",
+                a.served_chunks,
+                cost.out,
+                self.platform.name(),
+                self.served_chunk_budget()
+            ));
+        }
+        if cost.out + cost.largest > read {
+            return Some(format!(
+                "a served chunk of {} bytes decodes source chunks of {} bytes: {} bytes, over \
+                 the {} read budget of {read} bytes",
+                cost.out,
+                cost.largest,
+                cost.out + cost.largest,
+                self.platform.name()
+            ));
+        }
+        if cost.out + cost.decoded > self.limits.work {
+            return Some(format!(
+                "a served chunk {:?} decodes up to {} bytes of source chunks and encodes {}: \
+                 {} bytes, over the {} CPU budget of {} bytes per request",
+                a.served_chunks,
+                cost.decoded,
+                cost.out,
+                cost.decoded + cost.out,
+                self.platform.name(),
+                self.limits.work
+            ));
+        }
+        if cost.reads > self.limits.reads {
+            return Some(format!(
+                "a served chunk {:?} needs up to {} store reads, over the {} limit of {} per \
+                 request",
+                a.served_chunks,
+                cost.reads,
+                self.platform.name(),
+                self.limits.reads
+            ));
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -358,10 +402,6 @@ mod tests {
         assert_eq!(native.read_budget, 1000);
         assert_eq!(native.index_prefix, "idx");
         assert_eq!(native.max_response, None);
-        assert_eq!(
-            smallest_budget(&[Platform::Native, Platform::WorkerFree]),
-            Some((512 << 10, Platform::WorkerFree))
-        );
     }
 
     #[test]

@@ -164,11 +164,11 @@ impl DataType {
         })
     }
 
-    /// NumPy's name of the type (`float32`, `int16`, `|S1`), as xarray shows it.
+    /// NumPy's name of the type (`float32`, `int16`, `S1`), as xarray shows it.
     pub fn numpy_name(&self) -> String {
         match self.v3_name() {
             Some(n) => n.to_owned(),
-            None => format!("|S{}", self.size),
+            None => format!("S{}", self.size),
         }
     }
 
@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(t.little_endian().v2(), "<i2");
         assert_eq!(t.number(), Some(Number::I2));
         assert_eq!(t.numpy_name(), "int16");
-        assert_eq!(DataType::parse("|S1").unwrap().numpy_name(), "|S1");
+        assert_eq!(DataType::parse("|S1").unwrap().numpy_name(), "S1");
     }
 
     #[test]

@@ -67,13 +67,19 @@ pub struct Fault {
     pub object: Option<String>,
     /// What went wrong, without naming the object.
     pub fault: String,
+    /// A library's own words for it (they may name hosts or URLs); never shown to clients.
+    pub detail: Option<String>,
 }
 
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.object {
-            Some(o) => write!(f, "{o}: {}", self.fault),
-            None => f.write_str(&self.fault),
+        if let Some(o) = &self.object {
+            write!(f, "{o}: ")?;
+        }
+        f.write_str(&self.fault)?;
+        match &self.detail {
+            Some(d) => write!(f, " ({d})"),
+            None => Ok(()),
         }
     }
 }
@@ -84,6 +90,7 @@ impl Fault {
         Self {
             object: Some(object.into()),
             fault: fault.into(),
+            detail: None,
         }
     }
 
@@ -92,6 +99,7 @@ impl Fault {
         Self {
             object: None,
             fault: fault.into(),
+            detail: None,
         }
     }
 }
@@ -120,6 +128,19 @@ impl Error {
         Error::Conflict(Fault::of(object, fault))
     }
 
+    /// [`Error::Storage`] of `object` in a library's words (`detail`), which clients are not
+    /// shown: they may name hosts, URLs or paths.
+    pub fn failed(
+        object: impl Into<String>,
+        fault: impl Into<String>,
+        detail: impl ToString,
+    ) -> Self {
+        Error::Storage(Fault {
+            detail: Some(detail.to_string()),
+            ..Fault::of(object, fault)
+        })
+    }
+
     /// [`Error::Timeout`] of `object`.
     pub fn timeout(object: impl Into<String>, fault: impl Into<String>) -> Self {
         Error::Timeout(Fault::of(object, fault))
@@ -135,7 +156,7 @@ impl Error {
     pub fn at(self, object: &str) -> Self {
         let name = |f: Fault| Fault {
             object: f.object.or_else(|| Some(object.to_owned())),
-            fault: f.fault,
+            ..f
         };
         match self {
             Error::Conflict(f) => Error::Conflict(name(f)),
@@ -146,6 +167,10 @@ impl Error {
             Error::Context { context, source } => Error::Context {
                 context,
                 source: Box::new(source.at(object)),
+            },
+            Error::Json { source, .. } => Error::Json {
+                object: object.to_owned(),
+                source,
             },
             e => e,
         }
@@ -259,5 +284,12 @@ mod tests {
         let changed = Error::changed("/data/x.nc", "its size is 3 bytes, 4 when indexed");
         assert_eq!(changed.status(), StatusCode::CONFLICT);
         assert!(!changed.public().contains("/data"));
+        let tls = Error::failed(
+            "https://h/x.nc",
+            "the request failed",
+            "tls: bad cert for h",
+        );
+        assert_eq!(tls.public(), "storage failed: the request failed");
+        assert!(tls.internal().contains("bad cert for h"));
     }
 }

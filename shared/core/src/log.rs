@@ -2,8 +2,8 @@
 //! writer where its platform reads logs (JSON lines to CloudWatch on Lambda, the console on a
 //! Worker, stderr for `cloudify serve`).
 //!
-//! A failed request (5xx) is logged as a warning with the internal detail the client was not
-//! given. Nothing else of the request is logged: no headers, so no credential.
+//! A failed request (5xx, and 409: a source changed since indexing) is logged as a warning
+//! with the internal detail the client was not given. Nothing else of the request is logged: no headers, so no credential.
 
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
@@ -67,7 +67,12 @@ macro_rules! event {
 
 /// Log `line`.
 pub fn request(line: &RequestLine<'_>) {
-    match line.error.filter(|_| line.status >= 500) {
+    // Failures of the service, and sources that changed since indexing (the operator must
+    // reindex), are warnings with what the client was not told.
+    match line
+        .error
+        .filter(|_| line.status >= 500 || line.status == 409)
+    {
         Some(e) => event!(warn, line, detail = %e.internal(), "request failed"),
         None => event!(info, line, "request"),
     }

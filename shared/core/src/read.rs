@@ -550,6 +550,53 @@ impl Reader<'_> {
     }
 }
 
+/// What the costliest served chunk of `a` (as served) asks of a request, at worst: the bytes
+/// of the served chunk, of the largest source chunk decoded beside it, of all source chunks
+/// it decodes, and its store reads (table records and sources). The index-time check
+/// ([`crate::Config::refusal`]) and [`Reader::assemble`]'s checks count alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// Bytes of the decoded served chunk.
+    pub out: u64,
+    /// Bytes of the largest source chunk it decodes (0 for uncompressed sources).
+    pub largest: u64,
+    /// Bytes of every source chunk it decodes.
+    pub decoded: u64,
+    /// Store reads: one per source chunk and one table record run per row of them.
+    pub reads: u64,
+}
+
+impl Cost {
+    /// The worst served chunk of `a`: one that overlaps the most source chunks along every
+    /// dimension (a served length over a source length starting off its boundaries overlaps
+    /// one chunk more than it holds whole).
+    pub fn worst(a: &ArrayMeta) -> Self {
+        let src_item = a
+            .unpack
+            .as_ref()
+            .and_then(|u| u.item_size().ok())
+            .unwrap_or(u64::from(a.item_size()));
+        let chunk = a.max_chunk_len() * src_item;
+        let grid = a.grid();
+        let overlapped: Vec<u64> = (0..a.shape.len())
+            .map(|d| {
+                let s = a.served_chunks.get(d).copied().unwrap_or(1).max(1);
+                let c = a.span(d, 0).stored.max(1);
+                let whole = s.div_ceil(c) + u64::from(s % c != 0 || a.irregular.is_some());
+                whole.min(grid.get(d).copied().unwrap_or(1)).max(1)
+            })
+            .collect();
+        let chunks: u64 = overlapped.iter().product();
+        let compressed = !a.codecs.is_empty();
+        Self {
+            out: a.served_chunk_bytes(),
+            largest: if compressed { chunk } else { 0 },
+            decoded: if compressed { chunks * chunk } else { 0 },
+            reads: chunks + chunks / overlapped.last().copied().unwrap_or(1).max(1),
+        }
+    }
+}
+
 /// The source chunks overlapping `region`: their grid indices and linear (table) indices.
 ///
 /// # Errors

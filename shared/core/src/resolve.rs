@@ -7,7 +7,8 @@
 //! - parsed manifests, bounded in bytes, least recently used out;
 //! - chunk-table records ([`RecordCache`]).
 //!
-//! A pinned version (`{id}@{version}`) never reads `index.json`: its manifest is immutable.
+//! A pinned version (`{id}@{version}`) reads no `index.json` for its chunks and documents (its
+//! manifest is immutable); only its STAC item does, for the collection it is in.
 
 use std::borrow::Cow;
 use std::num::NonZeroUsize;
@@ -109,10 +110,17 @@ impl Resolver {
             ..GetOptions::default()
         };
         let (registry, etag) = match bucket.get_with(INDEX_KEY, &options).await? {
-            Fetched::NotModified => match held {
-                Some(h) => h,
-                None => return Err(Error::storage(INDEX_KEY, "answered 'not modified' unasked")),
-            },
+            Fetched::NotModified => {
+                let Some((registry, etag)) = held else {
+                    return Err(Error::storage(INDEX_KEY, "answered 'not modified' unasked"));
+                };
+                // Still current: only its time moves on, unless a newer one came in meanwhile.
+                let mut cached = lock(&self.registry);
+                if let Some(c) = cached.as_mut().filter(|c| c.etag == etag) {
+                    c.checked_at = now.unwrap_or_default();
+                }
+                return Ok(registry);
+            }
             Fetched::Missing => (Arc::new(Registry::default()), None),
             Fetched::Object(o) => (Arc::new(Registry::parse(&o.bytes)?), o.meta.etag),
         };
@@ -169,6 +177,19 @@ impl Resolver {
     /// manifest the registry lists but the bucket lacks, [`Error::Json`] for a malformed one.
     pub async fn dataset(&self, bucket: &dyn ReadStore, ds: &DatasetRef) -> Result<Resolved> {
         let version = self.version(bucket, ds).await?;
+        self.at_version(bucket, ds, version).await
+    }
+
+    /// The dataset `ds` names at `version` (as [`Self::version`] resolved it).
+    ///
+    /// # Errors
+    /// As [`Self::dataset`].
+    pub async fn at_version(
+        &self,
+        bucket: &dyn ReadStore,
+        ds: &DatasetRef,
+        version: String,
+    ) -> Result<Resolved> {
         let manifest = self
             .manifest(bucket, &ds.id, &version, ds.version.is_some())
             .await?;
@@ -287,17 +308,16 @@ pub fn array<'m>(m: &'m Manifest, view: View, name: &str) -> Result<Cow<'m, Arra
             ))),
             None => Ok(Cow::Borrowed(a)),
         },
-        View::Zarr | View::Zarr3 => Ok(unpack::served(a, m.sources.len())),
+        View::Zarr | View::Zarr3 => Ok(unpack::served(a)),
     }
 }
 
-/// The plan for chunk `idx` of array `name` in `view`.
+/// The plan for chunk `idx` of array `name` (`a`, as [`array`] gives it) in `view`.
 ///
 /// # Errors
-/// As [`array`]; [`Error::BadRequest`] for a key with the wrong number of indices,
-/// [`Error::NotFound`] for a chunk outside the grid.
-pub fn plan(m: &Manifest, view: View, name: &str, idx: &[u64]) -> Result<Plan> {
-    let a = array(m, view, name)?;
+/// [`Error::BadRequest`] for a key with the wrong number of indices, [`Error::NotFound`] for a
+/// chunk outside the grid.
+pub fn plan(a: &ArrayMeta, view: View, name: &str, idx: &[u64]) -> Result<Plan> {
     let grid = match view {
         View::Kerchunk => a.grid(),
         View::Zarr | View::Zarr3 => a.served_grid(),

@@ -153,15 +153,24 @@ pub fn etag(version: &str, route: &str) -> String {
     format!("\"{version}-{:016x}\"", fnv1a(tagged.as_bytes()))
 }
 
-/// Whether the client's `If-None-Match` names `etag` (or `*`, any current representation).
-pub fn is_current(headers: &HeaderMap, etag: &str) -> bool {
+/// The entity tags of the client's `If-None-Match`.
+fn if_none_match(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*")
+}
+
+/// Whether the client's `If-None-Match` names `etag`.
+pub fn is_current(headers: &HeaderMap, etag: &str) -> bool {
+    if_none_match(headers).any(|t| t == etag)
+}
+
+/// Whether the client's `If-None-Match` is `*`: any current representation (one that exists).
+pub fn wants_any(headers: &HeaderMap) -> bool {
+    if_none_match(headers).any(|t| t == "*")
 }
 
 /// The answer to a failed request, as every runtime gives it: the error's status and a JSON

@@ -68,6 +68,18 @@ struct Answered {
     error: Option<Error>,
 }
 
+impl Answered {
+    /// A successful answer.
+    fn of(response: Response<Bytes>, version: Option<String>, cache: Option<&'static str>) -> Self {
+        Self {
+            response,
+            version,
+            cache,
+            error: None,
+        }
+    }
+}
+
 /// What the route of a request needs of it.
 struct Cx<'a> {
     path: &'a str,
@@ -164,15 +176,11 @@ impl App {
                 };
                 self.answer(&cx, cache.filter(|_| !head)).await
             }
-            Method::OPTIONS => Answered {
-                response: respond::preflight(),
-                version: None,
-                cache: None,
-                error: None,
-            },
+            Method::OPTIONS => Answered::of(respond::preflight(), None, None),
             ref m => self.failed(Error::MethodNotAllowed(m.to_string()), None),
         };
-        if let Some(max) = self.config.max_response
+        // HEAD answers carry no body, so no limit on it applies.
+        if let Some(max) = self.config.max_response.filter(|_| !head)
             && a.response.body().len() as u64 > max
         {
             a = self.failed(
@@ -237,72 +245,64 @@ impl App {
             | Route::Zarr(ds, _, _)
             | Route::Diagnostic(ds, _) => ds.clone(),
         };
-        let r = match self.resolver.dataset(&cx.bucket, &ds).await {
-            Ok(r) => r,
+        // The version alone names every answer: a revalidation and a cached chunk need no
+        // manifest.
+        let version = match self.resolver.version(&cx.bucket, &ds).await {
+            Ok(v) => v,
             Err(e) => return self.failed(e, None),
         };
-        let version = Some(r.version.clone());
-        // A strong tag per version and route: a client revalidates without the function
-        // reading anything but index.json. A diagnostic's query string changes its answer.
+        // A strong tag per version and route. A diagnostic's query string changes its answer.
         let tagged = match (&route, cx.query) {
             (Route::Diagnostic(..), Some(q)) => format!("{}?{q}", cx.path),
             _ => cx.path.to_owned(),
         };
-        let etag = respond::etag(&r.version, &tagged);
-        let lifetime = if r.pinned {
+        let etag = respond::etag(&version, &tagged);
+        let lifetime = if ds.version.is_some() {
             Lifetime::Immutable
         } else {
             Lifetime::Short
         };
         if respond::is_current(cx.headers, &etag) {
-            return Answered {
-                response: Reply::not_modified(etag, lifetime).into_response(),
-                version,
-                cache: None,
-                error: None,
-            };
+            let response = Reply::not_modified(etag, lifetime).into_response();
+            return Answered::of(response, Some(version), None);
         }
         let chunk = matches!(route, Route::Zarr(_, _, Some(ZarrKey::Chunk(..))));
-        let key = cache_key(&r.version, cx.path);
-        if let Some(c) = cache.filter(|_| chunk)
+        let key = cache_key(&version, cx.path);
+        let cache = cache.filter(|_| chunk);
+        if let Some(c) = cache
             && let Some(hit) = c.get(&key).await
         {
-            return Answered {
-                response: hit,
-                version,
-                cache: Some("hit"),
-                error: None,
-            };
+            return Answered::of(hit, Some(version), Some("hit"));
         }
-        match self.dataset_route(cx, &r, route).await {
+        let resolved = self.resolver.at_version(&cx.bucket, &ds, version.clone());
+        let answered = match resolved.await {
+            Ok(r) => self.dataset_route(cx, &r, route).await,
+            Err(e) => Err(e),
+        };
+        match answered {
+            // `If-None-Match: *` matches any current representation: one that exists.
+            Ok(_) if respond::wants_any(cx.headers) => {
+                let response = Reply::not_modified(etag, lifetime).into_response();
+                Answered::of(response, Some(version), None)
+            }
             Ok(reply) => {
                 let response = reply.tagged(lifetime, etag).into_response();
-                let cached = match cache.filter(|_| chunk) {
+                let stored = match cache {
                     Some(c) => {
                         c.put(&key, &response).await;
                         Some("miss")
                     }
                     None => None,
                 };
-                Answered {
-                    response,
-                    version,
-                    cache: cached,
-                    error: None,
-                }
+                Answered::of(response, Some(version), stored)
             }
-            Err(e) => self.failed(e, version),
+            Err(e) => self.failed(e, Some(version)),
         }
     }
 
     fn done(&self, reply: Result<Reply>) -> Answered {
         match reply {
-            Ok(r) => Answered {
-                response: r.into_response(),
-                version: None,
-                cache: None,
-                error: None,
-            },
+            Ok(r) => Answered::of(r.into_response(), None, None),
             Err(e) => self.failed(e, None),
         }
     }
@@ -385,7 +385,10 @@ impl App {
             Ok(()) => Vec::new(),
             Err(f) => f.lines().map(str::to_owned).collect(),
         };
-        Reply::json(&serde_json::json!({ "store": store_name, "failures": failures }))
+        let mut reply =
+            Reply::json(&serde_json::json!({ "store": store_name, "failures": failures }))?;
+        reply.lifetime = Lifetime::NoStore;
+        Ok(reply)
     }
 
     async fn intake(&self, cx: &Cx<'_>) -> Result<Reply> {

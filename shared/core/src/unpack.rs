@@ -19,12 +19,12 @@ use crate::manifest::ArrayMeta;
 /// The attributes xarray's CF decoding moves from an unpacked variable into its encoding.
 pub const UNPACKED_ATTRS: [&str; 3] = ["scale_factor", "add_offset", "missing_value"];
 
-/// How the re-encoding routes serve `a` (of a dataset of `sources` files): as stored, or, where
+/// How the re-encoding routes serve `a`: as stored, or, where
 /// xarray unpacks the stored numbers to float32 (a `scale_factor` or `add_offset` of type
 /// float32), as those float32 values, unpacked per chunk. JSON attributes cannot say float32,
 /// so a client unpacking them itself would get float64: this way it gets xarray's dtype and
 /// values. `/kerchunk` keeps the stored numbers.
-pub fn served(a: &ArrayMeta, sources: usize) -> Cow<'_, ArrayMeta> {
+pub fn served(a: &ArrayMeta) -> Cow<'_, ArrayMeta> {
     let float32 = a.unpacked_dtype == Some(DataType::F4)
         && a.unpack.is_none()
         && !a.attrs.contains_key("_Unsigned")
@@ -32,11 +32,11 @@ pub fn served(a: &ArrayMeta, sources: usize) -> Cow<'_, ArrayMeta> {
     if !float32 {
         return Cow::Borrowed(a);
     }
-    let packing = Packing::of(a);
     let mut s = a.clone();
     s.unpack = Some(Unpack {
         dtype: a.dtype,
-        sources: vec![Some(packing); sources],
+        sources: Vec::new(),
+        all: Some(Packing::of(a)),
     });
     s.dtype = DataType::F4;
     s.fill_value = Value::from("NaN");
@@ -55,6 +55,9 @@ pub struct Unpack {
     /// Per source, by position in [`crate::Manifest::sources`]; `None` for sources that hold
     /// no chunk of the array.
     pub sources: Vec<Option<Packing>>,
+    /// The packing of every source, when they all pack alike (then `sources` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<Packing>,
 }
 
 /// How one source packed an array's values (CF conventions).
@@ -153,9 +156,9 @@ impl Unpack {
         out: &mut [u8],
     ) -> Result<()> {
         let p = self
-            .sources
-            .get(source as usize)
-            .and_then(Option::as_ref)
+            .all
+            .as_ref()
+            .or_else(|| self.sources.get(source as usize).and_then(Option::as_ref))
             .ok_or_else(|| {
                 Error::corrupt_data(format!("no packing recorded for source #{source}"))
             })?;
@@ -288,6 +291,7 @@ mod tests {
         };
         let u = Unpack {
             dtype: t(">i2"),
+            all: None,
             sources: vec![Some(p("<f4")), None, Some(p("<f8"))],
         };
         let stored: Vec<u8> = [1234i16, -32767]

@@ -178,7 +178,7 @@ pub fn documents(m: &Manifest, codec: Option<&ServedCodec>) -> Map<String, Value
     docs.insert(".zattrs".into(), Value::Object(m.attrs.clone()));
     for (name, a) in &m.arrays {
         let a = match codec {
-            Some(_) => unpack::served(a, m.sources.len()),
+            Some(_) => unpack::served(a),
             None => Cow::Borrowed(a),
         };
         let Some(zarray) = view_zarray(&a, codec) else {

@@ -93,7 +93,7 @@ pub fn root(m: &Manifest) -> GroupV3 {
                 .arrays
                 .iter()
                 .map(|(name, a)| {
-                    let a = unpack::served(a, m.sources.len());
+                    let a = unpack::served(a);
                     (name.clone(), array(&a, &m.codec))
                 })
                 .collect(),

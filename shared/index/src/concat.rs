@@ -245,6 +245,7 @@ fn unpacked(a: &mut ArrayMeta, packings: Vec<Packing>) {
     a.unpack = Some(Unpack {
         dtype: a.dtype,
         sources: packings.into_iter().map(Some).collect(),
+        all: None,
     });
     a.dtype = if wide { DataType::F8 } else { DataType::F4 };
     a.fill_value = Value::from("NaN");

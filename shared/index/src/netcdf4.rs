@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cloudify_core::codecs::ServedCodec;
-use cloudify_core::config::{Platform, smallest_budget};
+use cloudify_core::config::Platform;
 use cloudify_core::manifest::encode_table;
 use cloudify_core::{ArrayMeta, ChunkRef, Codec, DataType, Manifest, SourceInfo};
 use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, Layout};
@@ -151,10 +151,10 @@ impl ServeOptions {
 }
 
 /// Set the served codec and grid of every array (`--chunks`, else the reader's choice); refuse
-/// a served chunk over the smallest budget of the platforms served from.
+/// a served chunk that one of the platforms served from would refuse on every request.
 fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
-    let (budget, platform) =
-        smallest_budget(&options.targets).unwrap_or((u64::MAX, Platform::Native));
+    let presets: Vec<_> = options.targets.iter().map(|p| p.preset()).collect();
+
     let m = &mut indexed.manifest;
     m.codec = options.codec;
     for dim in options.chunks.keys() {
@@ -172,13 +172,10 @@ fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
             .zip(&a.served_chunks)
             .map(|(d, c)| options.chunks.get(d).copied().unwrap_or(*c))
             .collect();
-        if a.served_chunk_bytes() > budget {
+        let served = cloudify_core::unpack::served(a);
+        if let Some(why) = presets.iter().find_map(|p| p.refusal(&served)) {
             return Err(IndexError::Invalid(format!(
-                "variable {name:?}: a served chunk {:?} is {} bytes, over the {} budget of \
-                 {budget} bytes per request; choose smaller --chunks",
-                a.served_chunks,
-                a.served_chunk_bytes(),
-                platform.name()
+                "variable {name:?}: {why}; choose smaller --chunks"
             )));
         }
     }

@@ -260,3 +260,22 @@ async fn an_answer_over_the_largest_response_is_a_413_that_says_why() {
         .await;
     assert_eq!(small.status(), 200);
 }
+
+#[tokio::test]
+async fn if_none_match_star_matches_only_what_exists() {
+    let (store, _) = bucket().await;
+    let app = App::new(Platform::Native.preset(), store);
+    let get = |path: &str| {
+        http::Request::get(path)
+            .header("if-none-match", "*")
+            .body(())
+            .unwrap()
+    };
+    let there = app.handle(&get("/datasets/sample/zarr/tas/.zarray")).await;
+    assert_eq!(there.status(), 304);
+    assert!(there.headers().contains_key("etag"));
+    let absent = app.handle(&get("/datasets/sample/zarr/nope/.zarray")).await;
+    assert_eq!(absent.status(), 404);
+    let bad = app.handle(&get("/datasets/sample/zarr/tas/0.x.0")).await;
+    assert_eq!(bad.status(), 400);
+}

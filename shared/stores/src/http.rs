@@ -46,7 +46,7 @@ impl Ureq {
             ureq::Error::Timeout(_) => {
                 Error::timeout(&url, format!("no answer within {HTTP_TIMEOUT:?}"))
             }
-            e => Error::storage(&url, format!("the request failed: {e}")),
+            e => Error::failed(&url, "the request failed", e),
         };
         let mut resp = self.agent.run(req).map_err(failed)?;
         let mut body = Vec::new();
@@ -54,7 +54,7 @@ impl Ureq {
             .as_reader()
             .take(limit.unwrap_or(u64::MAX))
             .read_to_end(&mut body)
-            .map_err(|e| Error::storage(&url, format!("reading the answer failed: {e}")))?;
+            .map_err(|e| Error::failed(&url, "reading the answer failed", e))?;
         let (parts, _) = resp.into_parts();
         Ok(Response::from_parts(parts, Bytes::from(body)))
     }
@@ -67,6 +67,6 @@ impl Transport for Ureq {
         let url = req.uri().to_string();
         tokio::task::spawn_blocking(move || this.send_blocking(req, limit))
             .await
-            .map_err(|e| Error::storage(url, format!("the request failed: {e}")))?
+            .map_err(|e| Error::failed(url, "the request failed", e))?
     }
 }

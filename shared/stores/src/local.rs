@@ -50,7 +50,7 @@ impl LocalStore {
 }
 
 fn io_error(key: &str, e: std::io::Error) -> Error {
-    Error::storage(key, e.to_string())
+    Error::failed(key, "the file cannot be read or written", e)
 }
 
 /// What the store says of a file: its size, its tag (size and modification time, which change

@@ -197,9 +197,10 @@ impl S3Store {
         let etag = out.e_tag().map(str::to_owned);
         let last_modified = out.last_modified().and_then(millis);
         let body = out.body.collect().await.map_err(|e| {
-            Error::storage(
+            Error::failed(
                 format!("s3://{bucket}/{object}"),
-                format!("reading the body failed: {e}"),
+                "reading the body failed",
+                e,
             )
         })?;
         let bytes = body.into_bytes();

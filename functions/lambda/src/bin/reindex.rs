@@ -64,8 +64,11 @@ async fn reindex(config: &Config, job: &Job, event: &Value) -> Result<Value, Err
     if ids.is_empty() {
         return Ok(json!({ "datasets": [], "failed": [] }));
     }
+    // Chunks are checked against this function's platform unless the file names others.
+    let targets = Some(file.targets()?.unwrap_or_else(|| vec![config.platform]));
     let options = RunOptions {
         only: Some(&ids),
+        targets,
         ..RunOptions::default()
     };
     let log = |p: Progress<'_>| {

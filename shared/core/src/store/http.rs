@@ -138,14 +138,16 @@ impl<T: Transport> ReadStore for HttpSource<T> {
         let resp = self.send(Method::GET, &url, &extra, limit).await?;
         let status = resp.status();
         let size = match (status.as_u16(), &range) {
-            (206, Some(_)) => header_str(resp.headers(), header::CONTENT_RANGE)
+            (206, Some(_)) => match header_str(resp.headers(), header::CONTENT_RANGE)
                 .and_then(content_range_total)
-                .ok_or_else(|| {
-                    Error::storage(
-                        &url,
-                        "a ranged answer gave no complete length in Content-Range",
-                    )
-                })?,
+            {
+                Some(total) => total,
+                // `bytes a-b/*`: the server does not say; ask it.
+                None => match self.head(key).await? {
+                    Some(m) => m.size,
+                    None => return Ok(Fetched::Missing),
+                },
+            },
             (200, None) => resp.body().len() as u64,
             (200, Some(_)) => {
                 return Err(Error::storage(

@@ -64,9 +64,10 @@ pub struct Object {
 pub struct GetOptions {
     /// Bytes `start..end` only; the whole object when `None`.
     pub range: Option<Range<u64>>,
-    /// Read only if the object's tag is this one, else [`crate::Error::Conflict`]. A store
-    /// applies it where the tag is one of its own kind (a tag recorded through another store
-    /// cannot match; the size still is checked by the caller).
+    /// Read only if the object's tag is this one, else [`crate::Error::Conflict`]. S3, R2,
+    /// HTTP and local folders apply it where the tag is one of their own kind (a tag recorded
+    /// through another store cannot match; the size still is checked by the caller); the
+    /// memory store compares any tag.
     pub if_match: Option<String>,
     /// Send no body when the object's tag is this one: [`Fetched::NotModified`].
     pub if_none_match: Option<String>,
