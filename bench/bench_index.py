@@ -18,6 +18,7 @@ import json
 import os
 import random
 import struct
+import zlib
 import subprocess
 import sys
 import tempfile
@@ -63,15 +64,18 @@ def million_chunk_bucket(tmp):
     with open(source, "wb") as f:
         f.write(struct.pack(f"<{N * N}f", *range(N * N)))
     with open(os.path.join(folder, "tables", "0.bin"), "wb") as f:
-        f.write(b"CLDYTBL\0" + struct.pack("<II", 1, 24))
-        f.write(b"".join(struct.pack("<IIQQ", 0, 0, 4 * i, 4) for i in range(N * N)))
+        f.write(b"CLDYTBL\0" + struct.pack("<II", 2, 28))
+        for i in range(N * N):
+            body = struct.pack("<IIQQ", 0, 0, 4 * i, 4)
+            f.write(body + struct.pack("<I", zlib.crc32(struct.pack("<Q", i) + body)))
     manifest = {
-        "format_version": 1, "id": "m", "attrs": {},
+        "format_version": 2, "id": "m", "attrs": {},
         "sources": [{"url": "src.bin", "size": 4 * N * N, "etag": None}],
         "arrays": {"v": {
             "shape": [N, N], "dims": ["y", "x"], "dtype": "<f4", "chunks": [1, 1],
             "served_chunks": [1, 1], "fill_value": None, "attrs": {}, "codecs": [],
-            "table": "tables/0.bin", "records": N * N, "stored_chunks": N * N}},
+            "table": "tables/0.bin", "records": N * N, "table_records": N * N,
+            "stored_chunks": N * N}},
         "codec": {"name": "none"},
     }
     with open(os.path.join(folder, "manifest.json"), "w") as f:

@@ -75,18 +75,21 @@ def indexed_bucket(cloudify, root, samples, leave_out=()):
 
 
 # An operator's `cloudify serve`: error bodies name the object at fault (bucket keys, paths,
-# URLs), and index.json is read on every request, for tests that rewrite a bucket under it.
-OPERATOR = ("--error-detail", "internal", "--index-ttl", "0")
+# URLs), answers name sources by URL, and index.json is read on every request, for tests that
+# rewrite a bucket under it.
+OPERATOR = ("--error-detail", "internal", "--index-ttl", "0", "--publish-sources")
 
 
 class Server:
-    def __init__(self, cloudify, bucket, *extra, env=None):
+    def __init__(self, cloudify, bucket, *extra, env=None, preexec_fn=None):
         # The request log (one line per request, on stderr) goes to a file of its own.
+        # `preexec_fn` runs in the child before `cloudify serve` starts (e.g. to lower limits).
         fd, self.log_path = tempfile.mkstemp(prefix="cloudify-serve-", suffix=".log")
         self._log = os.fdopen(fd, "w")
         self.proc = subprocess.Popen(
             [cloudify, "serve", "--bucket", bucket, "--addr", "127.0.0.1:0", *extra],
             stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
+            preexec_fn=preexec_fn,
         )
         line = self.proc.stdout.readline()
         match = re.search(r"http://[0-9.:]+", line)

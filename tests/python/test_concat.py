@@ -59,7 +59,7 @@ def test_cmip6_files_concatenate_as_open_mfdataset(cloudify, tmp_path, start_ser
     # Given in reverse: the order comes from the time coordinate.
     r = index(cloudify, bucket, "run", paths[::-1])
     assert r.returncode == 0, r.stderr
-    server = start_server(bucket)
+    server = start_server(bucket, "--publish-sources")
     info = assert_served_as_mfdataset(server, "run", paths)
     assert info["variables"]["ta"]["shape"][0] == steps
     assert [s["url"] for s in info["sources"]] == [f"file://{p}" for p in paths]
@@ -176,7 +176,7 @@ def test_a_rerun_without_a_file_drops_it(cloudify, tmp_path, start_server):
     bucket = str(tmp_path / "bucket")
     assert index(cloudify, bucket, "run", paths).returncode == 0
     assert index(cloudify, bucket, "run", paths[:2]).returncode == 0
-    server = start_server(bucket)
+    server = start_server(bucket, "--publish-sources")
     info = assert_served_as_mfdataset(server, "run", paths[:2], views=["zarr"])
     # The two files, and the time values stored whole (their 512-step chunks do not line up).
     files = [s["url"] for s in info["sources"] if s["url"].startswith("file://")]

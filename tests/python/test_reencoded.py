@@ -153,38 +153,58 @@ def test_v3_fill_values_follow_xarray(server):
 
 
 def test_same_size_edit_is_409_and_bad_checksum_502(cloudify, generated, tmp_path, start_server):
+    import h5py
+
+    from range_server import RangeServer
+
     bucket = str(tmp_path / "bucket")
     src = str(tmp_path / "copy.nc")
     shutil.copy(generated["mixed"], src)
     index(cloudify, bucket, "m", src)
+    # The same file behind HTTP, whose server tags it by size and mtime: an edit that keeps
+    # both only the chunk's checksum can tell.
+    web_root = tmp_path / "web"
+    web_root.mkdir()
+    remote = str(web_root / "copy.nc")
+    shutil.copy(generated["mixed"], remote)
+    web = RangeServer(str(web_root))
+    index(cloudify, bucket, "w", f"{web.url}/copy.nc")
     server = start_server(bucket, *OPERATOR)
     info = server.get("/datasets/m/info").json()
     assert info["variables"]["fletcher_i2"]["codecs"] == [{"id": "fletcher32"}]
     chunk = "/datasets/m/zarr/fletcher_i2/1.1.0"
     assert server.get(chunk).status_code == 200
-    # Flip one byte inside a chunk of the fletcher32-only variable, keeping size and mtime
-    # as they were so that only the checksum can tell.
-    import h5py
+    assert server.get(chunk.replace("/m/", "/w/")).status_code == 200
 
     with h5py.File(src, "r") as h5:
         offset = h5["fletcher_i2"].id.get_chunk_info_by_coord((5, 15, 0)).byte_offset
-    stat = os.stat(src)
-    with open(src, "r+b") as f:
-        f.seek(offset + 10)
-        b = f.read(1)
-        f.seek(offset + 10)
-        f.write(bytes([b[0] ^ 0xFF]))
-    os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    r = server.get(chunk)
+
+    def flip(path, keep_mtime):
+        stat = os.stat(path)
+        with open(path, "r+b") as f:
+            f.seek(offset + 10)
+            b = f.read(1)
+            f.seek(offset + 10)
+            f.write(bytes([b[0] ^ 0xFF]))
+        if keep_mtime:
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    # Flip one byte inside a chunk of the fletcher32-only variable, keeping size and mtime.
+    flip(remote, keep_mtime=True)
+    try:
+        r = server.get(chunk.replace("/m/", "/w/"))
+    finally:
+        web.stop()
     assert r.status_code == 502 and "Fletcher-32" in r.json()["detail"] and "fletcher_i2" in r.json()["detail"], r.text
-    # A same-size in-place edit (new mtime) is a changed source: 409, asking for a reindex.
-    with open(src, "r+b") as f:
-        f.seek(offset + 10)
-        f.write(b)
-    for route in [chunk, "/datasets/m/kerchunk/zlib_shuffle/0.0.0", "/datasets/m/zarr3/contiguous/c/0/0"]:
-        r = server.get(route)
-        assert r.status_code == 409, r.text
-        assert src in r.json()["detail"] and "reindex" in r.json()["detail"]
+    # In a local folder the same edit is a changed source (the tag holds the inode's change
+    # time, which no one can put back), and so is one with a new mtime: 409, asking for a
+    # reindex.
+    for keep_mtime in [True, False]:
+        flip(src, keep_mtime)
+        for route in [chunk, "/datasets/m/kerchunk/zlib_shuffle/0.0.0", "/datasets/m/zarr3/contiguous/c/0/0"]:
+            r = server.get(route)
+            assert r.status_code == 409, r.text
+            assert src in r.json()["detail"] and "reindex" in r.json()["detail"]
 
 
 def test_oversized_chunks_are_refused(cloudify, generated, tmp_path, start_server):

@@ -40,7 +40,7 @@ def test_remote_sources_are_indexed_from_metadata_and_coordinates_only(cloudify,
     assert r.returncode == 0, r.stderr
     assert server.sent <= metadata_and_coordinates + size // 100, (server.sent, size)
     # Served through ranged reads of the same server.
-    function = start_server(bucket)
+    function = start_server(bucket, "--publish-sources")
     info = function.get("/datasets/remote/info").json()
     assert info["sources"][0]["url"] == f"{server.url}/big.nc"
     for view, fmt in [("zarr", 2), ("kerchunk", 2)]:

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, anyhow};
 use cloudify_core::Platform;
 use cloudify_job::Job;
+use cloudify_job::say;
 use cloudify_stores::Bucket;
 
 /// A small multi-variable NetCDF4 file (monthly temperature and precipitation on a 4° grid),
@@ -44,22 +45,22 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     )
     .await?;
     cloudify_job::sources::catalog(&opened, Some(format!("http://{addr}")), None).await?;
-    println!(
+    say!(
         "indexed {} as dataset {DATASET} (version {})",
         source.display(),
         published.version
     );
     crate::serve::run(&opened, addr, Platform::Native.preset(), |bound| {
-        println!("open it with xarray:");
-        println!(
+        say!("open it with xarray:");
+        say!(
             "  import xarray as xr; ds = xr.open_dataset(\"http://{bound}/datasets/{DATASET}/zarr\", engine=\"zarr\")"
         );
-        println!("(/kerchunk serves the source's own chunks; /zarr3 is Zarr v3)");
-        println!(
+        say!("(/kerchunk serves the source's own chunks; /zarr3 is Zarr v3)");
+        say!(
             "diagnostics: http://{bound}/datasets/{DATASET}/groupby/tas/time.season/mean (and /zarr), \
              http://{bound}/datasets/{DATASET}/plot/tas/map/viridis"
         );
-        println!("STAC catalog: http://{bound}/stac/catalog.json · API: http://{bound}/openapi.json");
+        say!("STAC catalog: http://{bound}/stac/catalog.json · API: http://{bound}/openapi.json");
     })
     .await
 }

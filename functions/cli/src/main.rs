@@ -5,17 +5,17 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 use cloudify::{demo, serve};
-use cloudify_core::HttpHeaders;
 use cloudify_core::codecs::ServedCodec;
+use cloudify_core::{Config, Platform};
 use cloudify_index::ServeOptions;
 use cloudify_job::config::{Progress, RunOptions};
+use cloudify_job::say;
 use cloudify_job::{Job, sources};
-use cloudify_stores::{Bucket, HEADERS_VAR};
+use cloudify_stores::Bucket;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -108,6 +108,10 @@ enum Command {
         /// Seconds index.json is trusted before it is read again [default: 60].
         #[arg(long)]
         index_ttl: Option<u64>,
+        /// Name sources outside the bucket by URL in answers (/info, STAC items, kerchunk
+        /// references); by default answers name only bucket keys and the function's URLs.
+        #[arg(long)]
+        publish_sources: bool,
     },
     /// Report sources changed or missing since they were indexed (exit status 1 if any).
     Check {
@@ -158,9 +162,11 @@ enum Command {
 }
 
 /// `cloudify check-store`: the store conformance suite on `url`.
-async fn check_store(url: &str, headers: &Arc<HttpHeaders>) -> anyhow::Result<()> {
+async fn check_store(url: &str, job_config: &Config) -> anyhow::Result<()> {
     use cloudify_core::store::{Fixture, check_reads, check_writes};
-    let outcome = match cloudify_job::remote::http_store_for(url, headers) {
+    let http =
+        cloudify_job::remote::http_store_for(url, &job_config.http_headers, job_config.timeouts);
+    let outcome = match http {
         Some((store, key)) => {
             check_reads(
                 store.as_ref(),
@@ -178,7 +184,7 @@ async fn check_store(url: &str, headers: &Arc<HttpHeaders>) -> anyhow::Result<()
     };
     match outcome {
         Ok(()) => {
-            println!("{url}: the store does everything cloudify needs");
+            say!("{url}: the store does everything cloudify needs");
             Ok(())
         }
         Err(failures) => Err(anyhow!(
@@ -206,9 +212,9 @@ fn progress() -> impl Fn(Progress<'_>) + Sync {
             }
             b.set_message(id.to_owned());
         }
-        (Progress::Done { line, .. }, None) => println!("{line}"),
+        (Progress::Done { line, .. }, None) => say!("{line}"),
         (Progress::Finished, Some(b)) => b.finish_with_message("done"),
-        (Progress::Catalog(written), _) => println!("STAC catalog: {written} files written"),
+        (Progress::Catalog(written), _) => say!("STAC catalog: {written} files written"),
         _ => {}
     }
 }
@@ -238,11 +244,13 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let headers = Arc::new(cloudify_stores::headers_from_env().map_err(|e| anyhow!(e))?);
+    // The job's HTTP(S) sources: their headers and timeouts, from `CLOUDIFY_*` variables.
+    let job_config = Config::from_lookup(Platform::Native, cloudify_stores::logging::env_var)
+        .map_err(|e| anyhow!("CLOUDIFY_{e}"))?;
     // Commands that write an index create a missing bucket folder; the others do not.
     let (arg, create) = match &cli.command {
         Command::Demo { bucket, addr } => return demo::run(bucket, *addr).await,
-        Command::CheckStore { store } => return check_store(store, &headers).await,
+        Command::CheckStore { store } => return check_store(store, &job_config).await,
         Command::Index { bucket, .. } | Command::Stac { bucket, .. } => (bucket, true),
         Command::Serve { bucket, .. }
         | Command::Check { bucket, .. }
@@ -250,7 +258,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Gc { bucket, .. } => (bucket, false),
     };
     let bucket = Bucket::open(arg, create).await.map_err(|e| anyhow!(e))?;
-    let job = Job::new(bucket.clone()).with_headers(headers);
+    let job = Job::new(bucket.clone())
+        .with_headers(job_config.http_headers.clone())
+        .with_timeouts(job_config.timeouts);
     match cli.command {
         Command::Index {
             dataset,
@@ -268,6 +278,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .as_deref()
                 .map(ServeOptions::parse_targets)
                 .transpose()?;
+            // Checked before any source is read, as the catalog is written last.
+            if let Some(url) = &catalog.public_url {
+                cloudify_core::config::check_public_url(url)
+                    .map_err(|e| anyhow!("--public-url: {e}"))?;
+            }
             if let Some(config) = config {
                 let options = RunOptions {
                     only: None,
@@ -301,14 +316,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             let written =
                 sources::catalog(&bucket, catalog.public_url, catalog.catalog_config).await?;
-            println!("dataset {dataset} version {} ({})", p.version, p.summary());
-            println!("STAC catalog: {written} files written");
+            say!("dataset {dataset} version {} ({})", p.version, p.summary());
+            say!("STAC catalog: {written} files written");
             Ok(())
         }
         Command::Stac { catalog, .. } => {
             let written =
                 sources::catalog(&bucket, catalog.public_url, catalog.catalog_config).await?;
-            println!("STAC catalog: {written} files written");
+            say!("STAC catalog: {written} files written");
             Ok(())
         }
         Command::Serve {
@@ -319,6 +334,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             log_format,
             error_detail,
             index_ttl,
+            publish_sources,
             ..
         } => {
             let flags: BTreeMap<&str, String> = [
@@ -328,7 +344,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ("LOG_FORMAT", log_format),
                 ("ERROR_DETAIL", error_detail),
                 ("INDEX_TTL_SECONDS", index_ttl.map(|v| v.to_string())),
-                ("HTTP_HEADERS", std::env::var(HEADERS_VAR).ok()),
+                (
+                    "PUBLISH_SOURCES",
+                    publish_sources.then(|| "true".to_owned()),
+                ),
             ]
             .into_iter()
             .filter_map(|(k, v)| Some((k, v?)))
@@ -349,15 +368,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Err(anyhow::anyhow!("{bucket}: no dataset {id:?} in index.json"));
             };
             let written = sources::catalog(&bucket, None, None).await?;
-            println!("dataset {id} removed ({deleted} objects deleted)");
-            println!("STAC catalog: {written} files written");
+            say!("dataset {id} removed ({deleted} objects deleted)");
+            say!("STAC catalog: {written} files written");
             Ok(())
         }
         Command::Gc { keep, .. } => {
             let c = cloudify_index::gc(bucket.store(), keep).await?;
-            println!(
+            say!(
                 "{} versions and {} objects deleted (kept {keep} versions per dataset)",
-                c.versions, c.objects
+                c.versions,
+                c.objects
             );
             Ok(())
         }

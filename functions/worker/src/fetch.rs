@@ -5,10 +5,19 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cloudify_core::store::Transport;
 use cloudify_core::{Error, Result};
-use worker::{Fetch as Send, Headers, Method, Request, RequestInit};
+use std::time::Duration;
 
-/// `fetch`, one subrequest per call.
-pub struct Fetch;
+use futures_util::future::{Either, select};
+use worker::{
+    AbortController, Delay, Fetch as Send, Headers, Method, Request, RequestInit, RequestRedirect,
+};
+
+/// `fetch`, one subrequest per call, aborted after the source timeout. Redirects come back to
+/// the protocol, which decides where configured headers may follow them.
+pub struct Fetch {
+    /// How long one request may take, its body included.
+    pub timeout_ms: u64,
+}
 
 fn failed(url: &str, e: &worker::Error) -> Error {
     Error::failed(url, "fetch failed", e)
@@ -35,17 +44,32 @@ impl Transport for Fetch {
             Method::Get
         };
         let mut init = RequestInit::new();
-        init.with_method(method).with_headers(headers);
+        init.with_method(method)
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual);
         let request = Request::new_with_init(&url, &init).map_err(|e| failed(&url, &e))?;
-        let mut resp = Send::Request(request)
-            .send()
-            .await
-            .map_err(|e| failed(&url, &e))?;
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let exchange = async move {
+            let mut resp = Send::Request(request).send_with_signal(&signal).await?;
+            let body = resp.bytes().await?;
+            Ok::<_, worker::Error>((resp, body))
+        };
+        let timer = Delay::from(Duration::from_millis(self.timeout_ms));
+        let (resp, mut body) = match select(Box::pin(exchange), timer).await {
+            Either::Left((answer, _)) => answer.map_err(|e| failed(&url, &e))?,
+            Either::Right(_) => {
+                controller.abort();
+                return Err(Error::timeout(
+                    &url,
+                    format!("no answer within {} s", self.timeout_ms / 1000),
+                ));
+            }
+        };
         let mut out = http::Response::builder().status(resp.status_code());
         for (k, v) in resp.headers().entries() {
             out = out.header(k, v);
         }
-        let mut body = resp.bytes().await.map_err(|e| failed(&url, &e))?;
         if let Some(l) = limit {
             body.truncate(usize::try_from(l).unwrap_or(usize::MAX));
         }

@@ -76,12 +76,16 @@ fn app(env: &Env) -> Result<Rc<App>, String> {
         &config.index_prefix,
     ));
     let headers = config.http_headers.clone();
+    let fetch = || Fetch {
+        timeout_ms: config.timeouts.source_ms,
+    };
+    let (https, http) = (fetch(), fetch());
     let app = App::new(config, index)
         .with_source(
             "https",
-            Arc::new(HttpSource::new("https", Fetch, headers.clone())),
+            Arc::new(HttpSource::new("https", https, headers.clone())),
         )
-        .with_source("http", Arc::new(HttpSource::new("http", Fetch, headers)))
+        .with_source("http", Arc::new(HttpSource::new("http", http, headers)))
         .with_clock(now_ms);
     let app = Rc::new(app);
     APP.with(|a| *a.borrow_mut() = Some(app.clone()));

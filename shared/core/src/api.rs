@@ -98,6 +98,32 @@ pub struct RouteInfo {
     pub excluded: Map<String, Value>,
 }
 
+/// A source as `/info` names it: its URL only where [`SourceInfo::published_url`] allows.
+#[derive(Debug, Serialize)]
+pub struct PublishedSource<'a> {
+    /// The file's name (the last segment of its key or URL).
+    pub name: &'a str,
+    /// Its bucket key, or its URL (no query string) where the operator publishes sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<&'a str>,
+    /// Size in bytes when indexed.
+    pub size: u64,
+    /// Tag when indexed.
+    pub etag: Option<&'a str>,
+}
+
+impl<'a> PublishedSource<'a> {
+    fn of(s: &'a SourceInfo, publish: bool) -> Self {
+        let path = crate::manifest::strip_query(&s.url);
+        Self {
+            name: path.rsplit('/').next().unwrap_or(path),
+            url: s.published_url(publish),
+            size: s.size,
+            etag: s.etag.as_deref(),
+        }
+    }
+}
+
 /// `GET /datasets/{id}/info`: what is served, what is left out and why.
 #[derive(Debug, Serialize)]
 pub struct Info<'a> {
@@ -113,8 +139,8 @@ pub struct Info<'a> {
     pub global_attributes: &'a Map<String, Value>,
     /// Global attributes.
     pub attrs: &'a Map<String, Value>,
-    /// Source files.
-    pub sources: &'a [SourceInfo],
+    /// Source files, as answers may name them.
+    pub sources: Vec<PublishedSource<'a>>,
     /// The re-encoding routes' codec.
     pub codec: &'a ServedCodec,
     /// Variables by name.
@@ -142,7 +168,7 @@ fn variable_info(a: &ArrayMeta) -> VariableInfo<'_> {
 }
 
 /// `GET /datasets/{id}/info`.
-pub fn info(r: &Resolved) -> Info<'_> {
+pub fn info(r: &Resolved, publish_sources: bool) -> Info<'_> {
     let m = &*r.manifest;
     let route = |excluded: Map<String, Value>| json!(RouteInfo { excluded });
     let kerchunk = m
@@ -161,7 +187,11 @@ pub fn info(r: &Resolved) -> Info<'_> {
         dimensions: discovery::dims(m),
         global_attributes: &m.attrs,
         attrs: &m.attrs,
-        sources: &m.sources,
+        sources: m
+            .sources
+            .iter()
+            .map(|s| PublishedSource::of(s, publish_sources))
+            .collect(),
         codec: &m.codec,
         variables: m
             .arrays
@@ -239,18 +269,24 @@ pub async fn zarr(
     Ok(ZarrAnswer::Document(doc))
 }
 
-/// `GET /datasets/{id}/stac`: the dataset's item, linked on the function at `base`.
-pub fn item(r: &Resolved, collection: &str, base: &str) -> stac::Item {
-    stac::function_item(&r.manifest, &r.version, collection, base)
+/// `GET /datasets/{id}/stac`: the dataset's item, linked on the function at `base`, naming
+/// sources outside the bucket where `publish_sources`.
+pub fn item(r: &Resolved, collection: &str, base: &str, publish_sources: bool) -> stac::Item {
+    stac::function_item(&r.manifest, &r.version, collection, base, publish_sources)
 }
 
 /// `GET /stac-collection-all.json`: a collection of every dataset's item on the function.
-pub fn collection_all(all: &[(Resolved, String)], info: &stac::CatalogInfo, base: &str) -> Value {
+pub fn collection_all(
+    all: &[(Resolved, String)],
+    info: &stac::CatalogInfo,
+    base: &str,
+    publish_sources: bool,
+) -> Value {
     let items: Vec<(String, stac::Item)> = all
         .iter()
         .map(|(r, collection)| {
             let href = format!("{base}/datasets/{}/stac", r.id);
-            (href, item(r, collection, base))
+            (href, item(r, collection, base, publish_sources))
         })
         .collect();
     let links = stac::CollectionLinks {
@@ -283,7 +319,18 @@ pub fn intake(all: &[Resolved], base: &str) -> String {
 ///
 /// # Errors
 /// [`Error::NotFound`] for the other format's path or a missing file.
-pub async fn refs(bucket: &dyn ReadStore, r: &Resolved, file: &str) -> Result<Bytes> {
+///
+/// The references name sources by URL (never with a query string: the indexer leaves it
+/// out). Where the operator publishes sources they are served as stored; otherwise each
+/// chunk's reference becomes the function's own `/kerchunk` URL of that chunk (the same bytes,
+/// passed through), and Parquet references, which cannot be rewritten here, are not served.
+pub async fn refs(
+    bucket: &dyn ReadStore,
+    r: &Resolved,
+    file: &str,
+    base: &str,
+    publish_sources: bool,
+) -> Result<Bytes> {
     let parquet = zarr_v2::kerchunk_as_parquet(&r.manifest);
     if parquet == (file == "refs.json") {
         return Err(Error::NotFound(if parquet {
@@ -292,12 +339,36 @@ pub async fn refs(bucket: &dyn ReadStore, r: &Resolved, file: &str) -> Result<By
             "this dataset's kerchunk references are JSON, in refs.json".into()
         }));
     }
+    if parquet && !publish_sources {
+        return Err(Error::NotFound(
+            "kerchunk Parquet references name the sources, which this function does not \
+             publish (PUBLISH_SOURCES); /kerchunk serves the same chunks"
+                .into(),
+        ));
+    }
     let key = format!("{}/{file}", version_dir(&r.id, &r.version));
-    Ok(bucket
+    let stored = bucket
         .get(&key)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no {file} in version {} of {}", r.version, r.id)))?
-        .bytes)
+        .bytes;
+    if publish_sources {
+        return Ok(stored);
+    }
+    let mut doc: Value = serde_json::from_slice(&stored).map_err(|e| Error::json(&key, e))?;
+    let chunks = format!("{base}/datasets/{}@{}/kerchunk", r.id, r.version);
+    if let Some(Value::Object(refs)) = doc.get_mut("refs") {
+        for (k, v) in refs.iter_mut() {
+            if let Value::Array(parts) = v
+                && matches!(parts.first(), Some(Value::String(_)))
+            {
+                *v = json!([format!("{chunks}/{k}")]);
+            }
+        }
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&doc).map_err(|e| Error::json(&key, e))?,
+    ))
 }
 
 /// `GET /stac/{path}`: a file of the static catalog.

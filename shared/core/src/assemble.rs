@@ -188,6 +188,7 @@ mod tests {
             codecs: vec![],
             table: "t".into(),
             records: 0,
+            table_records: 0,
             stored_chunks: 0,
             kerchunk_excluded: None,
             unpacked_dtype: None,

@@ -77,6 +77,9 @@ impl Platform {
             bucket: None,
             config_key: "cloudify.toml".into(),
             self_test: false,
+            timeouts: Timeouts::default(),
+            max_connections: 4096,
+            publish_sources: false,
         };
         match self {
             Platform::Native => native,
@@ -120,6 +123,35 @@ impl Platform {
 pub const BUFFERED_MAX: u64 = 4_400_000;
 /// A streamed Function URL answer may be 200 MB.
 pub const STREAMED_MAX: u64 = 200_000_000;
+
+/// How long the network may keep a function waiting, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting to an HTTP(S) source (`CONNECT_TIMEOUT_SECONDS`).
+    pub connect_ms: u64,
+    /// One request to a source, its answer's body included (`SOURCE_TIMEOUT_SECONDS`).
+    pub source_ms: u64,
+    /// A client's request headers, from its connection or from the first byte of a kept-alive
+    /// connection's next request (`HEADER_TIMEOUT_SECONDS`, `cloudify serve`).
+    pub header_ms: u64,
+    /// A kept-alive connection with no request (`IDLE_TIMEOUT_SECONDS`, `cloudify serve`).
+    pub idle_ms: u64,
+    /// Sending one answer to a client that reads slowly (`BODY_TIMEOUT_SECONDS`, `cloudify
+    /// serve`).
+    pub body_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: 10_000,
+            source_ms: 60_000,
+            header_ms: 10_000,
+            idle_ms: 60_000,
+            body_ms: 120_000,
+        }
+    }
+}
 
 /// How much an error body says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +215,15 @@ pub struct Config {
     /// Whether `/__self-test/conformance` runs the store conformance suite (`SELF_TEST`), for
     /// checking a deployment's stores; off by default.
     pub self_test: bool,
+    /// Network timeouts: sources, and the connections of `cloudify serve`.
+    pub timeouts: Timeouts,
+    /// Client connections `cloudify serve` holds at once (`MAX_CONNECTIONS`); at the limit the
+    /// connection idle longest is closed to make room.
+    pub max_connections: usize,
+    /// Whether answers may name sources outside the bucket by URL (`PUBLISH_SOURCES`): `/info`,
+    /// the STAC item's source assets and kerchunk references as stored. Off, they name only
+    /// bucket keys and the function's own URLs. Query strings are never published.
+    pub publish_sources: bool,
 }
 
 impl Config {
@@ -221,6 +262,21 @@ impl Config {
             (Some(_), ..) => Some(number("MAX_RESPONSE_BYTES", 0)?),
             (None, Platform::Lambda, true) => Some(STREAMED_MAX),
             (None, ..) => d.max_response,
+        };
+        let seconds = |name: &str, default_ms: u64| -> Result<u64, String> {
+            let s = number(name, default_ms / 1000)?;
+            match s {
+                0 => Err(format!("{name} must be at least 1 second")),
+                s => Ok(s.saturating_mul(1000)),
+            }
+        };
+        let t = d.timeouts;
+        let timeouts = Timeouts {
+            connect_ms: seconds("CONNECT_TIMEOUT_SECONDS", t.connect_ms)?,
+            source_ms: seconds("SOURCE_TIMEOUT_SECONDS", t.source_ms)?,
+            header_ms: seconds("HEADER_TIMEOUT_SECONDS", t.header_ms)?,
+            idle_ms: seconds("IDLE_TIMEOUT_SECONDS", t.idle_ms)?,
+            body_ms: seconds("BODY_TIMEOUT_SECONDS", t.body_ms)?,
         };
         let public_url = match var("PUBLIC_URL") {
             None => d.public_url,
@@ -273,6 +329,11 @@ impl Config {
             bucket: var("BUCKET").or(d.bucket),
             config_key: var("CONFIG_KEY").unwrap_or(d.config_key),
             self_test: flag("SELF_TEST", d.self_test)?,
+            timeouts,
+            max_connections: usize::try_from(number("MAX_CONNECTIONS", d.max_connections as u64)?)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            publish_sources: flag("PUBLISH_SOURCES", d.publish_sources)?,
         })
     }
 
@@ -299,12 +360,16 @@ impl Config {
             "read_concurrency": self.concurrency,
             "merge_cap_bytes": self.merge_cap,
             "cache_chunks": self.cache_chunks,
+            "source_timeout_seconds": self.timeouts.source_ms / 1000,
         })
     }
 }
 
 /// A public URL documents may link to: `http(s)://` and a host, no trailing slash.
-fn check_public_url(url: &str) -> Result<String, String> {
+///
+/// # Errors
+/// A message naming `PUBLIC_URL` and what it must be.
+pub fn check_public_url(url: &str) -> Result<String, String> {
     let url = url.trim().trim_end_matches('/');
     let host = url
         .strip_prefix("https://")

@@ -249,6 +249,22 @@ pub fn parse_dataset(segment: &str) -> Result<DatasetRef> {
     })
 }
 
+/// Why a variable called `name` could never be requested, if it could not: a key holds it as
+/// one path segment, so the indexer leaves such a variable out rather than index it unserved.
+pub fn unservable_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        Some("its name is not a path segment")
+    } else if name.chars().any(char::is_control) {
+        Some("its name holds control characters, which no request path may")
+    } else if name.contains('/') {
+        Some("its name holds '/', which separates the segments of a key")
+    } else if name.starts_with('.') {
+        Some("its name starts with '.', as Zarr metadata documents do")
+    } else {
+        None
+    }
+}
+
 /// Whether `id` may name a dataset (also used by the indexer, so ids it writes are servable).
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()

@@ -47,7 +47,7 @@ pub mod unpack;
 pub mod zarr_v2;
 pub mod zarr_v3;
 
-pub use config::{Config, Platform};
+pub use config::{Config, Platform, Timeouts};
 pub use dtype::DataType;
 pub use error::{Error, Result};
 pub use http_headers::HttpHeaders;

@@ -4,6 +4,9 @@
 //! `datasets/{id}/{version}/{array.table}`. A table is a 16-byte header (magic, format version,
 //! record size) followed by one fixed-width record per chunk of the source grid, in C order, so a
 //! cold function resolves any chunk with one small range read and never loads a whole table.
+//! Records after the last stored chunk are left out (a dimension declared long and written
+//! little costs nothing), and each record carries a checksum of itself and its position, so a
+//! damaged or reordered table is refused rather than read as other chunks.
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -15,14 +18,17 @@ use crate::error::{Error, Result};
 use crate::unpack::Unpack;
 
 /// Version of the manifest and table formats; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Magic bytes that open every chunk table.
 pub const TABLE_MAGIC: &[u8; 8] = b"CLDYTBL\0";
 /// Bytes before the first record.
 pub const TABLE_HEADER_LEN: u64 = 16;
-/// Bytes per record: source (u32), filter mask (u32), offset (u64), length (u64), little-endian.
-pub const RECORD_LEN: u64 = 24;
+/// Bytes per record: source (u32), filter mask (u32), offset (u64), length (u64), and the
+/// CRC-32 of the record's position (u64) and those 24 bytes; little-endian.
+pub const RECORD_LEN: u64 = 28;
+/// Bytes of a record before its checksum.
+const RECORD_BODY: usize = 24;
 /// The `source` value of a chunk that was never written (it reads as fill).
 const ABSENT: u32 = u32::MAX;
 
@@ -163,6 +169,27 @@ pub struct SourceInfo {
     pub etag: Option<String>,
 }
 
+impl SourceInfo {
+    /// Whether the source is in the function's bucket (named by a key, not a URL).
+    pub fn in_bucket(&self) -> bool {
+        !self.url.contains("://")
+    }
+
+    /// The source as answers may name it: a bucket key as it is; a URL only when
+    /// `publish` allows, and never with its query string or fragment (where tokens live).
+    pub fn published_url(&self, publish: bool) -> Option<&str> {
+        if self.in_bucket() {
+            return Some(&self.url);
+        }
+        publish.then(|| strip_query(&self.url))
+    }
+}
+
+/// `url` without its query string and fragment.
+pub fn strip_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
 /// One source codec, named and configured as numcodecs names it (the Zarr v2 codec JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "id", rename_all = "lowercase")]
@@ -202,8 +229,11 @@ pub struct ArrayMeta {
     pub codecs: Vec<Codec>,
     /// Table key relative to the manifest's folder.
     pub table: String,
-    /// Number of table records (the chunk grid's size).
+    /// Number of chunks in the grid.
     pub records: u64,
+    /// Records the table holds: up to the last stored chunk; those after it are absent.
+    #[serde(default)]
+    pub table_records: u64,
     /// Chunks actually stored.
     pub stored_chunks: u64,
     /// Why `/kerchunk` leaves this array out, if it does.
@@ -344,7 +374,7 @@ impl ArrayMeta {
         {
             *slot = ir.runs.iter().map(|(_, c)| *c).max().unwrap_or(1);
         }
-        shape.iter().product()
+        saturating_product(&shape)
     }
 
     /// Served chunks per dimension.
@@ -354,7 +384,10 @@ impl ArrayMeta {
 
     /// Bytes of one decoded served chunk.
     pub fn served_chunk_bytes(&self) -> u64 {
-        self.served_chunks.iter().product::<u64>() * u64::from(self.item_size())
+        // Saturating: a header's claims must not wrap round to a size that passes a budget.
+        self.served_chunks
+            .iter()
+            .fold(u64::from(self.item_size()), |n, c| n.saturating_mul(*c))
     }
 
     /// Bytes per element.
@@ -444,19 +477,42 @@ pub struct ChunkRef {
     pub length: u64,
 }
 
+/// The product of `xs`, saturating: sizes come from headers, which must not wrap round to a
+/// small number that passes a check.
+pub fn saturating_product<'a>(xs: impl IntoIterator<Item = &'a u64>) -> u64 {
+    xs.into_iter().fold(1u64, |n, x| n.saturating_mul(*x))
+}
+
 /// Byte range of record `index` within a table.
 pub fn record_range(index: u64) -> std::ops::Range<u64> {
     let start = TABLE_HEADER_LEN + index * RECORD_LEN;
     start..start + RECORD_LEN
 }
 
-/// Encode a table of `records` chunks; chunks not in `stored` are absent.
-pub fn encode_table(records: u64, stored: &[(u64, ChunkRef)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity((TABLE_HEADER_LEN + records * RECORD_LEN) as usize);
+/// Records a table of `stored` holds: up to the last stored chunk.
+pub fn table_len(stored: &[(u64, ChunkRef)]) -> u64 {
+    stored.iter().map(|(i, _)| i + 1).max().unwrap_or(0)
+}
+
+/// The checksum of record `index`'s first 24 bytes.
+fn record_check(index: u64, body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&index.to_le_bytes());
+    h.update(body);
+    h.finalize()
+}
+
+/// Encode the table of `stored` chunks (sorted or not, by linear index): [`table_len`]
+/// records, those not in `stored` absent.
+pub fn encode_table(stored: &[(u64, ChunkRef)]) -> Vec<u8> {
+    let records = table_len(stored);
+    // `stored` came from the file, so the table is no larger than its chunk list describes.
+    let len = usize::try_from(records.saturating_mul(RECORD_LEN)).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(TABLE_HEADER_LEN as usize + len);
     out.extend_from_slice(TABLE_MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(RECORD_LEN as u32).to_le_bytes());
-    let mut body = vec![0u8; (records * RECORD_LEN) as usize];
+    let mut body = vec![0u8; len];
     for rec in body.chunks_exact_mut(RECORD_LEN as usize) {
         rec[..4].copy_from_slice(&ABSENT.to_le_bytes());
     }
@@ -469,39 +525,49 @@ pub fn encode_table(records: u64, stored: &[(u64, ChunkRef)]) -> Vec<u8> {
             rec[16..24].copy_from_slice(&c.length.to_le_bytes());
         }
     }
+    for (i, rec) in body.chunks_exact_mut(RECORD_LEN as usize).enumerate() {
+        let check = record_check(i as u64, &rec[..RECORD_BODY]);
+        rec[RECORD_BODY..].copy_from_slice(&check.to_le_bytes());
+    }
     out.extend_from_slice(&body);
     out
 }
 
-/// Decode one record; `None` for a chunk that was never written.
+/// Decode record `index`; `None` for a chunk that was never written.
 ///
 /// # Errors
-/// [`Error::Corrupt`] when `bytes` is not one record.
-pub fn decode_record(bytes: &[u8]) -> Result<Option<ChunkRef>> {
-    let field = |r: std::ops::Range<usize>| {
-        bytes.get(r).ok_or_else(|| {
-            Error::corrupt_data(format!("chunk table record of {} bytes", bytes.len()))
-        })
-    };
+/// [`Error::Corrupt`] when `bytes` is not one record, or not record `index` (its checksum
+/// fails: damaged, or moved from another position).
+pub fn decode_record(index: u64, bytes: &[u8]) -> Result<Option<ChunkRef>> {
     if bytes.len() as u64 != RECORD_LEN {
         return Err(Error::corrupt_data(format!(
             "chunk table record of {} bytes, expected {RECORD_LEN}",
             bytes.len()
         )));
     }
+    let (body, check) = bytes.split_at(RECORD_BODY);
     let u32_at =
-        |r| -> Result<u32> { Ok(u32::from_le_bytes(field(r)?.try_into().unwrap_or_default())) };
-    let u64_at =
-        |r| -> Result<u64> { Ok(u64::from_le_bytes(field(r)?.try_into().unwrap_or_default())) };
-    let source = u32_at(0..4)?;
+        |at: usize| u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&body[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let stored_check = u32::from_le_bytes([check[0], check[1], check[2], check[3]]);
+    if record_check(index, body) != stored_check {
+        return Err(Error::corrupt_data(format!(
+            "chunk table record {index} fails its checksum (damaged or out of place)"
+        )));
+    }
+    let source = u32_at(0);
     if source == ABSENT {
         return Ok(None);
     }
     Ok(Some(ChunkRef {
         source,
-        filter_mask: u32_at(4..8)?,
-        offset: u64_at(8..16)?,
-        length: u64_at(16..24)?,
+        filter_mask: u32_at(4),
+        offset: u64_at(8),
+        length: u64_at(16),
     }))
 }
 
@@ -538,6 +604,7 @@ mod tests {
             codecs: vec![],
             table: "t.bin".into(),
             records: 0,
+            table_records: 0,
             stored_chunks: 0,
             kerchunk_excluded: None,
             unpacked_dtype: None,
@@ -591,13 +658,21 @@ mod tests {
             offset: 1 << 40,
             length: 77,
         };
-        let t = encode_table(3, &[(1, c)]);
-        assert_eq!(t.len() as u64, TABLE_HEADER_LEN + 3 * RECORD_LEN);
+        // Records up to the last stored chunk: the absent one before it, not the ones after.
+        let t = encode_table(&[(1, c)]);
+        assert_eq!(t.len() as u64, TABLE_HEADER_LEN + 2 * RECORD_LEN);
+        assert_eq!(table_len(&[(1, c)]), 2);
+        assert_eq!(encode_table(&[]).len() as u64, TABLE_HEADER_LEN);
         check_table_header(&t[..16]).unwrap();
         let rec = |i| &t[record_range(i).start as usize..record_range(i).end as usize];
-        assert_eq!(decode_record(rec(0)).unwrap(), None);
-        assert_eq!(decode_record(rec(1)).unwrap(), Some(c));
-        assert!(decode_record(&t[16..30]).is_err());
+        assert_eq!(decode_record(0, rec(0)).unwrap(), None);
+        assert_eq!(decode_record(1, rec(1)).unwrap(), Some(c));
+        assert!(decode_record(0, &t[16..30]).is_err());
         assert!(check_table_header(b"not a table head").is_err());
+        // A record read at another position (swapped records), or with a flipped bit, fails.
+        assert!(decode_record(0, rec(1)).is_err());
+        let mut damaged = rec(1).to_vec();
+        damaged[9] ^= 1;
+        assert!(decode_record(1, &damaged).is_err());
     }
 }

@@ -192,7 +192,18 @@ impl Reader<'_> {
         }
         missing.sort_unstable();
         missing.dedup();
-        let runs = assemble::runs(&missing);
+        // Records past the table's end are chunks never written: nothing to read.
+        let (missing, after) = missing.split_at(missing.partition_point(|i| *i < a.table_records));
+        for i in after {
+            if *i >= a.records {
+                return Err(Error::corrupt_data(format!(
+                    "chunk {i} of a grid of {} chunks",
+                    a.records
+                )));
+            }
+            out.insert(*i, None);
+        }
+        let runs = assemble::runs(missing);
         self.check_reads(
             runs.len() as u64,
             &format!("reading a chunk table of {}", m.id),
@@ -215,9 +226,13 @@ impl Reader<'_> {
             };
             let mut cache = self.record_cache.lock();
             for (k, rec) in bytes.chunks(RECORD_LEN as usize).enumerate() {
-                let rec = manifest::decode_record(rec).map_err(|e| e.context("a chunk table"))?;
-                cache.put((table.clone(), run.start + k as u64), rec);
-                out.insert(run.start + k as u64, rec);
+                let i = run.start + k as u64;
+                let rec = manifest::decode_record(i, rec).map_err(|e| match e {
+                    Error::Corrupt(f) => Error::corrupt(&*table, f.fault),
+                    e => e,
+                })?;
+                cache.put((table.clone(), i), rec);
+                out.insert(i, rec);
             }
         }
         Ok(out)
@@ -462,7 +477,7 @@ impl Reader<'_> {
             let spans: Vec<_> = p.iter().enumerate().map(|(d, j)| a.span(d, *j)).collect();
             let origin: Vec<u64> = spans.iter().map(|s| s.start).collect();
             let shape: Vec<u64> = spans.iter().map(|s| s.stored).collect();
-            let src_len = shape.iter().product::<u64>() * src_item;
+            let src_len = manifest::saturating_product(&shape).saturating_mul(src_item);
             let inside = Region {
                 start: region.start.clone(),
                 end: (region.end.iter().zip(&spans))
@@ -576,7 +591,7 @@ impl Cost {
             .as_ref()
             .and_then(|u| u.item_size().ok())
             .unwrap_or(u64::from(a.item_size()));
-        let chunk = a.max_chunk_len() * src_item;
+        let chunk = a.max_chunk_len().saturating_mul(src_item);
         let grid = a.grid();
         let overlapped: Vec<u64> = (0..a.shape.len())
             .map(|d| {
@@ -586,13 +601,17 @@ impl Cost {
                 whole.min(grid.get(d).copied().unwrap_or(1)).max(1)
             })
             .collect();
-        let chunks: u64 = overlapped.iter().product();
+        let chunks = manifest::saturating_product(&overlapped);
         let compressed = !a.codecs.is_empty();
         Self {
             out: a.served_chunk_bytes(),
             largest: if compressed { chunk } else { 0 },
-            decoded: if compressed { chunks * chunk } else { 0 },
-            reads: chunks + chunks / overlapped.last().copied().unwrap_or(1).max(1),
+            decoded: if compressed {
+                chunks.saturating_mul(chunk)
+            } else {
+                0
+            },
+            reads: chunks.saturating_add(chunks / overlapped.last().copied().unwrap_or(1).max(1)),
         }
     }
 }

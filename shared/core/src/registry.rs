@@ -6,11 +6,13 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::manifest::FORMAT_VERSION;
 use crate::store::{Precondition, ReadStore, ReadStoreExt, WriteStore};
 
 /// Key of the registry in the bucket.
 pub const INDEX_KEY: &str = "index.json";
+/// Version of the registry's format, apart from the manifests' (a registry names versions;
+/// it holds none of their tables).
+pub const REGISTRY_FORMAT: u32 = 1;
 
 /// How often a conditional registry write is retried after losing a race.
 const PUBLISH_ATTEMPTS: usize = 20;
@@ -20,7 +22,7 @@ pub const PREVIOUS_KEPT: usize = 16;
 /// The registry document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
-    /// [`FORMAT_VERSION`] of the writer.
+    /// [`REGISTRY_FORMAT`] of the writer.
     pub format_version: u32,
     /// Dataset id → entry.
     pub datasets: BTreeMap<String, Entry>,
@@ -49,7 +51,7 @@ fn default_collection() -> String {
 impl Default for Registry {
     fn default() -> Self {
         Self {
-            format_version: FORMAT_VERSION,
+            format_version: REGISTRY_FORMAT,
             datasets: BTreeMap::new(),
         }
     }
@@ -95,11 +97,11 @@ impl Registry {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         let registry: Registry =
             serde_json::from_slice(bytes).map_err(|e| Error::json(INDEX_KEY, e))?;
-        if registry.format_version != FORMAT_VERSION {
+        if registry.format_version != REGISTRY_FORMAT {
             return Err(Error::corrupt(
                 INDEX_KEY,
                 format!(
-                    "the registry has format {} where {FORMAT_VERSION} is expected",
+                    "the registry has format {} where {REGISTRY_FORMAT} is expected",
                     registry.format_version
                 ),
             ));

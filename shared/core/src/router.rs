@@ -338,10 +338,14 @@ impl App {
             }
             Route::Item(_) => {
                 let collection = self.resolver.collection(&cx.bucket, &r.id).await?;
-                Reply::json_as(&api::item(r, &collection, &cx.base), GEO_JSON)
+                Reply::json_as(
+                    &api::item(r, &collection, &cx.base, self.config.publish_sources),
+                    GEO_JSON,
+                )
             }
             Route::Refs(_, file) => {
-                let body = api::refs(&cx.bucket, r, &file).await?;
+                let publish = self.config.publish_sources;
+                let body = api::refs(&cx.bucket, r, &file, &cx.base, publish).await?;
                 let kind = if file.ends_with(".parq") {
                     PARQUET
                 } else {
@@ -349,7 +353,7 @@ impl App {
                 };
                 Ok(Reply::bytes(body, kind))
             }
-            _ => Reply::json(&api::info(r)),
+            _ => Reply::json(&api::info(r, self.config.publish_sources)),
         }
     }
 
@@ -411,7 +415,12 @@ impl App {
             .map(|(r, e)| (r, e.collection))
             .collect();
         let info = api::catalog_info(&cx.bucket).await?;
-        Reply::json(&api::collection_all(&all, &info, &cx.base))
+        Reply::json(&api::collection_all(
+            &all,
+            &info,
+            &cx.base,
+            self.config.publish_sources,
+        ))
     }
 
     fn reader<'a>(&'a self, cx: &'a Cx<'a>) -> Reader<'a> {

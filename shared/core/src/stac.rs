@@ -346,6 +346,8 @@ pub struct Hrefs {
     pub function: String,
     /// Prefix that turns a bucket key into an href.
     pub bucket: String,
+    /// Whether sources outside the bucket may be named by URL ([`crate::Config::publish_sources`]).
+    pub publish_sources: bool,
 }
 
 /// A STAC item.
@@ -412,27 +414,32 @@ pub fn item(
     item.assets.insert("zarr".into(), zarr_asset(2, "zarr"));
     item.assets.insert("zarr3".into(), zarr_asset(3, "zarr3"));
     let dir = format!("{}datasets/{id}/{version}", hrefs.bucket);
-    let references = if crate::zarr_v2::kerchunk_as_parquet(m) {
-        asset(
+    // Parquet references name the sources as stored, so they are published only with them.
+    let references = match crate::zarr_v2::kerchunk_as_parquet(m) {
+        true if !hrefs.publish_sources => None,
+        true => Some(asset(
             format!("{dir}/refs.parq"),
             "application/vnd.apache.parquet",
             Some("kerchunk references (Parquet, for fsspec's reference filesystem)"),
             &["references"],
-        )
-    } else {
-        asset(
+        )),
+        false => Some(asset(
             format!("{dir}/refs.json"),
             "application/json",
             Some("kerchunk references (version 1)"),
             &["references"],
-        )
+        )),
     };
-    item.assets.insert("references".into(), references);
+    if let Some(r) = references {
+        item.assets.insert("references".into(), r);
+    }
     for (i, s) in m.sources.iter().enumerate() {
-        let href = if s.url.contains("://") {
-            s.url.clone()
-        } else {
-            format!("{}{}", hrefs.bucket, s.url)
+        let Some(url) = s.published_url(hrefs.publish_sources) else {
+            continue;
+        };
+        let href = match s.in_bucket() {
+            true => format!("{}{url}", hrefs.bucket),
+            false => url.to_owned(),
         };
         let key = if m.sources.len() == 1 {
             "source".to_owned()
@@ -566,9 +573,11 @@ pub fn catalog(info: &CatalogInfo, collections: &[String]) -> Catalog {
 
 /// An item as stored in the static catalog: relative links to its collection and the root.
 pub fn static_item(m: &Manifest, version: &str, collection: &str, info: &CatalogInfo) -> Item {
+    // A static catalog is public: it names bucket objects only.
     let hrefs = Hrefs {
         function: info.public_url.trim_end_matches('/').to_owned(),
         bucket: "../../../".into(),
+        publish_sources: false,
     };
     let links = vec![
         link("root", "../../catalog.json", "application/json"),
@@ -579,10 +588,17 @@ pub fn static_item(m: &Manifest, version: &str, collection: &str, info: &Catalog
 }
 
 /// A dataset's item as the function serves it: hrefs and links on the function at `base`.
-pub fn function_item(m: &Manifest, version: &str, collection: &str, base: &str) -> Item {
+pub fn function_item(
+    m: &Manifest,
+    version: &str,
+    collection: &str,
+    base: &str,
+    publish_sources: bool,
+) -> Item {
     let hrefs = Hrefs {
         function: base.to_owned(),
         bucket: format!("{base}/"),
+        publish_sources,
     };
     let links = vec![
         link(

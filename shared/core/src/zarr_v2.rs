@@ -259,6 +259,7 @@ mod tests {
             codecs,
             table: "t".into(),
             records: 3,
+            table_records: 3,
             stored_chunks: 3,
             kerchunk_excluded: None,
             unpacked_dtype: None,

@@ -123,6 +123,7 @@ mod tests {
             codecs: vec![],
             table: "t".into(),
             records: 1,
+            table_records: 1,
             stored_chunks: 1,
             kerchunk_excluded: None,
             unpacked_dtype: None,

@@ -59,6 +59,7 @@ fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
         codecs: vec![],
         table: "tables/0.bin".into(),
         records: 4,
+        table_records: 4,
         stored_chunks: 4,
         kerchunk_excluded: None,
         unpacked_dtype: None,
@@ -86,7 +87,7 @@ fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
         put(SOURCE.into(), source).await;
         put(
             format!("{}/tables/0.bin", version_dir("d", "v1")),
-            encode_table(4, &stored),
+            encode_table(&stored),
         )
         .await;
         put(manifest_key("d", "v1"), serde_json::to_vec(&m).unwrap()).await;

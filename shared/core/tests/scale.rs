@@ -55,6 +55,7 @@ fn bucket() -> Arc<CountingStore<MemoryStore>> {
             codecs: vec![],
             table: "tables/0.bin".into(),
             records: CHUNKS,
+            table_records: CHUNKS,
             stored_chunks: CHUNKS,
             kerchunk_excluded: None,
             unpacked_dtype: None,
@@ -63,7 +64,7 @@ fn bucket() -> Arc<CountingStore<MemoryStore>> {
         },
     );
     block_on(async {
-        let table = encode_table(CHUNKS, &stored);
+        let table = encode_table(&stored);
         assert_eq!(table.len() as u64, TABLE_HEADER_LEN + CHUNKS * RECORD_LEN);
         for (key, bytes) in [
             (SOURCE.to_owned(), source),

@@ -42,8 +42,30 @@ fn pretty(v: &impl serde::Serialize) -> Vec<u8> {
 ///
 /// # Errors
 /// When the bucket cannot be read or written, or a manifest is malformed.
+///
+/// Concurrent indexers each write the catalog after changing `index.json`. A pass is repeated
+/// until `index.json` is the same after it as before it, so a pass that read an older registry
+/// and overwrote (or deleted) what a newer one needs is always followed by one that restores
+/// it: the last pass to end saw the last registry.
 pub async fn write_catalog(bucket: &dyn WriteStore, info: &CatalogInfo) -> Result<usize> {
-    let registry = Registry::load(bucket).await?;
+    let mut written = 0;
+    let mut registry = Registry::load(bucket).await?;
+    loop {
+        written += catalog_pass(bucket, info, &registry).await?;
+        let now = Registry::load(bucket).await?;
+        if now == registry {
+            return Ok(written);
+        }
+        registry = now;
+    }
+}
+
+/// One pass of [`write_catalog`] over `registry`.
+async fn catalog_pass(
+    bucket: &dyn WriteStore,
+    info: &CatalogInfo,
+    registry: &Registry,
+) -> Result<usize> {
     let mut written = usize::from(
         put_if_changed(
             bucket,

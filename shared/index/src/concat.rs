@@ -32,7 +32,7 @@ use crate::coords::{read_le_bytes, read_values};
 use crate::error::{IndexError, Result};
 use crate::kept::Kept;
 use crate::netcdf4::{ArrayTable, Indexed};
-use crate::source::{RangeRead, SourceSpec};
+use crate::source::{MemoryFile, SourceSpec};
 
 /// Largest array along the dimension stored whole in the bucket when its chunks do not line up.
 const MAX_INLINE: u64 = 16 << 20;
@@ -150,12 +150,11 @@ pub(crate) fn concat(
     // Chunk references by position along the dimension.
     let mut specs: Vec<SourceSpec> = parts.iter().map(|p| p.spec.clone()).collect();
     for (j, p) in parts.iter_mut().enumerate() {
-        let arrays = p.indexed.manifest.arrays.values();
-        for (a, t) in arrays.zip(&mut p.indexed.tables) {
+        for t in &mut p.indexed.tables {
             for (_, c) in &mut t.stored {
                 c.source = j as u32;
             }
-            t.bytes = encode_table(a.records, &t.stored);
+            t.bytes = encode_table(&t.stored);
         }
     }
     let first = &parts[0];
@@ -284,7 +283,7 @@ fn coordinates_and_bounds(m: &Manifest) -> Vec<String> {
 
 /// Decoded size of a whole array.
 fn bytes_of(a: &ArrayMeta) -> u64 {
-    a.shape.iter().product::<u64>() * u64::from(a.item_size())
+    manifest::saturating_product(&a.shape).saturating_mul(u64::from(a.item_size()))
 }
 
 /// Sort the parts by the first value of the dimension's coordinate (in the first file's time
@@ -519,16 +518,17 @@ fn join(
         offset += part_grid[k];
     }
     stored.sort_by_key(|(i, _)| *i);
-    meta.records = grid.iter().product();
+    meta.records = manifest::saturating_product(&grid);
     meta.stored_chunks = stored.len() as u64;
-    let bytes = encode_table(meta.records, &stored);
+    meta.table_records = manifest::table_len(&stored);
+    let bytes = encode_table(&stored);
     Ok((meta, ArrayTable { bytes, stored }))
 }
 
 /// Cut an uncompressed array stored in one piece into chunks of `g` rows (dimension 0).
 fn rows(a: &mut ArrayMeta, stored: &mut Vec<(u64, ChunkRef)>, g: u64) {
     let item = u64::from(a.item_size());
-    let row_bytes = a.shape[1..].iter().product::<u64>() * item;
+    let row_bytes = manifest::saturating_product(&a.shape[1..]).saturating_mul(item);
     let n = a.shape[0] / g;
     a.chunks[0] = g;
     *stored = stored
@@ -612,12 +612,14 @@ fn inline(
     let key = format!("datasets/{id}/values/{hex}.bin");
     let mut meta = a.clone();
     meta.dtype = dtype;
-    let row = meta.shape[1..].iter().product::<u64>() * u64::from(meta.item_size());
+    let row =
+        manifest::saturating_product(&meta.shape[1..]).saturating_mul(u64::from(meta.item_size()));
     meta.shape[0] = bytes.len() as u64 / row.max(1);
     meta.codecs = Vec::new();
     meta.chunks = meta.shape.iter().map(|s| (*s).max(1)).collect();
     meta.served_chunks = meta.chunks.clone();
     meta.records = 1;
+    meta.table_records = 1;
     meta.stored_chunks = 1;
     meta.kerchunk_excluded = None;
     let c = ChunkRef {
@@ -628,7 +630,7 @@ fn inline(
     };
     let stored = vec![(0, c)];
     let table = ArrayTable {
-        bytes: encode_table(1, &stored),
+        bytes: encode_table(&stored),
         stored,
     };
     let spec = SourceSpec {
@@ -638,28 +640,9 @@ fn inline(
             size: bytes.len() as u64,
             ..ObjectMeta::default()
         },
-        reader: Arc::new(Memory(bytes)),
+        reader: Arc::new(MemoryFile(bytes)),
     };
     (meta, table, spec)
-}
-
-/// Bytes held in memory, as a source.
-struct Memory(Vec<u8>);
-
-impl RangeRead for Memory {
-    fn size(&self) -> u64 {
-        self.0.len() as u64
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let start = usize::try_from(offset).map_err(std::io::Error::other)?;
-        let src = self
-            .0
-            .get(start..start + buf.len())
-            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
-        buf.copy_from_slice(src);
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -679,6 +662,7 @@ mod tests {
             codecs: vec![],
             table: "t".into(),
             records: 1,
+            table_records: 1,
             stored_chunks: 1,
             kerchunk_excluded: None,
             unpacked_dtype: None,

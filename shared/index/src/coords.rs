@@ -32,7 +32,7 @@ pub fn summarise(indexed: &mut Indexed, sources: &[SourceSpec]) -> Result<()> {
         };
         let a = &indexed.manifest.arrays[position];
         let numeric = a.dtype.is_numeric();
-        if !numeric || a.shape.iter().product::<u64>() > MAX_ELEMENTS {
+        if !numeric || manifest::saturating_product(&a.shape) > MAX_ELEMENTS {
             continue;
         }
         let stored = &indexed.tables[position].stored;
@@ -56,14 +56,14 @@ pub(crate) fn read_le_bytes(
     sources: &[SourceSpec],
 ) -> std::result::Result<Vec<u8>, String> {
     let item = u64::from(a.item_size());
-    let total = a.shape.iter().product::<u64>();
+    let total = manifest::saturating_product(&a.shape);
     let fill = a.dtype.fill_bytes(&a.fill_value);
     let mut buf = fill.repeat(total as usize);
     let region = Region {
         start: vec![0; a.shape.len()],
         end: a.shape.clone(),
     };
-    let chunk_len = a.chunks.iter().product::<u64>() * item;
+    let chunk_len = manifest::saturating_product(&a.chunks).saturating_mul(item);
     let grid = a.grid();
     for (linear, c) in stored {
         let source = sources

@@ -184,10 +184,10 @@ impl Kept {
                 return None;
             }
             let mut tables = Vec::with_capacity(s.tables.len());
-            for (a, t) in s.manifest.arrays.values().zip(&s.tables) {
+            for t in &s.tables {
                 let stored = decode_chunks(t)?;
                 tables.push(ArrayTable {
-                    bytes: encode_table(a.records, &stored),
+                    bytes: encode_table(&stored),
                     stored,
                 });
             }

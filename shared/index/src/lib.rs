@@ -17,6 +17,7 @@
 //! `get_chunk_info`) in `tests/python/test_chunk_info.py`.
 
 mod attrs;
+mod bounds;
 mod catalog;
 mod concat;
 mod coords;
@@ -36,4 +37,4 @@ pub use kept::{KEPT_FILE, Kept};
 pub use lifecycle::{Collected, DatasetCheck, Resolver, SourceState, check, gc, remove};
 pub use netcdf4::{ArrayTable, Indexed, ServeOptions, read_dataset};
 pub use publish::{Published, inputs, publish, unchanged};
-pub use source::{LocalFile, RangeRead, SourceSpec};
+pub use source::{LocalFile, MemoryFile, RangeRead, SourceSpec};

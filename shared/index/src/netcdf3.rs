@@ -8,7 +8,7 @@
 //! `begin + record * recsize`. Nothing is compressed, so the raw route serves every variable.
 
 use cloudify_core::dtype::{Endian, Kind};
-use cloudify_core::manifest::encode_table;
+use cloudify_core::manifest::{encode_table, table_len};
 use cloudify_core::{ArrayMeta, ChunkRef, DataType, Manifest};
 use serde_json::{Map, Value, json};
 
@@ -293,15 +293,21 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
     let is_record = |v: &Var| v.dims.first().is_some_and(|d| Some(*d) == record_dim);
     let record_vars: Vec<&Var> = vars.iter().filter(|v| is_record(v)).collect();
     // One record of a variable: its bytes, padded to 4 unless it is the only record variable.
+    // Sizes saturate: a header claiming more than 2^64 bytes is refused by the check of each
+    // variable's extent against the file.
     let record_bytes = |v: &Var| -> u64 {
-        let n: u64 = v.dims[1..].iter().map(|d| dims[*d].len).product::<u64>() * v.ty.size();
+        let n = v.dims[1..]
+            .iter()
+            .fold(v.ty.size(), |n, d| n.saturating_mul(dims[*d].len));
         if record_vars.len() == 1 {
             n
         } else {
-            n.div_ceil(4) * 4
+            n.div_ceil(4).saturating_mul(4)
         }
     };
-    let recsize: u64 = record_vars.iter().map(|v| record_bytes(v)).sum();
+    let recsize: u64 = record_vars
+        .iter()
+        .fold(0, |s: u64, v| s.saturating_add(record_bytes(v)));
     let numrecs = match (numrecs, record_vars.first()) {
         (STREAMING, Some(first)) if recsize > 0 => {
             reader.size().saturating_sub(first.begin) / recsize
@@ -328,10 +334,37 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
             .enumerate()
             .map(|(i, s)| if record && i == 0 { 1 } else { (*s).max(1) })
             .collect();
-        let chunk_bytes = chunks.iter().product::<u64>() * item;
+        let chunk_bytes = chunks.iter().fold(item, |n, c| n.saturating_mul(*c));
         let mut served = chunks.clone();
         if record && let Some(first) = served.first_mut() {
             *first = (SERVED_RECORD_BYTES / chunk_bytes.max(1)).clamp(1, numrecs.max(1));
+        }
+        // Where the header says the data ends, checked against the file before any list the
+        // header sizes is made: a header may claim more records than the file holds.
+        // `None`: no data; `Some(None)`: an end past 2^64.
+        let end = match (record, shape.contains(&0)) {
+            (_, true) => None,
+            (true, false) => Some(
+                (numrecs - 1)
+                    .checked_mul(recsize)
+                    .and_then(|o| o.checked_add(v.begin)),
+            ),
+            (false, false) => Some(Some(v.begin)),
+        }
+        .map(|start| start.and_then(|s| s.checked_add(chunk_bytes)));
+        if let Some(end) = end
+            && end.is_none_or(|e| e > reader.size())
+        {
+            return Err(IndexError::Variable {
+                file: source.url.clone(),
+                variable: v.name.clone(),
+                fault: format!(
+                    "its data ends at byte {}, past the end of the file ({} bytes): truncated, \
+                     or a header claiming more than the file holds",
+                    end.map_or_else(|| "2^64 or more".into(), |e| e.to_string()),
+                    reader.size()
+                ),
+            });
         }
         let stored: Vec<(u64, ChunkRef)> = match (record, shape.contains(&0)) {
             (_, true) => Vec::new(),
@@ -340,19 +373,6 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
                 .collect(),
             (false, false) => vec![(0, chunk(source_index, v.begin, chunk_bytes))],
         };
-        if let Some((_, last)) = stored.last()
-            && last.offset + last.length > reader.size()
-        {
-            return Err(IndexError::Variable {
-                file: source.url.clone(),
-                variable: v.name.clone(),
-                fault: format!(
-                    "its data ends at byte {}, past the end of the file ({} bytes): truncated?",
-                    last.offset + last.length,
-                    reader.size()
-                ),
-            });
-        }
         let mut attrs = v.attrs.clone();
         let fill_value = match attrs.remove("_FillValue") {
             Some(Value::String(text)) if v.ty == NcType::Char => v.ty.dtype().text_fill(&text),
@@ -369,6 +389,7 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
             codecs: Vec::new(),
             table: format!("tables/{}.bin", tables.len()),
             records: 0,
+            table_records: 0,
             stored_chunks: stored.len() as u64,
             kerchunk_excluded: None,
             unpacked_dtype: packed_float(v.ty.dtype(), v.packed.scale, v.packed.offset),
@@ -376,9 +397,10 @@ pub fn read(source: &SourceSpec, id: &str, source_index: u32) -> Result<Indexed>
             irregular: None,
             shape,
         };
-        meta.records = meta.grid().iter().product();
+        meta.records = cloudify_core::manifest::saturating_product(&meta.grid());
+        meta.table_records = table_len(&stored);
         tables.push(ArrayTable {
-            bytes: encode_table(meta.records, &stored),
+            bytes: encode_table(&stored),
             stored,
         });
         manifest.arrays.insert(v.name.clone(), meta);
@@ -457,25 +479,9 @@ mod tests {
     use super::*;
     use cloudify_core::ObjectMeta;
 
+    use crate::source::MemoryFile;
+
     /// In-memory bytes as a source.
-    struct Bytes(Vec<u8>);
-
-    impl RangeRead for Bytes {
-        fn size(&self) -> u64 {
-            self.0.len() as u64
-        }
-
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-            let start = offset as usize;
-            let src = self
-                .0
-                .get(start..start + buf.len())
-                .ok_or(std::io::ErrorKind::UnexpectedEof)?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-    }
-
     fn name(out: &mut Vec<u8>, s: &str) {
         out.extend((s.len() as u32).to_be_bytes());
         out.extend(s.as_bytes());
@@ -530,7 +536,7 @@ mod tests {
                 size: file.len() as u64,
                 ..ObjectMeta::default()
             },
-            reader: Arc::new(Bytes(file)),
+            reader: Arc::new(MemoryFile(file)),
         };
         let indexed = read(&source, "s", 0).unwrap();
         let a = &indexed.manifest.arrays["a"];

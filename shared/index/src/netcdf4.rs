@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use cloudify_core::codecs::ServedCodec;
 use cloudify_core::config::Platform;
-use cloudify_core::manifest::encode_table;
+use cloudify_core::manifest::{encode_table, table_len};
 use cloudify_core::{ArrayMeta, ChunkRef, Codec, DataType, Manifest, SourceInfo};
 use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, Layout};
 use serde_json::{Value, json};
@@ -155,6 +155,22 @@ impl ServeOptions {
 fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
     let presets: Vec<_> = options.targets.iter().map(|p| p.preset()).collect();
 
+    // Variables no request could name are left out, with the reason.
+    let unservable: Vec<(usize, String, &str)> = indexed
+        .manifest
+        .arrays
+        .keys()
+        .enumerate()
+        .filter_map(|(i, n)| cloudify_core::key::unservable_name(n).map(|why| (i, n.clone(), why)))
+        .collect();
+    for (i, name, why) in unservable.into_iter().rev() {
+        indexed.manifest.arrays.shift_remove_index(i);
+        indexed.tables.remove(i);
+        indexed
+            .warnings
+            .push(format!("skipping variable {name:?}: {why}"));
+        indexed.manifest.skipped.insert(name, json!(why));
+    }
     let m = &mut indexed.manifest;
     m.codec = options.codec;
     for dim in options.chunks.keys() {
@@ -174,9 +190,15 @@ fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
             .collect();
         let served = cloudify_core::unpack::served(a);
         if let Some(why) = presets.iter().find_map(|p| p.refusal(&served)) {
-            return Err(IndexError::Invalid(format!(
-                "variable {name:?}: {why}; choose smaller --chunks"
-            )));
+            let file = match m.sources.as_slice() {
+                [one] => one.url.clone(),
+                all => format!("the {} sources of {}", all.len(), m.id),
+            };
+            return Err(IndexError::Variable {
+                file,
+                variable: name.clone(),
+                fault: format!("{why}; choose smaller --chunks"),
+            });
         }
     }
     Ok(())
@@ -255,6 +277,8 @@ fn read_one(source: &SourceSpec, id: &str, index: u32) -> Result<Indexed> {
 struct SourceReader {
     file_name: String,
     file: File,
+    /// The file's size, which every stored extent must lie within.
+    size: u64,
 }
 
 impl SourceReader {
@@ -276,6 +300,7 @@ impl SourceReader {
         Ok(Self {
             file_name: source.url.clone(),
             file,
+            size: source.reader.size(),
         })
     }
 
@@ -316,7 +341,7 @@ impl SourceReader {
             let axes = axes_of(m, &dims);
             match self.array(m, &axes, source_index, tables.len())? {
                 Ok((meta, stored)) => {
-                    let bytes = encode_table(meta.records, &stored);
+                    let bytes = encode_table(&stored);
                     manifest.arrays.insert(m.name.clone(), meta);
                     tables.push(ArrayTable { bytes, stored });
                 }
@@ -426,15 +451,38 @@ impl SourceReader {
             codecs,
             table: format!("tables/{position}.bin"),
             records: 0,
+            table_records: 0,
             stored_chunks: 0,
             kerchunk_excluded: None,
             unpacked_dtype,
             unpack: None,
             irregular: None,
         };
-        meta.records = meta.grid().iter().product();
+        meta.records = meta
+            .grid()
+            .iter()
+            .try_fold(1u64, |n, g| n.checked_mul(*g))
+            .ok_or_else(|| {
+                self.var_err(
+                    &m.name,
+                    format!("its shape {:?} has more than 2^64 chunks", meta.shape),
+                )
+            })?;
+        let size = self.size;
         let mut stored = Vec::with_capacity(located.len());
         for (idx, r) in located {
+            // What the header says is stored must be in the file: a truncated file is an error
+            // here, not a 502 on every read.
+            if r.offset.checked_add(r.length).is_none_or(|end| end > size) {
+                return Err(self.var_err(
+                    &m.name,
+                    format!(
+                        "its data at bytes {}+{} lies past the end of the file ({size} bytes): \
+                         truncated?",
+                        r.offset, r.length
+                    ),
+                ));
+            }
             let linear = meta.linear_index(&idx).ok_or_else(|| {
                 self.var_err(&m.name, format!("chunk at {idx:?} lies outside the shape"))
             })?;
@@ -442,8 +490,14 @@ impl SourceReader {
         }
         stored.sort_by_key(|(i, _)| *i);
         meta.stored_chunks = stored.len() as u64;
+        meta.table_records = table_len(&stored);
+        if let Some(why) = crate::bounds::too_sparse(meta.table_records, size) {
+            return Ok(Err(why));
+        }
         meta.fill_value = fill_value(m, &meta, &datatype, stored.len() as u64 != meta.records);
-        meta.kerchunk_excluded = kerchunk_exclusion(&meta, &stored);
+        // kerchunk's Parquet references hold a row per chunk of the grid, written or not.
+        meta.kerchunk_excluded = kerchunk_exclusion(&meta, &stored)
+            .or_else(|| crate::bounds::too_sparse(meta.records, size));
         Ok(Ok((meta, stored)))
     }
 

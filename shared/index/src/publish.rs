@@ -65,6 +65,7 @@ fn version_of(manifest_json: &[u8], indexed: &Indexed) -> String {
 pub fn inputs(sources: &[SourceSpec], options: &ServeOptions, concat: Option<&Concat>) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION"));
+    h.update(cloudify_core::manifest::FORMAT_VERSION.to_le_bytes());
     for s in sources {
         h.update(format!("\0{}\0{}\0{:?}", s.url, s.meta.size, s.meta.etag));
     }
@@ -142,16 +143,22 @@ pub async fn publish(
             .zip(&indexed.tables)
             .map(|(a, t)| (format!("{dir}/{}", a.table), Bytes::from(t.bytes.clone()))),
     );
-    // kerchunk's references: JSON, or Parquet for a large dataset.
+    // kerchunk's references: JSON, or Parquet for a large dataset. They are for clients, so
+    // they never carry a source URL's query string (where tokens live).
+    let urls: Vec<String> = indexed
+        .absolute_urls
+        .iter()
+        .map(|u| cloudify_core::manifest::strip_query(u).to_owned())
+        .collect();
     if zarr_v2::kerchunk_as_parquet(m) {
-        let files = kerchunk_parquet(m, &indexed.absolute_urls, stored)?;
+        let files = kerchunk_parquet(m, &urls, stored)?;
         objects.extend(
             files
                 .into_iter()
                 .map(|(key, b)| (format!("{dir}/refs.parq/{key}"), Bytes::from(b))),
         );
     } else {
-        let refs = zarr_v2::kerchunk_refs(m, &indexed.absolute_urls, stored);
+        let refs = zarr_v2::kerchunk_refs(m, &urls, stored);
         objects.push((format!("{dir}/refs.json"), Bytes::from(refs.to_string())));
     }
     if let Some(kept) = &indexed.kept {

@@ -72,3 +72,22 @@ impl hdf5_pure::Source for HdfSource {
             .map_err(|e| FormatError::Source(e.to_string()))
     }
 }
+
+/// Bytes held in memory, as a source: coordinate values the indexer stores itself, and tests.
+#[derive(Debug, Clone)]
+pub struct MemoryFile(pub Vec<u8>);
+
+impl RangeRead for MemoryFile {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|start| self.0.get(start..start.checked_add(buf.len())?))
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}

@@ -171,7 +171,7 @@ async fn a_warm_chunk_request_reads_one_table_record() {
     assert_eq!(table_reads.len(), 1);
     assert_eq!(
         table_reads[0].range.as_ref().map(|r| r.end - r.start),
-        Some(24)
+        Some(cloudify_core::manifest::RECORD_LEN)
     );
     assert!(
         reads.iter().all(|r| !r.key.ends_with("manifest.json")),

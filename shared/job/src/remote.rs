@@ -7,10 +7,12 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use anyhow::anyhow;
-use cloudify_core::HttpHeaders;
 use cloudify_core::store::{Fetched, GetOptions, ReadStore};
+use cloudify_core::{HttpHeaders, Timeouts};
 use cloudify_index::{RangeRead, SourceSpec};
-use cloudify_stores::{Bucket, http_source, s3_sources};
+use cloudify_stores::{http_source, s3_sources};
+
+use crate::Job;
 
 /// Bytes fetched per block: small, as blocks near metadata are mostly data.
 const BLOCK: u64 = 16 << 10;
@@ -107,13 +109,17 @@ pub fn is_remote(url: &str) -> bool {
 pub fn http_store_for<'u>(
     url: &'u str,
     headers: &Arc<HttpHeaders>,
+    timeouts: Timeouts,
 ) -> Option<(Arc<dyn ReadStore>, &'u str)> {
     let (scheme, rest) = match url.split_once("://")? {
         ("http", rest) => ("http", rest),
         ("https", rest) => ("https", rest),
         _ => return None,
     };
-    Some((Arc::new(http_source(scheme, headers.clone())), rest))
+    Some((
+        Arc::new(http_source(scheme, headers.clone(), timeouts)),
+        rest,
+    ))
 }
 
 /// A source named by a remote URL: its size and tag by HEAD, its bytes by cached ranged reads,
@@ -121,14 +127,12 @@ pub fn http_store_for<'u>(
 ///
 /// # Errors
 /// When the object does not answer or is missing.
-pub async fn spec(
-    url: &str,
-    bucket: &Bucket,
-    headers: &Arc<HttpHeaders>,
-) -> anyhow::Result<SourceSpec> {
+pub async fn spec(url: &str, job: &Job) -> anyhow::Result<SourceSpec> {
+    let bucket = &job.bucket;
     let (store, key): (Arc<dyn ReadStore>, &str) = match url.strip_prefix("s3://") {
         Some(key) => (Arc::new(s3_sources().await.clone()), key),
-        None => http_store_for(url, headers).ok_or_else(|| anyhow!("{url}: not a remote URL"))?,
+        None => http_store_for(url, &job.headers, job.timeouts)
+            .ok_or_else(|| anyhow!("{url}: not a remote URL"))?,
     };
     let meta = store
         .head(key)

@@ -29,7 +29,7 @@ pub async fn index(
     let mut specs = Vec::new();
     for named in expand(sources).await? {
         specs.push(match remote::is_remote(&named) {
-            true => remote::spec(&named, bucket, &job.headers).await?,
+            true => remote::spec(&named, job).await?,
             false => spec(bucket, Path::new(&named)).await?,
         });
     }
@@ -85,7 +85,7 @@ pub async fn check(job: &Job, ids: &[String]) -> anyhow::Result<usize> {
             Some(("file", path)) => Some((root.clone(), path.trim_start_matches('/').to_owned())),
             Some(("s3", key)) => Some((s3.clone(), key.to_owned())),
             Some(_) => {
-                let (store, key) = remote::http_store_for(url, &job.headers)?;
+                let (store, key) = remote::http_store_for(url, &job.headers, job.timeouts)?;
                 Some((store, key.to_owned()))
             }
         }
@@ -97,13 +97,13 @@ pub async fn check(job: &Job, ids: &[String]) -> anyhow::Result<usize> {
         for (url, state) in &d.sources {
             match state {
                 SourceState::Unchanged => {}
-                SourceState::Changed(why) => println!("{}: {url}: changed ({why})", d.id),
-                SourceState::Missing => println!("{}: {url}: missing", d.id),
+                SourceState::Changed(why) => say!("{}: {url}: changed ({why})", d.id),
+                SourceState::Missing => say!("{}: {url}: missing", d.id),
             }
             changed += usize::from(*state != SourceState::Unchanged);
         }
         if changed == 0 {
-            println!("{}: all {total} sources as indexed", d.id);
+            say!("{}: all {total} sources as indexed", d.id);
         }
         bad += changed;
     }
@@ -153,7 +153,8 @@ pub async fn catalog_with(
         };
     }
     if let Some(url) = public_url {
-        info.public_url = url.trim_end_matches('/').to_owned();
+        info.public_url = cloudify_core::config::check_public_url(&url)
+            .map_err(|e| anyhow!("--public-url: {e}"))?;
     }
     Ok(cloudify_index::write_catalog(store, &info).await?)
 }

@@ -10,42 +10,56 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cloudify_core::store::{HttpSource, Transport};
-use cloudify_core::{Error, HttpHeaders, Result};
+use cloudify_core::{Error, HttpHeaders, Result, Timeouts};
 use http::{Request, Response};
 use ureq::Agent;
 
-/// How long one request to a source may take, answer included.
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// ureq, on the blocking pool.
+/// ureq, on the blocking pool. Redirects are not followed here but by the protocol, which
+/// knows where each configured header may go.
 #[derive(Clone)]
 pub struct Ureq {
     agent: Agent,
+    timeouts: Timeouts,
 }
 
-impl Default for Ureq {
-    fn default() -> Self {
+impl Ureq {
+    /// A transport that waits `timeouts.connect_ms` to connect and `timeouts.source_ms` for a
+    /// whole answer.
+    pub fn new(timeouts: Timeouts) -> Self {
+        let ms = Duration::from_millis;
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(HTTP_TIMEOUT))
+            .max_redirects(0)
+            .timeout_connect(Some(ms(timeouts.connect_ms)))
+            .timeout_global(Some(ms(timeouts.source_ms)))
             .build()
             .into();
-        Self { agent }
+        Self { agent, timeouts }
     }
 }
 
 /// An HTTP(S) source store for `scheme`, sending `headers`' entries to their URLs.
-pub fn http_source(scheme: &'static str, headers: Arc<HttpHeaders>) -> HttpSource<Ureq> {
-    HttpSource::new(scheme, Ureq::default(), headers)
+pub fn http_source(
+    scheme: &'static str,
+    headers: Arc<HttpHeaders>,
+    timeouts: Timeouts,
+) -> HttpSource<Ureq> {
+    HttpSource::new(scheme, Ureq::new(timeouts), headers)
 }
 
 impl Ureq {
     fn send_blocking(&self, req: Request<()>, limit: Option<u64>) -> Result<Response<Bytes>> {
         let url = req.uri().to_string();
+        let t = self.timeouts;
         let failed = |e: ureq::Error| match e {
-            ureq::Error::Timeout(_) => {
-                Error::timeout(&url, format!("no answer within {HTTP_TIMEOUT:?}"))
-            }
+            ureq::Error::Timeout(_) => Error::timeout(
+                &url,
+                format!(
+                    "no answer within {} s (connecting: {} s)",
+                    t.source_ms / 1000,
+                    t.connect_ms / 1000
+                ),
+            ),
             e => Error::failed(&url, "the request failed", e),
         };
         let mut resp = self.agent.run(req).map_err(failed)?;

@@ -11,10 +11,10 @@ mod s3;
 
 use std::sync::Arc;
 
-use cloudify_core::{HttpHeaders, ReadStore};
+use cloudify_core::{HttpHeaders, ReadStore, Timeouts};
 
 pub use bucket::Bucket;
-pub use http::{HTTP_TIMEOUT, Ureq, http_source};
+pub use http::{Ureq, http_source};
 pub use local::LocalStore;
 pub use s3::{DEFAULT_TIMEOUT, S3Store};
 
@@ -29,31 +29,22 @@ pub async fn s3_sources() -> &'static S3Store {
 /// files (`file://`), which only a function running beside them should read.
 pub async fn source_stores(
     headers: &Arc<HttpHeaders>,
+    timeouts: Timeouts,
     files: bool,
 ) -> Vec<(&'static str, Arc<dyn ReadStore>)> {
     let mut out: Vec<(&'static str, Arc<dyn ReadStore>)> = vec![
         ("s3", Arc::new(s3_sources().await.clone())),
-        ("http", Arc::new(http_source("http", headers.clone()))),
-        ("https", Arc::new(http_source("https", headers.clone()))),
+        (
+            "http",
+            Arc::new(http_source("http", headers.clone(), timeouts)),
+        ),
+        (
+            "https",
+            Arc::new(http_source("https", headers.clone(), timeouts)),
+        ),
     ];
     if files {
         out.push(("file", Arc::new(LocalStore::new("/"))));
     }
     out
-}
-
-/// The environment variable holding the JSON of [`HttpHeaders`] for native commands.
-pub const HEADERS_VAR: &str = "CLOUDIFY_HTTP_HEADERS";
-
-/// The request headers `CLOUDIFY_HTTP_HEADERS` configures (none when it is unset).
-///
-/// # Errors
-/// A message naming the variable and the fault (never a header's value).
-pub fn headers_from_env() -> Result<HttpHeaders, String> {
-    match std::env::var(HEADERS_VAR) {
-        Ok(json) if !json.trim().is_empty() => {
-            HttpHeaders::parse(&json).map_err(|e| format!("{HEADERS_VAR}: {e}"))
-        }
-        _ => Ok(HttpHeaders::default()),
-    }
 }

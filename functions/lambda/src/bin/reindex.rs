@@ -27,7 +27,9 @@ async fn main() -> Result<(), Error> {
         &name,
         &config.index_prefix,
     );
-    let job = Job::new(bucket).with_headers(config.http_headers.clone());
+    let job = Job::new(bucket)
+        .with_headers(config.http_headers.clone())
+        .with_timeouts(config.timeouts);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (config, job) = (config.clone(), job.clone());
         async move { reindex(&config, &job, &event.payload).await }

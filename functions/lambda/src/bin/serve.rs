@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         &config.index_prefix,
     );
     let stream = config.stream;
-    let stores = source_stores(&config.http_headers, false).await;
+    let stores = source_stores(&config.http_headers, config.timeouts, false).await;
     let app = stores
         .into_iter()
         .fold(App::new(config, bucket.reader()), |app, (scheme, store)| {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::assemble::Region;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::{self, ArrayMeta, ChunkRef, Manifest};
 use crate::read::{self, Reader};
 
@@ -29,9 +29,17 @@ pub async fn read_values(
 ) -> Result<Vec<f64>> {
     let a = m.array(name)?;
     let decoding = Decoding::of(name, a)?;
+    // Held as f64 whatever its type: refused before it is allocated when over the budget.
+    let values = manifest::saturating_product(&a.shape);
+    if values.saturating_mul(8) > reader.budget {
+        return Err(Error::TooLarge(format!(
+            "{name:?} has {values} values, over the read budget of {} bytes as numbers",
+            reader.budget
+        )));
+    }
     let blocks = Blocks::new(a, &vec![0..u64::MAX; a.shape.len()]);
     let records = blocks.records(reader, m, version, name).await?;
-    let mut whole = vec![f64::NAN; a.shape.iter().product::<u64>() as usize];
+    let mut whole = vec![f64::NAN; usize::try_from(values).unwrap_or(usize::MAX)];
     let mut vals = Vec::new();
     for idx in blocks.indices() {
         let bytes = reader
@@ -70,8 +78,8 @@ impl Blocks {
         if a.codecs.is_empty() {
             let item = u64::from(a.item_size());
             for d in 0..shape.len() {
-                let rest: u64 = shape[d + 1..].iter().product::<u64>() * item;
-                if shape[d] * rest > BLOCK_BYTES {
+                let rest = manifest::saturating_product(&shape[d + 1..]).saturating_mul(item);
+                if shape[d].saturating_mul(rest) > BLOCK_BYTES {
                     shape[d] = (BLOCK_BYTES / rest.max(1)).max(1);
                 } else {
                     break;
@@ -98,7 +106,8 @@ impl Blocks {
 
     /// Block indices in C order.
     pub(super) fn indices(&self) -> impl Iterator<Item = Vec<u64>> + '_ {
-        let total: u64 = self.ranges.iter().map(|r| r.end - r.start).product();
+        let lengths: Vec<u64> = self.ranges.iter().map(|r| r.end - r.start).collect();
+        let total = manifest::saturating_product(&lengths);
         (0..total).map(move |mut k| {
             let mut idx = vec![0; self.ranges.len()];
             for d in (0..self.ranges.len()).rev() {

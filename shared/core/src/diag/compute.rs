@@ -312,7 +312,7 @@ impl<'m> Plan<'m> {
         self.axes
             .iter()
             .filter_map(|x| x.out.as_ref().map(|(_, n)| *n))
-            .product()
+            .fold(1u64, u64::saturating_mul)
     }
 
     /// The selection's bounding box per dimension.
@@ -335,38 +335,50 @@ impl<'m> Plan<'m> {
         let cells = self.cells();
         let blocks = Blocks::new(self.a, &self.bbox());
         let held = Accumulator::bytes(self.action, cells);
-        let linear = blocks.source_chunks(&self.name)?;
-        let table_bytes = linear.len() as u64 * manifest::RECORD_LEN;
         let budget = reader.budget;
-        if table_bytes + held > budget {
+        // Each block needs at least one chunk record: refused on that count before the list of
+        // chunks, which a selection over a long dimension makes large, is built.
+        let at_least = blocks
+            .ranges
+            .iter()
+            .fold(1u64, |n, r| n.saturating_mul(r.end - r.start))
+            .saturating_mul(manifest::RECORD_LEN);
+        let linear = match at_least.saturating_add(held) > budget {
+            true => Vec::new(),
+            false => blocks.source_chunks(&self.name)?,
+        };
+        let table_bytes = (linear.len() as u64 * manifest::RECORD_LEN).max(at_least);
+        if table_bytes.saturating_add(held) > budget {
             return Err(Error::TooLarge(format!(
                 "this {} of {:?} needs {} chunk records and {held} bytes of accumulators, \
                  over the budget of {budget} bytes; select fewer coordinates",
                 self.action.name(),
                 self.name,
-                linear.len()
+                table_bytes / manifest::RECORD_LEN
             )));
         }
         let records = reader
             .records(self.m, version, &blocks.meta, &linear)
             .await?;
         let item = u64::from(self.a.item_size());
-        let block_count = blocks
-            .ranges
-            .iter()
-            .map(|r| r.end - r.start)
-            .product::<u64>();
+        let lengths: Vec<u64> = blocks.ranges.iter().map(|r| r.end - r.start).collect();
+        let block_count = manifest::saturating_product(&lengths);
         let read: u64 = if self.a.codecs.is_empty() {
-            block_count * blocks.meta.served_chunk_bytes()
+            block_count.saturating_mul(blocks.meta.served_chunk_bytes())
         } else {
-            records.values().flatten().map(|c| c.length).sum()
+            records
+                .values()
+                .flatten()
+                .fold(0u64, |n, c| n.saturating_add(c.length))
         };
         let decoded = if self.a.codecs.is_empty() {
             0
         } else {
-            records.values().flatten().count() as u64 * self.a.max_chunk_len() * item
+            (records.values().flatten().count() as u64)
+                .saturating_mul(self.a.max_chunk_len())
+                .saturating_mul(item)
         };
-        if read + table_bytes + held > budget {
+        if read.saturating_add(table_bytes).saturating_add(held) > budget {
             return Err(Error::TooLarge(format!(
                 "this {} of {:?} reads about {read} bytes of source data and holds {held} \
                  bytes of accumulators, over the budget of {budget} bytes; select fewer \

@@ -48,6 +48,10 @@ impl<T: Transport> HttpSource<T> {
         format!("{}://{key}", self.scheme)
     }
 
+    /// Send a request to `url`, following redirects (at most [`MAX_REDIRECTS`]) here rather
+    /// than in the transport, so a configured header is only ever sent to its own prefix: a
+    /// request that carries configured headers is followed only to a URL they are configured
+    /// for, and every hop gets the headers of its own URL.
     async fn send(
         &self,
         method: Method,
@@ -55,18 +59,56 @@ impl<T: Transport> HttpSource<T> {
         extra: &[(header::HeaderName, String)],
         limit: Option<u64>,
     ) -> Result<Response<Bytes>> {
-        let mut req = Request::builder().method(method).uri(url);
-        for (k, v) in self.headers.for_url(url) {
-            req = req.header(k, v);
+        let mut at = url.to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            let configured = self.headers.for_url(&at);
+            let mut req = Request::builder().method(method.clone()).uri(&at);
+            for (k, v) in &configured {
+                req = req.header(*k, *v);
+            }
+            for (k, v) in extra {
+                req = req.header(k, v.as_str());
+            }
+            let req = req
+                .body(())
+                .map_err(|e| Error::storage(url, format!("not a valid request: {e}")))?;
+            let resp = self.transport.send(req, limit).await?;
+            if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
+                return Ok(resp);
+            }
+            let next = header_str(resp.headers(), header::LOCATION)
+                .and_then(|l| redirect_target(&at, l))
+                .ok_or_else(|| {
+                    Error::storage(
+                        url,
+                        format!("answered HTTP {} without a usable Location", resp.status()),
+                    )
+                })?;
+            if !configured.is_empty() && self.headers.for_url(&next) != configured {
+                return Err(Error::storage(
+                    url,
+                    format!(
+                        "redirected to {next}, outside the prefix its request headers are \
+                         configured for; not followed"
+                    ),
+                ));
+            }
+            at = next;
         }
-        for (k, v) in extra {
-            req = req.header(k, v.as_str());
-        }
-        let req = req
-            .body(())
-            .map_err(|e| Error::storage(url, format!("not a valid request: {e}")))?;
-        self.transport.send(req, limit).await
+        Err(Error::storage(
+            url,
+            format!("more than {MAX_REDIRECTS} redirects"),
+        ))
     }
+}
+
+/// Redirects one read follows.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// The absolute `http(s)` URL a `Location` header names, relative to `base`.
+fn redirect_target(base: &str, location: &str) -> Option<String> {
+    let next = url::Url::parse(base).ok()?.join(location).ok()?;
+    matches!(next.scheme(), "http" | "https").then(|| next.to_string())
 }
 
 /// The complete length in a `Content-Range: bytes a-b/total` header.
@@ -241,6 +283,19 @@ mod tests {
             let path = req.uri().path().to_owned();
             self.seen.lock().unwrap().push(req);
             let mut resp = Response::builder().header("etag", self.etag);
+            let to = match path.as_str() {
+                "/to-inside" => Some("/obj"),
+                "/to-outside" => Some("https://elsewhere/obj"),
+                "/loop" => Some("/loop"),
+                _ => None,
+            };
+            if let Some(to) = to {
+                return Ok(resp
+                    .status(302)
+                    .header("location", to)
+                    .body(Bytes::new())
+                    .unwrap());
+            }
             if path != "/obj" {
                 return Ok(resp.status(404).body(Bytes::new()).unwrap());
             }
@@ -321,6 +376,37 @@ mod tests {
             assert_eq!(s.head("h/obj").await.unwrap().unwrap().size, 10);
             let seen = s.transport.seen.lock().unwrap();
             assert!(seen.iter().all(|r| r.headers()["x-key"] == "k"));
+        });
+    }
+
+    #[test]
+    fn redirects_keep_configured_headers_within_their_prefix() {
+        block_on(async {
+            let s = source();
+            let o = s.get_range("h/to-inside", 0..2).await.unwrap().unwrap();
+            assert_eq!(o.bytes, "01");
+            let e = s.get("h/to-outside").await.unwrap_err().internal();
+            assert!(e.contains("outside the prefix"), "{e}");
+            assert!(
+                s.get("h/loop")
+                    .await
+                    .unwrap_err()
+                    .internal()
+                    .contains("redirects")
+            );
+            // Without configured headers a redirect goes anywhere.
+            let free = s.get("free/to-outside").await.unwrap().unwrap();
+            assert_eq!(free.bytes, "0123456789");
+            let seen = s.transport.seen.lock().unwrap();
+            let uris: Vec<String> = seen.iter().map(|r| r.uri().to_string()).collect();
+            for r in seen.iter() {
+                let host = r.uri().host().unwrap();
+                assert_eq!(r.headers().contains_key("x-key"), host == "h", "{uris:?}");
+            }
+            assert!(
+                uris.contains(&"https://elsewhere/obj".to_owned()),
+                "{uris:?}"
+            );
         });
     }
 }
