@@ -365,3 +365,26 @@ def test_a_lock_left_by_a_killed_indexer_does_not_block_the_next(cloudify, tmp_p
     r = run_index(cloudify, bucket, path, timeout=25)
     assert r.returncode == 0, r.stderr
     assert not os.path.exists(lock)
+
+
+def test_hdf5_metadata_that_fails_its_checksum_is_refused(cloudify, tmp_path):
+    """A byte changed inside an object header that carries a checksum: libhdf5 refuses the
+    file, and so does the indexer, naming it, rather than index what the damage says."""
+    import h5py
+
+    path = small_file(str(tmp_path / "x.nc"))
+    raw = bytearray(open(path, "rb").read())
+    headers = [i for i in range(len(raw)) if raw[i:i + 4] == b"OHDR"]
+    assert headers, "netCDF-4 writes version 2 object headers, which carry checksums"
+    raw[headers[-1] + 16] ^= 0x01
+    bad = str(tmp_path / "bad.nc")
+    open(bad, "wb").write(bytes(raw))
+    def read(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            obj[()]  # a value returned would end the visit
+
+    with pytest.raises(Exception, match="checksum"):
+        with h5py.File(bad, "r") as f:
+            f.visititems(read)
+    r = run_index(cloudify, str(tmp_path / "b"), bad)
+    assert r.returncode == 1 and "bad.nc" in r.stderr and "checksum" in r.stderr.lower(), r.stderr

@@ -2,56 +2,22 @@
 //! by a store wrapper that sees them all, and `Server-Timing` reporting the same numbers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 
-use bytes::Bytes;
-use cloudify_core::store::{CountingStore, OpKind, Precondition};
-use cloudify_core::{App, Config, MemoryStore, ObjectMeta, Platform, WriteStore};
-use cloudify_index::{Kept, LocalFile, ServeOptions, SourceSpec, publish, read_dataset};
-
-const SOURCE_KEY: &str = "sources/sample.nc";
+use cloudify_core::store::{CountingStore, OpKind};
+use cloudify_core::{App, Config, MemoryStore, Platform};
 
 /// GET, ranged GET, HEAD, LIST.
 type Counts = [usize; 4];
 
-fn sample_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/sample.nc")
-}
-
 /// The sample indexed into a bucket that holds it, with the static catalog; the version.
 async fn bucket() -> (Arc<CountingStore<MemoryStore>>, String) {
     let store = Arc::new(CountingStore::new(MemoryStore::new()));
-    let path = sample_path();
-    let bytes = std::fs::read(&path).unwrap();
-    let spec = SourceSpec {
-        url: SOURCE_KEY.into(),
-        absolute_url: format!("file://{}", path.display()),
-        meta: ObjectMeta {
-            size: bytes.len() as u64,
-            ..ObjectMeta::default()
-        },
-        reader: Arc::new(LocalFile::open(&path).unwrap()),
-    };
-    store
-        .put(SOURCE_KEY, Bytes::from(bytes), Precondition::None)
-        .await
-        .unwrap();
-    let indexed = read_dataset(
-        "sample",
-        &[spec],
-        &ServeOptions::default(),
-        None,
-        &Kept::default(),
-    )
-    .unwrap();
-    let published = publish(store.as_ref(), &indexed, "c").await.unwrap();
-    let info = cloudify_core::stac::CatalogInfo::default();
-    cloudify_index::write_catalog(store.as_ref(), &info)
-        .await
-        .unwrap();
+    let version = common::index_sample(store.as_ref()).await;
     store.take_ops();
-    (store, published.version)
+    (store, version)
 }
 
 fn counts(store: &CountingStore<MemoryStore>) -> Counts {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{Fetched, GetOptions, ObjectMeta, Precondition, ReadStore, WriteStore};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The kinds of store operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,7 +91,9 @@ fn kind_of(options: &GetOptions) -> OpKind {
     }
 }
 
-/// A store seen by one request: every operation is counted into `counter`.
+/// A store seen by one request: every operation is counted into `counter`, and every read's
+/// length checked, so a store that answers short (a dropped connection, a truncated object
+/// under its old size) is an error here rather than bytes served as if whole.
 pub struct Counted<'a> {
     inner: &'a dyn ReadStore,
     counter: &'a OpCounter,
@@ -114,6 +116,18 @@ impl ReadStore for Counted<'_> {
             _ => 0,
         };
         self.counter.record(kind_of(options), bytes);
+        if let Ok(Fetched::Object(o)) = &got {
+            let want = options
+                .range
+                .as_ref()
+                .map_or(o.meta.size, |r| r.end.saturating_sub(r.start));
+            if bytes != want {
+                return Err(Error::storage(
+                    key,
+                    format!("answered {bytes} bytes where {want} were asked for"),
+                ));
+            }
+        }
         got
     }
 
