@@ -18,9 +18,7 @@
 //!   file by the re-encoding routes ([`Unpack`]); `/kerchunk` leaves them out.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 
-use cloudify_core::ObjectMeta;
 use cloudify_core::cftime::{Calendar, Units};
 use cloudify_core::manifest::{self, Irregular, encode_table};
 use cloudify_core::unpack::{Packing, UNPACKED_ATTRS, Unpack};
@@ -32,7 +30,7 @@ use crate::coords::{read_le_bytes, read_values};
 use crate::error::{IndexError, Result};
 use crate::kept::Kept;
 use crate::netcdf4::{ArrayTable, Indexed};
-use crate::source::{MemoryFile, SourceSpec};
+use crate::source::SourceSpec;
 
 /// Largest array along the dimension stored whole in the bucket when its chunks do not line up.
 const MAX_INLINE: u64 = 16 << 20;
@@ -633,15 +631,7 @@ fn inline(
         bytes: encode_table(&stored),
         stored,
     };
-    let spec = SourceSpec {
-        absolute_url: format!("{}/{key}", how.bucket_url),
-        url: key,
-        meta: ObjectMeta {
-            size: bytes.len() as u64,
-            ..ObjectMeta::default()
-        },
-        reader: Arc::new(MemoryFile(bytes)),
-    };
+    let spec = SourceSpec::in_memory(key.clone(), format!("{}/{key}", how.bucket_url), bytes);
     (meta, table, spec)
 }
 

@@ -474,12 +474,8 @@ fn header(h: &mut Header<'_>) -> std::result::Result<Parsed, String> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use std::sync::Arc;
 
     use super::*;
-    use cloudify_core::ObjectMeta;
-
-    use crate::source::MemoryFile;
 
     /// In-memory bytes as a source.
     fn name(out: &mut Vec<u8>, s: &str) {
@@ -529,15 +525,7 @@ mod tests {
     fn streaming_records_are_counted_from_the_size_and_padded() {
         let file = streaming_file();
         let begin = (file.len() - 36) as u64;
-        let source = SourceSpec {
-            url: "s.nc".into(),
-            absolute_url: "file:///s.nc".into(),
-            meta: ObjectMeta {
-                size: file.len() as u64,
-                ..ObjectMeta::default()
-            },
-            reader: Arc::new(MemoryFile(file)),
-        };
+        let source = SourceSpec::in_memory("s.nc".into(), "file:///s.nc".into(), file);
         let indexed = read(&source, "s", 0).unwrap();
         let a = &indexed.manifest.arrays["a"];
         assert_eq!(

@@ -58,6 +58,22 @@ pub struct SourceSpec {
     pub reader: Arc<dyn RangeRead>,
 }
 
+impl SourceSpec {
+    /// `bytes` held in memory as the source `url` (`absolute_url` for interchange formats),
+    /// with no tag.
+    pub fn in_memory(url: String, absolute_url: String, bytes: Vec<u8>) -> Self {
+        Self {
+            url,
+            absolute_url,
+            meta: ObjectMeta {
+                size: bytes.len() as u64,
+                ..ObjectMeta::default()
+            },
+            reader: Arc::new(MemoryFile(bytes)),
+        }
+    }
+}
+
 /// `hdf5_pure`'s view of a [`RangeRead`].
 pub(crate) struct HdfSource(pub(crate) Arc<dyn RangeRead>);
 

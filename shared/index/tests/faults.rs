@@ -43,6 +43,16 @@ impl Faulty {
     fn strikes(&self) -> bool {
         self.seen.fetch_add(1, Ordering::SeqCst) == self.at
     }
+
+    /// The error of an operation that answers no bytes (HEAD, LIST), when it strikes and
+    /// its fault is one; the others leave such an answer as it is.
+    fn failed(&self, key: &str) -> Option<Error> {
+        match (self.strikes(), self.fault) {
+            (true, Fault::Fails) => Some(Error::storage(key, "injected failure")),
+            (true, Fault::TimesOut) => Some(Error::timeout(key, "injected timeout")),
+            _ => None,
+        }
+    }
 }
 
 #[async_trait]
@@ -95,20 +105,12 @@ impl ReadStore for Faulty {
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let got = self.inner.head(key).await;
-        match (self.strikes(), self.fault) {
-            (true, Fault::Fails) => Err(Error::storage(key, "injected failure")),
-            (true, Fault::TimesOut) => Err(Error::timeout(key, "injected timeout")),
-            _ => got,
-        }
+        self.failed(key).map_or(got, Err)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let got = self.inner.list(prefix).await;
-        match (self.strikes(), self.fault) {
-            (true, Fault::Fails) => Err(Error::storage(prefix, "injected failure")),
-            (true, Fault::TimesOut) => Err(Error::timeout(prefix, "injected timeout")),
-            _ => got,
-        }
+        self.failed(prefix).map_or(got, Err)
     }
 }
 

@@ -6,23 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use cloudify_core::ObjectMeta;
-use cloudify_index::{Kept, MemoryFile, ServeOptions, SourceSpec, read_dataset};
+use cloudify_index::{Kept, ServeOptions, SourceSpec, read_dataset};
 use proptest::prelude::*;
 
 /// Index `bytes` as a file; only a panic (or an abort) fails.
 fn index(bytes: Vec<u8>) {
-    let spec = SourceSpec {
-        url: "fuzz.nc".into(),
-        absolute_url: "file:///fuzz.nc".into(),
-        meta: ObjectMeta {
-            size: bytes.len() as u64,
-            ..ObjectMeta::default()
-        },
-        reader: Arc::new(MemoryFile(bytes)),
-    };
+    let spec = SourceSpec::in_memory("fuzz.nc".into(), "file:///fuzz.nc".into(), bytes);
     let _ = read_dataset(
         "fuzz",
         &[spec],

@@ -23,12 +23,17 @@ const LOCK_STALE: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    /// `root` with its symlinks resolved, once it exists: what every resolved key must be in.
+    real_root: std::sync::OnceLock<PathBuf>,
 }
 
 impl LocalStore {
     /// A store rooted at `root` (created on first write if absent).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            real_root: std::sync::OnceLock::new(),
+        }
     }
 
     /// The folder this store reads.
@@ -45,10 +50,16 @@ impl LocalStore {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(key, e)),
         };
-        let root = tokio::fs::canonicalize(&self.root)
-            .await
-            .map_err(|e| io_error(key, e))?;
-        if !real.starts_with(&root) {
+        let root = match self.real_root.get() {
+            Some(root) => root,
+            None => {
+                let root = tokio::fs::canonicalize(&self.root)
+                    .await
+                    .map_err(|e| io_error(key, e))?;
+                self.real_root.get_or_init(|| root)
+            }
+        };
+        if !real.starts_with(root) {
             return Err(Error::storage(
                 key,
                 "is a symlink to a file outside the store's folder",
