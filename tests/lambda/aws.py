@@ -175,6 +175,33 @@ def s3_env(endpoint, **extra):
     return env
 
 
+def lost_invocation(status, body):
+    """A 500 that is not the core's: the core never answers 500, and its errors are JSON with
+    an "error" field; the emulator answers 500, now and then, for an invocation it lost
+    between two instances. A client of Lambda asks once more."""
+    if status != 500:
+        return False
+    try:
+        return "error" not in json.loads(body)
+    except ValueError:
+        return True
+
+
+async def _retry_lost_invocation(request, handler):
+    response = await handler(request)
+    if response.status == 500 and lost_invocation(500, await response.read()):
+        response.release()
+        response = await handler(request)
+    return response
+
+
+async def retrying_client(**kwargs):
+    import aiohttp
+
+    kwargs.pop("loop", None)
+    return aiohttp.ClientSession(middlewares=(_retry_lost_invocation,), **kwargs)
+
+
 class LambdaWatch:
     """`cargo lambda watch`: both functions of cloudify-lambda, the serving one behind an
     emulated Function URL at `{url}` (…/lambda-url/cloudify-serve). Up to INSTANCES, each
@@ -215,11 +242,13 @@ class LambdaWatch:
 
     def get(self, path, **kw):
         r = requests.get(self.url + path, timeout=60, **kw)
-        if r.status_code == 500:
-            # The core never answers 500; the emulator does, now and then, for an invocation
-            # it lost between two instances. Ask once more, as a client of Lambda would.
+        if lost_invocation(r.status_code, r.content):
             r = requests.get(self.url + path, timeout=60, **kw)
         return r
+
+    # fsspec's HTTP client for xarray on the function URL (`storage_options=`): it asks once
+    # more after a lost invocation, as `get` does.
+    storage_options = {"get_client": lambda **kw: retrying_client(**kw)}
 
     def start_every_instance(self, slow_path):
         """Start all INSTANCES with as many concurrent requests that each keep one busy (a

@@ -41,7 +41,8 @@ def test_xarray_reads_the_sources_through_the_function_url(lam, native, bucket, 
         fmt = 3 if view == "zarr3" else 2
         with source(path) as expected, \
                 xr.open_dataset(f"{lam.url}/datasets/{ds_id}/{view}", engine="zarr",
-                                zarr_format=fmt, consolidated=True) as actual:
+                                zarr_format=fmt, consolidated=True,
+                                storage_options=lam.storage_options) as actual:
             datasets_equal(actual, expected.load(), left_out)
 
 
@@ -151,12 +152,14 @@ def test_reindex_adds_a_new_file_and_a_repeated_event_writes_nothing(lam, s3, tm
 
     scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
     assert invoke(scheduled) == {"datasets": ["runs"], "failed": []}
-    with xr.open_dataset(f"{lam.url}/datasets/runs/zarr", engine="zarr") as ds:
+    with xr.open_dataset(f"{lam.url}/datasets/runs/zarr", engine="zarr",
+                         storage_options=lam.storage_options) as ds:
         assert ds.sizes["time"] == 60
     s3.upload_file(runs[2], BUCKET, "runs/run2.nc")
     assert invoke(s3_notification("runs/run2.nc")) == {"datasets": ["runs"], "failed": []}
     with source(runs) as expected, \
-            xr.open_dataset(f"{lam.url}/datasets/runs/zarr", engine="zarr") as actual:
+            xr.open_dataset(f"{lam.url}/datasets/runs/zarr", engine="zarr",
+                            storage_options=lam.storage_options) as actual:
         assert actual.sizes["time"] == 72
         datasets_equal(actual, expected.load(), set())
     before = snapshot(s3)

@@ -43,7 +43,7 @@ MIN_MUTANTS = 300
 SOURCES = ["mixed", "many_chunks", "two_unlimited", "curvilinear", "nc3_classic",
            "nc3_64bit_offset", "nc3_cdf5", "nc3_scipy_classic"]
 
-REPRODUCERS = os.path.join(os.path.dirname(__file__), "..", "data", "mutants")
+REPRODUCERS = os.path.join(os.path.dirname(__file__), "..", "..", "fuzz", "corpus", "index")
 
 
 @pytest.fixture(scope="module")
@@ -268,10 +268,9 @@ def test_every_mutant_indexes_or_fails_cleanly(cloudify, sources, runners, tmp_p
         for r in failures)
 
 
-@pytest.mark.parametrize("name", sorted(os.listdir(REPRODUCERS)) if os.path.isdir(REPRODUCERS)
-                         else [])
+@pytest.mark.parametrize("name", sorted(os.listdir(REPRODUCERS)))
 def test_saved_reproducers(cloudify, runners, name, tmp_path):
-    """Mutants that once failed, each named by its cause (see tests/data/mutants/README.md)."""
+    """Mutants that once failed, each named by its cause (see fuzz/corpus/index/README.md)."""
     if name.endswith(".md"):
         pytest.skip("not a mutant")
     path = str(tmp_path / name)

@@ -355,20 +355,8 @@ pub async fn refs(
     if publish_sources {
         return Ok(stored);
     }
-    let mut doc: Value = serde_json::from_slice(&stored).map_err(|e| Error::json(&key, e))?;
     let chunks = format!("{base}/datasets/{}@{}/kerchunk", r.id, r.version);
-    if let Some(Value::Object(refs)) = doc.get_mut("refs") {
-        for (k, v) in refs.iter_mut() {
-            if let Value::Array(parts) = v
-                && matches!(parts.first(), Some(Value::String(_)))
-            {
-                *v = json!([format!("{chunks}/{k}")]);
-            }
-        }
-    }
-    Ok(Bytes::from(
-        serde_json::to_vec(&doc).map_err(|e| Error::json(&key, e))?,
-    ))
+    zarr_v2::refs_through(&stored, &chunks).map_err(|e| Error::json(&key, e))
 }
 
 /// `GET /stac/{path}`: a file of the static catalog.

@@ -241,6 +241,26 @@ pub fn kerchunk_refs<'a>(
     json!({ "version": 1, "refs": refs })
 }
 
+/// A stored kerchunk JSON reference set with each chunk's `[url, offset, length]` replaced by
+/// `[{chunks}/{key}]`, the function's own URL of the same bytes; documents and inline chunks
+/// are kept. What the bucket holds is parsed as untrusted: anything but JSON is an error.
+///
+/// # Errors
+/// When `stored` is not JSON.
+pub fn refs_through(stored: &[u8], chunks: &str) -> serde_json::Result<bytes::Bytes> {
+    let mut doc: Value = serde_json::from_slice(stored)?;
+    if let Some(Value::Object(refs)) = doc.get_mut("refs") {
+        for (k, v) in refs.iter_mut() {
+            if let Value::Array(parts) = v
+                && matches!(parts.first(), Some(Value::String(_)))
+            {
+                *v = json!([format!("{chunks}/{k}")]);
+            }
+        }
+    }
+    serde_json::to_vec(&doc).map(bytes::Bytes::from)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

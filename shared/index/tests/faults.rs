@@ -1,13 +1,15 @@
 //! A store that fails, one operation at a time, under every route: whatever the fault (an
 //! error, a timeout, a short read, an object truncated or replaced since it was indexed), the
 //! answer is the fault-free one or an error with a JSON body; never other bytes with a 200,
-//! never a panic.
+//! never a panic. An operation that answers late (so that the ones started after it finish
+//! first) changes nothing in the answer.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,15 +23,20 @@ enum Fault {
     ShortRead,
     Truncated,
     Replaced,
+    Late,
 }
 
-const FAULTS: [Fault; 5] = [
+const FAULTS: [Fault; 6] = [
     Fault::Fails,
     Fault::TimesOut,
     Fault::ShortRead,
     Fault::Truncated,
     Fault::Replaced,
+    Fault::Late,
 ];
+
+/// How late a `Late` operation answers: longer than the others of a request take.
+const LATENCY: Duration = Duration::from_millis(5);
 
 /// The bucket, with `fault` on its operation number `at` (counting from 0).
 struct Faulty {
@@ -40,14 +47,19 @@ struct Faulty {
 }
 
 impl Faulty {
-    fn strikes(&self) -> bool {
-        self.seen.fetch_add(1, Ordering::SeqCst) == self.at
+    /// Whether this operation is the one to fault; a late one has waited when this returns.
+    async fn strikes(&self) -> bool {
+        let strikes = self.seen.fetch_add(1, Ordering::SeqCst) == self.at;
+        if strikes && matches!(self.fault, Fault::Late) {
+            tokio::time::sleep(LATENCY).await;
+        }
+        strikes
     }
 
     /// The error of an operation that answers no bytes (HEAD, LIST), when it strikes and
     /// its fault is one; the others leave such an answer as it is.
-    fn failed(&self, key: &str) -> Option<Error> {
-        match (self.strikes(), self.fault) {
+    async fn failed(&self, key: &str) -> Option<Error> {
+        match (self.strikes().await, self.fault) {
             (true, Fault::Fails) => Some(Error::storage(key, "injected failure")),
             (true, Fault::TimesOut) => Some(Error::timeout(key, "injected timeout")),
             _ => None,
@@ -58,8 +70,9 @@ impl Faulty {
 #[async_trait]
 impl ReadStore for Faulty {
     async fn get_with(&self, key: &str, options: &GetOptions) -> Result<Fetched> {
+        let strikes = self.strikes().await;
         let got = self.inner.get_with(key, options).await;
-        if !self.strikes() {
+        if !strikes {
             return got;
         }
         let Ok(Fetched::Object(o)) = got else {
@@ -69,6 +82,7 @@ impl ReadStore for Faulty {
         match self.fault {
             Fault::Fails => Err(Error::storage(key, "injected failure")),
             Fault::TimesOut => Err(Error::timeout(key, "injected timeout")),
+            Fault::Late => Ok(Fetched::Object(o)),
             // Fewer bytes than asked, the object's metadata unchanged.
             Fault::ShortRead => Ok(Fetched::Object(Object {
                 bytes: cut(&o.bytes),
@@ -104,13 +118,15 @@ impl ReadStore for Faulty {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let failed = self.failed(key).await;
         let got = self.inner.head(key).await;
-        self.failed(key).map_or(got, Err)
+        failed.map_or(got, Err)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let failed = self.failed(prefix).await;
         let got = self.inner.list(prefix).await;
-        self.failed(prefix).map_or(got, Err)
+        failed.map_or(got, Err)
     }
 }
 
@@ -161,7 +177,9 @@ async fn every_route_answers_right_or_fails_cleanly_under_every_fault() {
                 let app = App::new(Platform::Native.preset(), store.clone());
                 let (got, bytes) = answer(&app, path).await;
                 trials += 1;
-                if got == 200 {
+                if matches!(fault, Fault::Late) {
+                    assert_eq!((got, &bytes), (200, &body), "{path}: late operation {at}");
+                } else if got == 200 {
                     assert_eq!(
                         bytes, body,
                         "{path}: {fault:?} at operation {at}: other bytes"
