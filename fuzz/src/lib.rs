@@ -2,8 +2,11 @@
 //! fails) and a proptest strategy that generates its inputs, from arbitrary bytes to mutants
 //! of real files. A run replays the target's corpus (`fuzz/corpus/{target}/`, inputs that once
 //! failed, minimised), then tries new inputs for a number of cases (`cargo test`) or for a time
-//! (`cloudify-fuzz --seconds 60`, as CI runs it). A failing input is shrunk by proptest and
-//! saved to the corpus, so the next run replays it.
+//! (`cloudify-fuzz --seconds 60`, as CI runs it). A failing input (a panic, caught) is shrunk
+//! by proptest and saved to the corpus, so the next run replays it. An abort (a failed
+//! allocation) or a hang ends the process without saving one: CI runs the targets under a
+//! time limit, and the mutation test (tests/python/test_mutation.py) watches the indexer's
+//! aborts, hangs and memory from outside.
 //!
 //! proptest's runner drives the generation and shrinking; what it does not do, a budget in
 //! time and a corpus of bytes, is the little written here.
@@ -40,8 +43,9 @@ pub enum Budget {
 pub enum Outcome {
     /// Every corpus input and `cases` new ones passed.
     Passed { replayed: usize, cases: u64 },
-    /// An input failed: why, and where its minimised bytes were saved.
-    Failed { why: String, saved: PathBuf },
+    /// An input failed: why, and the file that holds it (the corpus file, or where its
+    /// minimised bytes were saved); no file when no input was made.
+    Failed { why: String, input: Option<PathBuf> },
 }
 
 /// The repository's root, where the corpus and the test files are.
@@ -55,10 +59,11 @@ pub fn corpus_dir(target: &str) -> PathBuf {
     root().join("fuzz/corpus").join(target)
 }
 
-/// The inputs kept in `dir` (all files but a README), in name order.
+/// The inputs kept in `dir` (all files but a README), in name order; none when there is no
+/// such folder.
 ///
 /// # Panics
-/// When the folder cannot be read: the corpus is part of the repository.
+/// When a file of the folder cannot be read: the corpus is part of the repository.
 #[allow(clippy::expect_used)]
 pub fn corpus(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -88,13 +93,16 @@ pub fn run(target: &Target, budget: Budget) -> Outcome {
         ..Config::default()
     });
     for (path, bytes) in &kept {
-        if let Err(why) = runner.run_one(proptest::strategy::Just(bytes.clone()), |b| {
-            (target.check)(&b);
-            Ok(())
-        }) {
+        if let Err(TestError::Fail(why, _) | TestError::Abort(why)) =
+            runner.run_one(proptest::strategy::Just(bytes.clone()), |b| {
+                (target.check)(&b);
+                Ok(())
+            })
+        {
+            show_panic(target, bytes);
             return Outcome::Failed {
-                why: format!("{why}"),
-                saved: path.clone(),
+                why: why.to_string(),
+                input: Some(path.clone()),
             };
         }
     }
@@ -110,7 +118,7 @@ pub fn run(target: &Target, budget: Budget) -> Outcome {
             Err(why) => {
                 return Outcome::Failed {
                     why: format!("no input generated: {why}"),
-                    saved: dir,
+                    input: None,
                 };
             }
         };
@@ -120,15 +128,17 @@ pub fn run(target: &Target, budget: Budget) -> Outcome {
         }) {
             Ok(_) => cases += 1,
             Err(TestError::Fail(why, minimal)) => {
+                let input = save(&dir, &minimal);
+                show_panic(target, &minimal);
                 return Outcome::Failed {
                     why: why.to_string(),
-                    saved: save(&dir, &minimal),
+                    input: Some(input),
                 };
             }
             Err(TestError::Abort(why)) => {
                 return Outcome::Failed {
                     why: why.to_string(),
-                    saved: dir,
+                    input: None,
                 };
             }
         }
@@ -137,6 +147,12 @@ pub fn run(target: &Target, budget: Budget) -> Outcome {
         replayed: kept.len(),
         cases,
     }
+}
+
+/// Runs a failing input once more outside proptest's silenced panic hook, so the panic's
+/// message and location are printed.
+fn show_panic(target: &Target, input: &[u8]) {
+    let _ = std::panic::catch_unwind(|| (target.check)(input));
 }
 
 /// Saves a failing input to the corpus as `crash-{crc32}`; where it could not be written, the

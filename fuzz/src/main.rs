@@ -45,8 +45,6 @@ fn main() -> ExitCode {
     if chosen.is_empty() {
         chosen = targets::ALL.iter().collect();
     }
-    // A failing input panics many times while it is shrunk; its message is reported once.
-    std::panic::set_hook(Box::new(|_| {}));
     let budget = Budget::Time(Duration::from_secs(args.seconds));
     let queue = Mutex::new(chosen.into_iter());
     let failed = Mutex::new(false);
@@ -59,8 +57,9 @@ fn main() -> ExitCode {
                             "{}: {replayed} corpus inputs and {cases} new ones in {} s, no failure",
                             t.name, args.seconds
                         ),
-                        Outcome::Failed { why, saved } => {
-                            eprintln!("{}: FAILED: {why}\n  input: {}", t.name, saved.display());
+                        Outcome::Failed { why, input } => {
+                            let input = input.map_or("none".into(), |p| p.display().to_string());
+                            eprintln!("{}: FAILED: {why}\n  input: {input}", t.name);
                             if let Ok(mut f) = failed.lock() {
                                 *f = true;
                             }

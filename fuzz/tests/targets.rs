@@ -10,8 +10,8 @@ fn passes(name: &str) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(256);
     let t = target(name).unwrap_or_else(|| panic!("no target {name}"));
-    if let Outcome::Failed { why, saved } = run(t, Budget::Cases(cases)) {
-        panic!("{name}: {why}\n  input: {}", saved.display());
+    if let Outcome::Failed { why, input } = run(t, Budget::Cases(cases)) {
+        panic!("{name}: {why}\n  input: {input:?}");
     }
 }
 

@@ -90,6 +90,7 @@ def lam(bucket, proxy, tmp_path_factory):
     w.start_every_instance("/datasets/slow/kerchunk/zlib_shuffle/0.0.0")
     yield w
     w.stop()
+    assert not w.panics(), "a function panicked:\n" + "".join(w.panics()[:5])
 
 
 @pytest.fixture(scope="session")
