@@ -129,6 +129,55 @@ def test_every_sample_for_each_codec_on_a_straddling_grid(sample_variants, path,
         datasets_equal(actual, expected, skipped(server, ds_id))
 
 
+def test_auto_passes_source_chunks_through(server, datasets, variants):
+    """The default codec, auto, serves a chunk that is one source chunk under codecs numcodecs
+    decodes as its stored bytes, declaring the source's chain, and re-encodes the others."""
+    import h5py
+    import netCDF4
+    import zarr
+
+    path = datasets[1]["mixed"]
+    v2 = server.get("/datasets/mixed/zarr/.zmetadata").json()["metadata"]
+    v3 = server.get("/datasets/mixed/zarr3/zarr.json").json()["consolidated_metadata"]["metadata"]
+    assert v2["zlib_shuffle/.zarray"]["filters"] == [{"id": "shuffle", "elementsize": 4}]
+    assert v2["zlib_shuffle/.zarray"]["compressor"] == {"id": "zlib", "level": 6}
+    assert v3["zlib_shuffle"]["codecs"] == [
+        {"name": "bytes", "configuration": {"endian": "little"}},
+        {"name": "numcodecs.shuffle", "configuration": {"elementsize": 4}},
+        {"name": "numcodecs.zlib", "configuration": {"level": 6}}]
+    assert v2["big_endian/.zarray"]["dtype"] == ">f8"
+    assert v3["big_endian"]["codecs"][0] == {"name": "bytes", "configuration": {"endian": "big"}}
+    with h5py.File(path, "r") as h5, open(path, "rb") as f:
+        for name, coord, v2key, v3key in [("zlib_shuffle", (4, 10, 20), "1.1.1", "c/1/1/1"),
+                                          ("big_endian", (15, 0), "1.0", "c/1/0")]:
+            info = h5[name].id.get_chunk_info_by_coord(coord)
+            f.seek(info.byte_offset)
+            stored = f.read(info.size)
+            for key in [f"/datasets/mixed/zarr/{name}/{v2key}", f"/datasets/mixed/zarr3/{name}/{v3key}"]:
+                chunk = server.get(key)
+                assert chunk.status_code == 200 and chunk.content == stored, key
+    # zarr-python alone (no xarray) decodes them to the values netCDF4 reads.
+    with netCDF4.Dataset(path) as nc:
+        nc.set_auto_mask(False)
+        expected = {name: nc[name][:] for name in ["zlib_shuffle", "big_endian", "partial"]}
+    for view, fmt in VIEWS.items():
+        group = zarr.open_group(f"{server.url}/datasets/mixed/{view}", mode="r", zarr_format=fmt,
+                                use_consolidated=True)
+        for name, values in expected.items():
+            np.testing.assert_array_equal(group[name][:], values, err_msg=f"{view} {name}")
+    # Fletcher-32 is checked here, so those chunks are re-encoded with zstd:1 (little-endian);
+    # an explicit codec is honoured even where auto would pass the chunks through.
+    assert v2["fletcher_i2/.zarray"]["compressor"] == {"id": "zstd", "level": 1}
+    assert server.get("/datasets/mixed/zarr/fletcher_i2/0.0.0").content.startswith(MAGIC["zstd"][0])
+    vserver, _ = variants
+    for codec, magic in [("zstd", MAGIC["zstd"][1]), ("none", None)]:
+        meta = vserver.get(f"/datasets/mixed-{codec}-native/zarr3/zarr.json").json()
+        big = meta["consolidated_metadata"]["metadata"]["big_endian"]
+        assert big["codecs"][0] == {"name": "bytes", "configuration": {"endian": "little"}}
+        chunk = vserver.get(f"/datasets/mixed-{codec}-native/zarr3/zlib_shuffle/c/1/1/1").content
+        assert chunk.startswith(magic) if magic else len(chunk) == 4 * 10 * 20 * 4
+
+
 def test_reencoded_routes_serve_what_kerchunk_leaves_out(server):
     info = server.get("/datasets/mixed/info").json()
     assert "fletcher_shuffle_f8" in info["routes"]["kerchunk"]["excluded"]
@@ -148,7 +197,6 @@ def test_v3_fill_values_follow_xarray(server):
     # xarray unpacks on the file (the issue's fidelity case), its fill as NaN.
     assert meta["packed"]["data_type"] == "float32"
     assert np.isnan(struct.unpack("<d", base64.b64decode(meta["packed"]["attributes"]["_FillValue"]))[0])
-    assert meta["big_endian"]["codecs"][0] == {"name": "bytes", "configuration": {"endian": "little"}}
     assert meta["scalar"]["shape"] == [] and meta["uneven"]["dimension_names"] == ["z", "lat", "lon"]
 
 

@@ -244,7 +244,7 @@ pub async fn zarr(
         (_, ZarrKey::Chunk(name, idx)) => {
             let a = resolve::array(m, view, &name)?;
             let what = || format!("chunk {idx:?} of {name:?} in dataset {}", m.id);
-            let bytes = match resolve::plan(&a, view, &name, &idx)? {
+            let bytes = match resolve::plan(&a, view, &m.codec, &name, &idx)? {
                 Plan::Raw { linear } => reader
                     .raw_chunk(m, &r.version, &name, &a, linear)
                     .await
@@ -255,7 +255,8 @@ pub async fn zarr(
                         .await
                         .map_err(|e| e.context(what()))?;
                     let v3 = view == View::Zarr3;
-                    Bytes::from(reader.encode(|| m.codec.encode(&decoded, v3))?)
+                    let codec = m.codec.reencoding_for(&a);
+                    Bytes::from(reader.encode(|| codec.encode(&decoded, v3))?)
                 }
             };
             return Ok(ZarrAnswer::Chunk(bytes));

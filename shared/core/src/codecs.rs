@@ -12,12 +12,15 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Fault, Result};
-use crate::manifest::Codec;
+use crate::manifest::{ArrayMeta, Codec};
 
 /// The codec chunks are re-encoded with on the `/zarr` and `/zarr3` routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "lowercase")]
 pub enum ServedCodec {
+    /// The source's own bytes and codecs where a served chunk is one source chunk that stock
+    /// clients decode ([`passes_through`]), else [`AUTO_REENCODE`].
+    Auto,
     /// Uncompressed.
     None,
     /// zlib in Zarr v2 (numcodecs `zlib`), gzip in Zarr v3 (core `gzip`): both deflate.
@@ -33,14 +36,58 @@ pub enum ServedCodec {
 }
 
 impl Default for ServedCodec {
-    /// zlib at level 1: decoded by stock zarr-python, encoded in wasm32 too, and cheap on CPU.
+    /// [`ServedCodec::Auto`].
     fn default() -> Self {
-        ServedCodec::Zlib { level: 1 }
+        ServedCodec::Auto
     }
 }
 
+/// What [`ServedCodec::Auto`] re-encodes with: zstd at level 1, which the core encodes as fast
+/// as zlib at level 1 (`bench/RESULTS.md`, "Throughput per core") and clients decode several
+/// times faster, in wasm32 too; stock zarr-python decodes it in Zarr v2 and v3.
+pub const AUTO_REENCODE: ServedCodec = ServedCodec::Zstd { level: 1 };
+
+/// Whether the re-encoding routes may serve `a` (as [`crate::unpack::served`] gives it) with
+/// its source bytes and codecs: each served chunk is one source chunk, compressed under a
+/// chain of zlib and shuffle (which numcodecs decodes in Zarr v2 and v3), holding the values
+/// served. Fletcher-32 is left to the core, which checks it (and HDF5's legacy byte order,
+/// which numcodecs refuses); uncompressed chunks are served uncompressed, read only where
+/// they hold the array (a chunk may reach far past its shape).
+pub fn passes_through(a: &ArrayMeta) -> bool {
+    !a.codecs.is_empty()
+        && a.unpack.is_none()
+        && a.irregular.is_none()
+        && a.kerchunk_excluded.is_none()
+        && a.served_chunks == a.chunks
+        && a.dtype.is_numeric()
+        && (a.codecs.iter()).all(|c| matches!(c, Codec::Zlib { .. } | Codec::Shuffle { .. }))
+}
+
 impl ServedCodec {
-    /// Parse `none`, `zlib[:LEVEL]` or `zstd[:LEVEL]`.
+    /// Whether chunks of `a` are served as stored: `auto` on an array that
+    /// [`passes_through`].
+    pub fn passes(&self, a: &ArrayMeta) -> bool {
+        *self == ServedCodec::Auto && passes_through(a)
+    }
+
+    /// The codec chunks are re-encoded with: [`AUTO_REENCODE`] for `auto`, else this one.
+    pub fn reencoding(&self) -> ServedCodec {
+        match self {
+            ServedCodec::Auto => AUTO_REENCODE,
+            c => *c,
+        }
+    }
+
+    /// The codec chunks of `a` are re-encoded with: for `auto`, none where the source stores
+    /// them uncompressed, else [`Self::reencoding`].
+    pub fn reencoding_for(&self, a: &ArrayMeta) -> ServedCodec {
+        match self {
+            ServedCodec::Auto if a.codecs.is_empty() => ServedCodec::None,
+            c => c.reencoding(),
+        }
+    }
+
+    /// Parse `auto`, `none`, `zlib[:LEVEL]` or `zstd[:LEVEL]`.
     ///
     /// # Errors
     /// [`Error::BadRequest`] for an unknown name or level.
@@ -49,7 +96,11 @@ impl ServedCodec {
             Some((n, l)) => (n, Some(l)),
             None => (s, None),
         };
-        let bad = || Error::BadRequest(format!("codec {s:?}: use none, zlib[:0-9] or zstd[:1-22]"));
+        let bad = || {
+            Error::BadRequest(format!(
+                "codec {s:?}: use auto, none, zlib[:0-9] or zstd[:1-22]"
+            ))
+        };
         let level_in = |lo: i32, hi: i32, default: i32| -> Result<i32> {
             match level {
                 None => Ok(default),
@@ -61,6 +112,7 @@ impl ServedCodec {
             }
         };
         match name {
+            "auto" if level.is_none() => Ok(ServedCodec::Auto),
             "none" if level.is_none() => Ok(ServedCodec::None),
             "zlib" => Ok(ServedCodec::Zlib {
                 level: level_in(0, 9, 1)?.unsigned_abs(),
@@ -80,6 +132,7 @@ impl ServedCodec {
         let failed =
             |e: std::io::Error| Error::Storage(Fault::bare(format!("encoding failed: {e}")));
         match self {
+            ServedCodec::Auto => AUTO_REENCODE.encode(data, v3),
             ServedCodec::None => Ok(data.to_vec()),
             ServedCodec::Zlib { level } if v3 => {
                 let mut e =
@@ -357,7 +410,8 @@ mod tests {
                 .unwrap(),
             data
         );
-        for bad in ["lz4", "zlib:10", "zstd:0", "none:1"] {
+        assert_eq!(ServedCodec::parse("auto").unwrap(), ServedCodec::default());
+        for bad in ["lz4", "zlib:10", "zstd:0", "none:1", "auto:1"] {
             assert!(ServedCodec::parse(bad).is_err(), "{bad}");
         }
     }

@@ -67,6 +67,7 @@ impl Platform {
             merge_cap: 16 << 20,
             manifest_cache_bytes: 32 << 20,
             record_cache: 16_384,
+            decoded_cache_bytes: 64 << 20,
             index_ttl_ms: 60_000,
             error_detail: ErrorDetail::Public,
             log_format: LogFormat::Text,
@@ -97,6 +98,7 @@ impl Platform {
                     work: 1 << 30,
                 },
                 manifest_cache_bytes: 16 << 20,
+                decoded_cache_bytes: 16 << 20,
                 cache_chunks: true,
                 log_format: LogFormat::Json,
                 ..native
@@ -110,6 +112,7 @@ impl Platform {
                     work: 512 << 10,
                 },
                 manifest_cache_bytes: 16 << 20,
+                decoded_cache_bytes: 4 << 20,
                 cache_chunks: true,
                 log_format: LogFormat::Json,
                 ..native
@@ -192,6 +195,9 @@ pub struct Config {
     pub manifest_cache_bytes: u64,
     /// Chunk-table records kept between requests (`RECORD_CACHE`).
     pub record_cache: usize,
+    /// Bytes of decoded source chunks kept between requests (`DECODED_CACHE_BYTES`): those a
+    /// served grid finer than the source's uses in part.
+    pub decoded_cache_bytes: u64,
     /// How long `index.json` is trusted before it is revalidated (`INDEX_TTL_SECONDS`): the
     /// max-age unpinned answers carry.
     pub index_ttl_ms: u64,
@@ -300,6 +306,7 @@ impl Config {
             manifest_cache_bytes: number("MANIFEST_CACHE_BYTES", d.manifest_cache_bytes)?,
             record_cache: usize::try_from(number("RECORD_CACHE", d.record_cache as u64)?)
                 .unwrap_or(usize::MAX),
+            decoded_cache_bytes: number("DECODED_CACHE_BYTES", d.decoded_cache_bytes)?,
             index_ttl_ms: number("INDEX_TTL_SECONDS", d.index_ttl_ms / 1000)?.saturating_mul(1000),
             error_detail: match var("ERROR_DETAIL").as_deref().map(str::trim) {
                 None => d.error_detail,
@@ -356,6 +363,7 @@ impl Config {
             "max_response_bytes": self.max_response,
             "manifest_cache_bytes": self.manifest_cache_bytes,
             "record_cache": self.record_cache,
+            "decoded_cache_bytes": self.decoded_cache_bytes,
             "index_ttl_seconds": self.index_ttl_ms / 1000,
             "read_concurrency": self.concurrency,
             "merge_cap_bytes": self.merge_cap,

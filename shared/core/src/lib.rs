@@ -28,6 +28,7 @@ pub mod assemble;
 pub mod cftime;
 pub mod codecs;
 pub mod config;
+pub mod decoded;
 pub mod diag;
 pub mod discovery;
 pub mod dtype;

@@ -12,6 +12,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::assemble::{self, Region, Row};
 use crate::codecs;
+use crate::decoded::DecodedCache;
 use crate::error::{Error, Result, ResultExt};
 use crate::manifest::{self, ArrayMeta, ChunkRef, Manifest, RECORD_LEN, SourceInfo};
 use crate::registry::version_dir;
@@ -138,6 +139,7 @@ pub struct Reader<'a> {
     /// The bucket, counted into the request's stats.
     pub(crate) bucket: &'a dyn ReadStore,
     pub(crate) record_cache: &'a RecordCache,
+    pub(crate) decoded: &'a DecodedCache,
     pub(crate) sources: &'a Sources,
     pub(crate) budget: u64,
     pub(crate) limits: Limits,
@@ -487,19 +489,23 @@ impl Reader<'_> {
             // In elements: the source and served sides may differ in element size.
             let rows = assemble::rows(&origin, &shape, dst_origin, &a.served_chunks, &inside, 1);
             let raw = a.codecs.is_empty() && c.length == src_len;
+            // A compressed chunk this served chunk uses in part is likely used by its
+            // neighbours too: decoded through the cache, not read here.
+            let used: u64 = rows.iter().map(|r| r.len).sum();
+            let shared = !raw && used * src_item < src_len;
             if raw {
                 ranges.extend(rows.iter().map(|r| {
                     let start = c.offset + r.src * src_item;
                     (c.source, start..start + r.len * src_item)
                 }));
-            } else {
+            } else if !shared {
                 ranges.push((c.source, c.offset..c.offset + c.length));
             }
-            plans.push((*c, rows, raw, p.clone(), src_len));
+            plans.push((*c, rows, raw, shared, p.clone(), src_len));
         }
         let what = format!("chunk {idx:?} of {name:?}");
-        let decoded: u64 = (plans.iter().filter(|(_, _, raw, _, _)| !raw))
-            .map(|(_, _, _, _, len)| len)
+        let decoded: u64 = (plans.iter().filter(|(_, _, raw, ..)| !raw))
+            .map(|(.., len)| len)
             .sum();
         let work = decoded + out_len;
         if work > self.limits.work {
@@ -510,6 +516,14 @@ impl Reader<'_> {
             )));
         }
         let fetched = self.source_ranges(m, ranges, &what).await?;
+        let shared: Vec<_> = (plans.iter().filter(|(.., shared, _, _)| *shared))
+            .map(|(c, .., p, src_len)| self.decoded_chunk(m, name, a, c, p, *src_len))
+            .collect();
+        let mut shared = stream::iter(shared)
+            .buffered(self.concurrency.max(1))
+            .try_collect::<Vec<_>>()
+            .await?
+            .into_iter();
         let slice = |source: u32, r: Range<u64>| -> Result<&[u8]> {
             let i = fetched.partition_point(|(s, fr, _)| (*s, fr.start) <= (source, r.start));
             let (_, fr, b) = i
@@ -520,34 +534,27 @@ impl Reader<'_> {
             Ok(&b[(r.start - fr.start) as usize..(r.end - fr.start) as usize])
         };
         let big_endian = a.dtype.is_big_endian();
-        for (c, rows, raw, p, src_len) in plans {
-            let decoded = if raw {
+        for (c, rows, raw, shared_chunk, p, src_len) in plans {
+            let (kept, owned);
+            let decoded: Option<&[u8]> = if raw {
                 None
+            } else if shared_chunk {
+                kept = shared.next().ok_or_else(|| {
+                    Error::corrupt_data(format!("{what}: a planned decode is missing"))
+                })?;
+                Some(&kept)
             } else {
                 let stored = slice(c.source, c.offset..c.offset + c.length)?;
-                let url = m
-                    .sources
-                    .get(c.source as usize)
-                    .map_or("?", |s| s.url.as_str());
-                let label = format!("source chunk {p:?} of {name:?}");
-                Some(
-                    timed(self.clock, &self.stats.decode_us, || {
-                        codecs::decode_source(
-                            &a.codecs,
-                            c.filter_mask,
-                            stored,
-                            src_len as usize,
-                            &label,
-                        )
-                    })
-                    .map_err(|e| e.at(url))?,
-                )
+                owned = self.decode(m, name, a, &c, &p, stored, src_len)?;
+                Some(&owned)
             };
             for Row { src, dst, len } in rows {
                 let (src, n) = (src * src_item, len * src_item);
-                let bytes = match &decoded {
+                let bytes = match decoded {
                     None => slice(c.source, c.offset + src..c.offset + src + n)?,
-                    Some(d) => &d[src as usize..(src + n) as usize],
+                    Some(d) => d.get(src as usize..(src + n) as usize).ok_or_else(|| {
+                        Error::corrupt_data(format!("{what}: a decoded chunk is short"))
+                    })?,
                 };
                 let target = &mut out[(dst * item) as usize..((dst + len) * item) as usize];
                 match &a.unpack {
@@ -562,6 +569,62 @@ impl Reader<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+impl Reader<'_> {
+    /// Decode stored chunk `c` (grid index `p`) of array `name`, timed as decoding.
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &self,
+        m: &Manifest,
+        name: &str,
+        a: &ArrayMeta,
+        c: &ChunkRef,
+        p: &[u64],
+        stored: &[u8],
+        src_len: u64,
+    ) -> Result<Vec<u8>> {
+        let url = m
+            .sources
+            .get(c.source as usize)
+            .map_or("?", |s| s.url.as_str());
+        let label = format!("source chunk {p:?} of {name:?}");
+        timed(self.clock, &self.stats.decode_us, || {
+            codecs::decode_source(&a.codecs, c.filter_mask, stored, src_len as usize, &label)
+        })
+        .map_err(|e| e.at(url))
+    }
+
+    /// Stored chunk `c` decoded: from the warm function's cache, else read and decoded once
+    /// however many requests ask for it at the same time.
+    async fn decoded_chunk(
+        &self,
+        m: &Manifest,
+        name: &str,
+        a: &ArrayMeta,
+        c: &ChunkRef,
+        p: &[u64],
+        src_len: u64,
+    ) -> Result<Arc<[u8]>> {
+        let url = m
+            .sources
+            .get(c.source as usize)
+            .map_or("?", |s| s.url.as_str());
+        let key = (Arc::from(url), c.offset, c.length);
+        let what = format!("source chunk {p:?} of {name:?}");
+        self.decoded
+            .get_or_decode(key, || async {
+                let range = c.offset..c.offset + c.length;
+                let read = self
+                    .source_ranges(m, vec![(c.source, range)], &what)
+                    .await?;
+                let stored = read.into_iter().next().map(|(_, _, b)| b).ok_or_else(|| {
+                    Error::corrupt_data(format!("{what}: the read returned nothing"))
+                })?;
+                self.decode(m, name, a, c, p, &stored, src_len)
+            })
+            .await
     }
 }
 

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
+use crate::codecs::ServedCodec;
 use crate::error::{Error, Result};
 use crate::key::{DatasetRef, View};
 use crate::manifest::{self, ArrayMeta, Manifest};
@@ -281,7 +282,8 @@ impl Manifests {
 /// How a chunk key is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// `/kerchunk`: the stored bytes of source chunk `linear`.
+    /// `/kerchunk`, and the re-encoding routes where their codec passes the array through: the
+    /// stored bytes of source chunk `linear`.
     Raw {
         /// Its index in the array's table.
         linear: u64,
@@ -312,12 +314,19 @@ pub fn array<'m>(m: &'m Manifest, view: View, name: &str) -> Result<Cow<'m, Arra
     }
 }
 
-/// The plan for chunk `idx` of array `name` (`a`, as [`array`] gives it) in `view`.
+/// The plan for chunk `idx` of array `name` (`a`, as [`array`] gives it) in `view`, whose
+/// re-encoding routes serve `codec`.
 ///
 /// # Errors
 /// [`Error::BadRequest`] for a key with the wrong number of indices, [`Error::NotFound`] for a
 /// chunk outside the grid.
-pub fn plan(a: &ArrayMeta, view: View, name: &str, idx: &[u64]) -> Result<Plan> {
+pub fn plan(
+    a: &ArrayMeta,
+    view: View,
+    codec: &ServedCodec,
+    name: &str,
+    idx: &[u64],
+) -> Result<Plan> {
     let grid = match view {
         View::Kerchunk => a.grid(),
         View::Zarr | View::Zarr3 => a.served_grid(),
@@ -343,7 +352,9 @@ pub fn plan(a: &ArrayMeta, view: View, name: &str, idx: &[u64]) -> Result<Plan> 
         )));
     };
     Ok(match view {
+        // A passed-through array's served grid is its source grid.
         View::Kerchunk => Plan::Raw { linear },
+        View::Zarr | View::Zarr3 if codec.passes(a) => Plan::Raw { linear },
         View::Zarr | View::Zarr3 => Plan::Served {
             idx: grid_idx.to_vec(),
         },

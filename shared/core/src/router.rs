@@ -9,6 +9,7 @@ use http::{HeaderMap, Method, Request, Response};
 
 use crate::api::{self, ZarrAnswer};
 use crate::config::Config;
+use crate::decoded::DecodedCache;
 use crate::diag;
 use crate::discovery;
 use crate::error::{Error, Result};
@@ -37,6 +38,7 @@ pub struct App {
     bucket: Arc<dyn ReadStore>,
     sources: Sources,
     resolver: Resolver,
+    decoded: DecodedCache,
     clock: Clock,
 }
 
@@ -97,6 +99,7 @@ impl App {
         let clock = default_clock();
         Self {
             resolver: resolver(&config, clock),
+            decoded: DecodedCache::new(config.decoded_cache_bytes),
             config,
             bucket,
             sources: Sources::new(),
@@ -128,6 +131,11 @@ impl App {
     /// Chunk-table records held between requests.
     pub fn cached_records(&self) -> usize {
         self.resolver.records().len()
+    }
+
+    /// Decoded source chunks held between requests, and decodes made through them.
+    pub fn decoded_cache(&self) -> &DecodedCache {
+        &self.decoded
     }
 
     /// The key a response cache keeps `path`'s answer under: the path with the dataset version
@@ -427,6 +435,7 @@ impl App {
         Reader {
             bucket: &cx.bucket,
             record_cache: self.resolver.records(),
+            decoded: &self.decoded,
             sources: &self.sources,
             budget: self.config.read_budget,
             limits: self.config.limits,

@@ -100,8 +100,8 @@ impl ArrayV2 {
 impl ServedCodec {
     /// The Zarr v2 `compressor`.
     pub fn v2_compressor(&self) -> Option<CodecV2> {
-        match *self {
-            ServedCodec::None => None,
+        match self.reencoding() {
+            ServedCodec::Auto | ServedCodec::None => None,
             ServedCodec::Zlib { level } => Some(CodecV2::Served(Compressor::Zlib { level })),
             ServedCodec::Zstd { level } => Some(CodecV2::Served(Compressor::Zstd { level })),
         }
@@ -127,14 +127,18 @@ pub fn zarray(a: &ArrayMeta) -> ArrayV2 {
     }
 }
 
-/// `.zarray` of an array re-encoded with `codec`: little-endian, on the served grid.
+/// `.zarray` of an array on a re-encoding route: as stored where `codec` passes it through,
+/// else re-encoded with `codec`, little-endian, on the served grid.
 pub fn served_zarray(a: &ArrayMeta, codec: &ServedCodec) -> ArrayV2 {
+    if codec.passes(a) {
+        return zarray(a);
+    }
     ArrayV2::new(
         a.shape.clone(),
         a.served_chunks.clone(),
         a.dtype.little_endian().v2(),
         a.fill_value.clone(),
-        codec.v2_compressor(),
+        codec.reencoding_for(a).v2_compressor(),
     )
 }
 

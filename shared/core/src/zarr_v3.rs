@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use zarrs_metadata::v3::{ArrayMetadataV3, MetadataV3};
 
 use crate::codecs::ServedCodec;
-use crate::manifest::{ArrayMeta, Manifest};
+use crate::manifest::{ArrayMeta, Codec, Manifest};
 use crate::unpack;
 
 /// An array's `zarr.json`: zarrs' metadata type, which serialises exactly as zarr-python
@@ -51,8 +51,8 @@ impl ServedCodec {
     /// The Zarr v3 codec chain: little-endian `bytes`, then the compressor.
     pub fn v3_codecs(&self) -> Vec<MetadataV3> {
         let bytes = named("bytes", json!({ "endian": "little" }));
-        match *self {
-            ServedCodec::None => vec![bytes],
+        match self.reencoding() {
+            ServedCodec::Auto | ServedCodec::None => vec![bytes],
             ServedCodec::Zlib { level } => vec![bytes, named("gzip", json!({ "level": level }))],
             ServedCodec::Zstd { level } => vec![
                 bytes,
@@ -62,8 +62,34 @@ impl ServedCodec {
     }
 }
 
-/// An array's `zarr.json`, re-encoded with `codec`.
+/// The Zarr v3 codec chain of chunks served as stored: `bytes` in the source's byte order,
+/// then the source's filters in write order as the numcodecs codecs zarr-python 3 registers
+/// (`numcodecs.shuffle`, `numcodecs.zlib`), as VirtualiZarr declares them.
+fn source_codecs(a: &ArrayMeta) -> Vec<MetadataV3> {
+    let endian = if a.dtype.is_big_endian() {
+        "big"
+    } else {
+        "little"
+    };
+    let mut chain = vec![named("bytes", json!({ "endian": endian }))];
+    chain.extend(a.codecs.iter().map(|c| match c {
+        Codec::Zlib { level } => named("numcodecs.zlib", json!({ "level": level })),
+        Codec::Shuffle { elementsize } => {
+            named("numcodecs.shuffle", json!({ "elementsize": elementsize }))
+        }
+        Codec::Fletcher32 => named("numcodecs.fletcher32", json!({})),
+    }));
+    chain
+}
+
+/// An array's `zarr.json`: as stored where `codec` passes it through, else re-encoded with
+/// `codec`.
 pub fn array(a: &ArrayMeta, codec: &ServedCodec) -> ArrayV3 {
+    let codecs = if codec.passes(a) {
+        source_codecs(a)
+    } else {
+        codec.reencoding_for(a).v3_codecs()
+    };
     let mut attributes = a.attrs.clone();
     if let Some(f) = a.dtype.v3_fill_attribute(&a.fill_value) {
         attributes.insert("_FillValue".into(), f);
@@ -73,7 +99,7 @@ pub fn array(a: &ArrayMeta, codec: &ServedCodec) -> ArrayV3 {
         named("regular", json!({ "chunk_shape": a.served_chunks })),
         a.dtype.v3(),
         a.dtype.v3_fill(&a.fill_value),
-        codec.v3_codecs(),
+        codecs,
     )
     .with_chunk_key_encoding(named("default", json!({ "separator": "/" })))
     .with_attributes(attributes)
@@ -110,17 +136,17 @@ mod tests {
     use base64::engine::general_purpose::STANDARD;
     use serde_json::json;
 
-    #[test]
-    fn types_and_fill_values() {
-        let a = ArrayMeta {
+    /// A 3-element array of `dtype` in source chunks of `chunks`, served in `served`.
+    fn meta(dtype: &str, chunks: u64, served: u64, codecs: Vec<Codec>) -> ArrayMeta {
+        ArrayMeta {
             shape: vec![3],
             dims: vec!["x".into()],
-            dtype: DataType::parse(">f8").unwrap(),
-            chunks: vec![3],
-            served_chunks: vec![2],
+            dtype: DataType::parse(dtype).unwrap(),
+            chunks: vec![chunks],
+            served_chunks: vec![served],
             fill_value: json!("NaN"),
             attrs: Map::new(),
-            codecs: vec![],
+            codecs,
             table: "t".into(),
             records: 1,
             table_records: 1,
@@ -129,8 +155,13 @@ mod tests {
             unpacked_dtype: None,
             unpack: None,
             irregular: None,
-        };
-        let z = json!(array(&a, &ServedCodec::default()));
+        }
+    }
+
+    #[test]
+    fn types_and_fill_values() {
+        let a = meta(">f8", 3, 2, vec![]);
+        let z = json!(array(&a, &ServedCodec::Zlib { level: 1 }));
         assert_eq!(z["data_type"], "float64");
         assert_eq!(z["fill_value"], "NaN");
         assert_eq!(
@@ -146,6 +177,39 @@ mod tests {
             z["codecs"],
             json!([{"name": "bytes", "configuration": {"endian": "little"}},
                    {"name": "gzip", "configuration": {"level": 1}}])
+        );
+    }
+
+    #[test]
+    fn auto_declares_the_source_chain_where_it_passes_through() {
+        let shuffled = vec![Codec::Shuffle { elementsize: 4 }, Codec::Zlib { level: 4 }];
+        let a = meta(">i4", 2, 2, shuffled);
+        let z = json!(array(&a, &ServedCodec::Auto));
+        assert_eq!(z["data_type"], "int32");
+        assert_eq!(
+            z["codecs"],
+            json!([{"name": "bytes", "configuration": {"endian": "big"}},
+                   {"name": "numcodecs.shuffle", "configuration": {"elementsize": 4}},
+                   {"name": "numcodecs.zlib", "configuration": {"level": 4}}])
+        );
+        // On another grid, or under an explicit codec, the chunks are re-encoded.
+        let rechunked = meta(">i4", 2, 1, a.codecs.clone());
+        let zstd = json!([{"name": "bytes", "configuration": {"endian": "little"}},
+                          {"name": "zstd", "configuration": {"level": 1, "checksum": false}}]);
+        assert_eq!(json!(array(&rechunked, &ServedCodec::Auto))["codecs"], zstd);
+        assert_eq!(
+            json!(array(&a, &ServedCodec::Zstd { level: 1 }))["codecs"],
+            zstd
+        );
+        let checksummed = meta(
+            ">i4",
+            2,
+            2,
+            vec![Codec::Fletcher32, Codec::Zlib { level: 4 }],
+        );
+        assert_eq!(
+            json!(array(&checksummed, &ServedCodec::Auto))["codecs"],
+            zstd
         );
     }
 }

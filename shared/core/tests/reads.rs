@@ -11,7 +11,7 @@ use cloudify_core::read::Limits;
 use cloudify_core::registry::{Registry, manifest_key, version_dir};
 use cloudify_core::store::{CountingStore, Precondition, Read};
 use cloudify_core::{
-    App, ArrayMeta, ChunkRef, Config, DataType, Manifest, MemoryStore, Platform, SourceInfo,
+    App, ArrayMeta, ChunkRef, Codec, Config, DataType, Manifest, MemoryStore, Platform, SourceInfo,
     WriteStore,
 };
 use futures_executor::block_on;
@@ -26,28 +26,39 @@ fn native() -> Config {
 /// A bucket with a 40-element float32 array stored as four uncompressed 10-element chunks at
 /// `offsets` of `src.bin`, served in chunks of `served`.
 fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
+    bucket_with(offsets, served, None)
+}
+
+/// [`bucket`], its chunks compressed with zlib at `level` when given.
+fn bucket_with(
+    offsets: [u64; 4],
+    served: u64,
+    zlib: Option<u32>,
+) -> Arc<CountingStore<MemoryStore>> {
+    use std::io::Write;
     let store = Arc::new(CountingStore::new(MemoryStore::new()));
     let mut source = vec![0u8; 200];
+    let mut stored = Vec::new();
     for (chunk, at) in offsets.iter().enumerate() {
-        for k in 0..10 {
-            let v = (chunk * 10 + k) as f32;
-            let p = *at as usize + k * 4;
-            source[p..p + 4].copy_from_slice(&v.to_le_bytes());
+        let mut bytes: Vec<u8> = (0..10)
+            .flat_map(|k| ((chunk * 10 + k) as f32).to_le_bytes())
+            .collect();
+        if let Some(level) = zlib {
+            let mut e =
+                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(level));
+            e.write_all(&bytes).unwrap();
+            bytes = e.finish().unwrap();
         }
+        let p = *at as usize;
+        source[p..p + bytes.len()].copy_from_slice(&bytes);
+        let c = ChunkRef {
+            source: 0,
+            filter_mask: 0,
+            offset: *at,
+            length: bytes.len() as u64,
+        };
+        stored.push((chunk as u64, c));
     }
-    let stored: Vec<(u64, ChunkRef)> = offsets
-        .iter()
-        .enumerate()
-        .map(|(i, at)| {
-            let c = ChunkRef {
-                source: 0,
-                filter_mask: 0,
-                offset: *at,
-                length: 40,
-            };
-            (i as u64, c)
-        })
-        .collect();
     let array = ArrayMeta {
         shape: vec![40],
         dims: vec!["x".into()],
@@ -56,7 +67,10 @@ fn bucket(offsets: [u64; 4], served: u64) -> Arc<CountingStore<MemoryStore>> {
         served_chunks: vec![served],
         fill_value: Value::Null,
         attrs: Map::new(),
-        codecs: vec![],
+        codecs: zlib
+            .map(|level| Codec::Zlib { level })
+            .into_iter()
+            .collect(),
         table: "tables/0.bin".into(),
         records: 4,
         table_records: 4,
@@ -152,6 +166,40 @@ fn adjacent_ranges_merge_into_one_read() {
     );
     assert_eq!(values.len(), 30);
     assert_eq!(ranges(&reads), vec![120..160]);
+}
+
+#[test]
+fn a_finer_grid_decodes_each_source_chunk_once_for_concurrent_requests() {
+    // Served chunks of 5 use half of a 10-element source chunk each; every served chunk is
+    // asked for three times at once.
+    let store = bucket_with([0, 50, 100, 150], 5, Some(6));
+    let app = App::new(native(), store.clone());
+    let requests: Vec<_> = (0..8).flat_map(|i| [i, i, i]).collect();
+    let answers = block_on(futures_util::future::join_all(requests.iter().map(|i| {
+        let req = http::Request::get(format!("/datasets/d/zarr/x/{i}"))
+            .body(())
+            .unwrap();
+        let app = &app;
+        async move { app.handle(&req).await }
+    })));
+    for (i, resp) in requests.iter().zip(&answers) {
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+        let values: Vec<f32> = resp
+            .body()
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let want: Vec<f32> = (i * 5..i * 5 + 5).map(|v| v as f32).collect();
+        assert_eq!(values, want, "chunk {i}");
+    }
+    assert_eq!(app.decoded_cache().decodes(), 4);
+    let reads = store.take_reads();
+    assert_eq!(reads.iter().filter(|r| r.key == SOURCE).count(), 4);
+    // Kept: asking again reads and decodes nothing.
+    let (values, reads) = served(&app, &store, "3");
+    assert_eq!(values, [15.0, 16.0, 17.0, 18.0, 19.0]);
+    assert!(reads.is_empty());
+    assert_eq!(app.decoded_cache().decodes(), 4);
 }
 
 #[test]

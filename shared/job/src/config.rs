@@ -10,7 +10,7 @@
 //! sources = ["data/tas_*.nc"]     # paths and globs, relative to this file; URLs
 //!                                 # (https://…, s3://bucket/tas/, s3://bucket/tas_*.nc)
 //! concat_dim = "time"             # with several sources
-//! codec = "zlib:1"                # optional, as --codec
+//! codec = "auto"                  # optional, as --codec
 //! chunks = "time=12"              # optional, as --chunks
 //! collection = "cmip6"            # optional, as --collection
 //! ```
