@@ -375,9 +375,14 @@ impl Reader<'_> {
                 "this chunk of {name:?} was never written; it reads as the fill value"
             )));
         };
-        let what = format!("a chunk of {name:?}");
+        self.stored_chunk(m, &c, &format!("a chunk of {name:?}"))
+            .await
+    }
+
+    /// The stored bytes of chunk `c`: one source range read, as `what`.
+    async fn stored_chunk(&self, m: &Manifest, c: &ChunkRef, what: &str) -> Result<Bytes> {
         let mut read = self
-            .source_ranges(m, vec![(c.source, c.offset..c.offset + c.length)], &what)
+            .source_ranges(m, vec![(c.source, c.offset..c.offset + c.length)], what)
             .await?;
         read.pop()
             .map(|(_, _, b)| b)
@@ -585,15 +590,11 @@ impl Reader<'_> {
         stored: &[u8],
         src_len: u64,
     ) -> Result<Vec<u8>> {
-        let url = m
-            .sources
-            .get(c.source as usize)
-            .map_or("?", |s| s.url.as_str());
         let label = format!("source chunk {p:?} of {name:?}");
         timed(self.clock, &self.stats.decode_us, || {
             codecs::decode_source(&a.codecs, c.filter_mask, stored, src_len as usize, &label)
         })
-        .map_err(|e| e.at(url))
+        .map_err(|e| e.at(source_url(m, c)))
     }
 
     /// Stored chunk `c` decoded: from the warm function's cache, else read and decoded once
@@ -607,25 +608,23 @@ impl Reader<'_> {
         p: &[u64],
         src_len: u64,
     ) -> Result<Arc<[u8]>> {
-        let url = m
-            .sources
-            .get(c.source as usize)
-            .map_or("?", |s| s.url.as_str());
-        let key = (Arc::from(url), c.offset, c.length);
-        let what = format!("source chunk {p:?} of {name:?}");
+        let key = (Arc::from(source_url(m, c)), c.offset, c.length);
         self.decoded
             .get_or_decode(key, || async {
-                let range = c.offset..c.offset + c.length;
-                let read = self
-                    .source_ranges(m, vec![(c.source, range)], &what)
-                    .await?;
-                let stored = read.into_iter().next().map(|(_, _, b)| b).ok_or_else(|| {
-                    Error::corrupt_data(format!("{what}: the read returned nothing"))
-                })?;
+                let what = format!("source chunk {p:?} of {name:?}");
+                let stored = self.stored_chunk(m, c, &what).await?;
                 self.decode(m, name, a, c, p, &stored, src_len)
             })
             .await
     }
+}
+
+/// The URL (or bucket key) of the source chunk `c` lies in; `?` for a table naming a source
+/// the manifest lacks, which the read of it reports.
+fn source_url<'m>(m: &'m Manifest, c: &ChunkRef) -> &'m str {
+    m.sources
+        .get(c.source as usize)
+        .map_or("?", |s| s.url.as_str())
 }
 
 /// What the costliest served chunk of `a` (as served) asks of a request, at worst: the bytes
