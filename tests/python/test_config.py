@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import netCDF4
 import numpy as np
@@ -86,6 +88,49 @@ def test_the_config_file_names_the_targets(cloudify, big_chunks, tmp_path):
     # --target overrides the file.
     r = index(cloudify, bucket, "--config", str(tmp_path / "cloudify.toml"), "--target", "native")
     assert r.returncode == 0, r.stderr
+
+
+def test_memory_bounds_the_requests_in_flight(cloudify, big_chunks, tmp_path):
+    """`--memory` is the server's: the caches and a 32 MiB reserve are taken from it, the rest
+    is room for requests in flight. Concurrent requests wait for it in turn and all get the
+    file's values; a request needing more room than there is is a 413 naming the setting."""
+    bucket = str(tmp_path / "bucket")
+    assert index(cloudify, bucket, "--dataset", "big", "--codec", "zlib:1",
+                 big_chunks).returncode == 0
+    assert index(cloudify, bucket, "--dataset", "coarse", "--codec", "zlib:1",
+                 "--chunks", "t=4", big_chunks).returncode == 0
+    # A served chunk of 40 000 bytes holds about 80 000 (decoded, then beside its encoding).
+    room = 100_000
+    env = dict(os.environ, CLOUDIFY_MANIFEST_CACHE_BYTES=str(MIB),
+               CLOUDIFY_DECODED_CACHE_BYTES="0")
+    s = Server(cloudify, bucket, "--memory", str(32 * MIB + MIB + room), env=env)
+    try:
+        c = s.get("/").json()["config"]
+        assert (c["in_flight_budget_bytes"], c["queue_timeout_seconds"]) == (room, 30)
+        paths = [f"/datasets/big/zarr/field/{i % 16}.0.0" for i in range(64)]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(s.get, paths))
+        with netCDF4.Dataset(big_chunks) as nc:
+            expected = nc["field"][:].filled(np.nan)
+        for path, r in zip(paths, answers):
+            assert r.status_code == 200, (path, r.text[:200])
+            t = int(path.rsplit("/", 1)[1].split(".")[0])
+            values = np.frombuffer(zlib.decompress(r.content), "<f4").reshape(100, 100)
+            np.testing.assert_array_equal(values, expected[t])
+        counts = s.get("/").json()["in_flight"]
+        assert counts["granted"] >= 64 and counts["held"] == 0, counts
+        assert 80_000 <= counts["peak"] <= room, counts
+        assert counts["timed_out"] == 0, counts
+        r = s.get("/datasets/coarse/zarr/field/0.0.0")
+        assert r.status_code == 413 and "MEMORY_BYTES" in r.json()["detail"], r.text
+    finally:
+        s.stop()
+    plain = Server(cloudify, bucket)
+    try:
+        c = plain.get("/").json()["config"]
+        assert (c["memory_bytes"], c["in_flight_budget_bytes"]) == (256 * MIB, 128 * MIB)
+    finally:
+        plain.stop()
 
 
 def log_lines(server):

@@ -124,6 +124,32 @@ def test_oversized_request_is_413(worker):
     served(worker)
 
 
+def test_concurrent_requests_wait_for_room_in_the_isolates_memory(state, native):
+    """An isolate with room for one of `big`'s 800 kB source chunks in flight: 24 concurrent
+    requests for them are all answered, byte for byte as `cloudify serve` answers, one after
+    the other; what the core counted in the isolate never passed the budget."""
+    room = 1 << 20
+    # The Worker preset's caches (manifests 16 MiB, decoded chunks 16 MiB) and the runtime's
+    # 32 MiB reserve, then the room; no Cache API, so every request reads.
+    memory = (32 << 20) + (16 << 20) + (16 << 20) + room
+    isolate = Wrangler(state, extra_vars=(f"READ_BUDGET_BYTES:{READ_BUDGET}",
+                                          f"MEMORY_BYTES:{memory}", "CACHE_CHUNKS:false"))
+    try:
+        config = isolate.get("/").json()["config"]
+        assert config["in_flight_budget_bytes"] == room
+        paths = [f"/datasets/big/kerchunk/values/{i % 12}.0" for i in range(24)]
+        assert_same_answers(isolate, native, paths, threads=24)
+        counts = isolate.get("/").json()["in_flight"]
+        assert counts["granted"] >= 24 and counts["held"] == 0, counts
+        assert 800_000 <= counts["peak"] <= room, counts
+        assert counts["waited"] >= 1 and counts["timed_out"] == 0, counts
+        # One chunk larger than the whole room is refused, not queued.
+        detail = error_of(isolate.get("/datasets/big/zarr/values/0.0"), 413)
+        assert "budget" in detail
+    finally:
+        isolate.stop()
+
+
 def test_changed_and_missing_sources(worker, bucket, tmp_path):
     """A source whose size changed since indexing is 409; one that is gone is 502; the
     isolate answers the next request either way."""

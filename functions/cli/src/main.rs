@@ -96,6 +96,11 @@ enum Command {
         /// 16 MiB].
         #[arg(long)]
         merge_cap: Option<u64>,
+        /// Bytes the server may use: caches, a reserve for the runtime and the requests in
+        /// flight, which wait for room (503 with Retry-After after QUEUE_TIMEOUT_SECONDS); one
+        /// needing more than there is: 413 [default: 256 MiB].
+        #[arg(long)]
+        memory: Option<u64>,
         /// The address documents link to (default: the address a request reached).
         #[arg(long)]
         public_url: Option<String>,
@@ -331,6 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             addr,
             read_budget,
             merge_cap,
+            memory,
             public_url,
             log_format,
             error_detail,
@@ -341,6 +347,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let flags: BTreeMap<&str, String> = [
                 ("READ_BUDGET_BYTES", read_budget.map(|v| v.to_string())),
                 ("MERGE_CAP_BYTES", merge_cap.map(|v| v.to_string())),
+                ("MEMORY_BYTES", memory.map(|v| v.to_string())),
                 ("PUBLIC_URL", public_url),
                 ("LOG_FORMAT", log_format),
                 ("ERROR_DETAIL", error_detail),

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use cloudify_core::{App, Config, Platform};
-use cloudify_stores::{Bucket, logging, source_stores};
+use cloudify_core::{Config, Platform};
+use cloudify_stores::{Bucket, logging, native_app};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::connections::{AcceptErrors, Connections};
@@ -27,17 +27,6 @@ pub fn config(flags: &BTreeMap<&str, String>) -> anyhow::Result<Config> {
         flags.get(name).cloned().or_else(|| logging::env_var(name))
     })
     .map_err(|e| anyhow!(e))
-}
-
-/// The function over `bucket`, reading sources in the bucket, on this machine, in S3 and
-/// behind HTTP(S).
-pub async fn app(bucket: &Bucket, config: Config) -> App {
-    let stores = source_stores(&config.http_headers, config.timeouts, true).await;
-    stores
-        .into_iter()
-        .fold(App::new(config, bucket.reader()), |app, (scheme, store)| {
-            app.with_source(scheme, store)
-        })
 }
 
 /// How many client connections to hold at once: `max`, or fewer where the process may not
@@ -84,7 +73,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     logging::init(config.log_format);
     let connections = Connections::new(connection_cap(config.max_connections), config.timeouts);
-    let app = Arc::new(app(bucket, config).await);
+    let app = Arc::new(native_app(config, bucket.reader(), true).await);
     let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     println!("cloudify serving {bucket} on http://{bound}");

@@ -86,7 +86,10 @@ fn app(env: &Env) -> Result<Rc<App>, String> {
             Arc::new(HttpSource::new("https", https, headers.clone())),
         )
         .with_source("http", Arc::new(HttpSource::new("http", http, headers)))
-        .with_clock(now_ms);
+        .with_clock(now_ms)
+        .with_sleep(Arc::new(|ms| {
+            Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)))
+        }));
     let app = Rc::new(app);
     APP.with(|a| *a.borrow_mut() = Some(app.clone()));
     Ok(app)

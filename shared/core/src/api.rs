@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::admit::Counts;
 use crate::codecs::ServedCodec;
 use crate::config::Config;
 use crate::discovery;
@@ -29,12 +30,15 @@ pub struct ServiceInfo {
     pub description: &'static str,
     /// The platform and the budgets requests are held to.
     pub config: Value,
+    /// The budget of bytes in flight: what it holds now, its peak, and the requests that
+    /// waited for room or gave up.
+    pub in_flight: Counts,
     /// Route templates by name.
     pub links: Map<String, Value>,
 }
 
 /// `GET /`.
-pub fn service_info(config: &Config) -> ServiceInfo {
+pub fn service_info(config: &Config, in_flight: Counts) -> ServiceInfo {
     let links = [
         ("openapi", "/openapi.json"),
         ("stac", "/stac/catalog.json"),
@@ -51,6 +55,7 @@ pub fn service_info(config: &Config) -> ServiceInfo {
         version: env!("CARGO_PKG_VERSION"),
         description: "NetCDF/HDF5 files in object storage served as Zarr",
         config: config.summary(),
+        in_flight,
         links: links
             .into_iter()
             .map(|(k, v)| (k.to_owned(), json!(v)))
@@ -259,7 +264,7 @@ pub async fn zarr(
                     Bytes::from(reader.encode(|| codec.encode(&decoded, v3))?)
                 }
             };
-            return Ok(ZarrAnswer::Chunk(bytes));
+            return Ok(ZarrAnswer::Chunk(reader.hold(bytes)));
         }
         (_, key) => {
             return Err(Error::NotFound(format!(

@@ -68,6 +68,8 @@ impl Platform {
             manifest_cache_bytes: 32 << 20,
             record_cache: 16_384,
             decoded_cache_bytes: 64 << 20,
+            memory: 256 << 20,
+            queue_timeout_ms: 30_000,
             index_ttl_ms: 60_000,
             error_detail: ErrorDetail::Public,
             log_format: LogFormat::Text,
@@ -99,6 +101,7 @@ impl Platform {
                 },
                 manifest_cache_bytes: 16 << 20,
                 decoded_cache_bytes: 16 << 20,
+                memory: ISOLATE_MEMORY,
                 cache_chunks: true,
                 log_format: LogFormat::Json,
                 ..native
@@ -113,6 +116,7 @@ impl Platform {
                 },
                 manifest_cache_bytes: 16 << 20,
                 decoded_cache_bytes: 4 << 20,
+                memory: ISOLATE_MEMORY,
                 cache_chunks: true,
                 log_format: LogFormat::Json,
                 ..native
@@ -120,6 +124,12 @@ impl Platform {
         }
     }
 }
+
+/// A Worker isolate's memory, shared by the requests it serves at once.
+pub const ISOLATE_MEMORY: u64 = 128 << 20;
+/// What a runtime holds beside the caches and the requests in flight: its code, connections,
+/// parsed documents and the allocator's slack.
+pub const RUNTIME_RESERVE: u64 = 32 << 20;
 
 /// A buffered Function URL's 6 MB payload holds this much binary once base64-encoded, with
 /// room for the headers.
@@ -198,6 +208,13 @@ pub struct Config {
     /// Bytes of decoded source chunks kept between requests (`DECODED_CACHE_BYTES`): those a
     /// served grid finer than the source's uses in part.
     pub decoded_cache_bytes: u64,
+    /// Bytes the process or isolate may use (`MEMORY_BYTES`, `cloudify serve --memory`; a
+    /// Lambda's configured memory): the caches, [`RUNTIME_RESERVE`] and the budget of requests
+    /// in flight ([`Self::in_flight_budget`]) share it.
+    pub memory: u64,
+    /// How long a request waits for room in the budget of requests in flight before it is
+    /// answered 503 (`QUEUE_TIMEOUT_SECONDS`).
+    pub queue_timeout_ms: u64,
     /// How long `index.json` is trusted before it is revalidated (`INDEX_TTL_SECONDS`): the
     /// max-age unpinned answers carry.
     pub index_ttl_ms: u64,
@@ -284,11 +301,17 @@ impl Config {
             idle_ms: seconds("IDLE_TIMEOUT_SECONDS", t.idle_ms)?,
             body_ms: seconds("BODY_TIMEOUT_SECONDS", t.body_ms)?,
         };
+        // A Lambda is given its memory in megabytes.
+        let lambda_mb = (platform == Platform::Lambda)
+            .then(|| number("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0))
+            .transpose()?
+            .filter(|mb| *mb > 0);
+        let memory = number("MEMORY_BYTES", lambda_mb.map_or(d.memory, |mb| mb << 20))?;
         let public_url = match var("PUBLIC_URL") {
             None => d.public_url,
             Some(u) => Some(check_public_url(&u)?),
         };
-        Ok(Self {
+        let config = Self {
             platform,
             index_prefix: var("INDEX_PREFIX")
                 .map(|p| p.trim_matches('/').to_owned())
@@ -307,6 +330,8 @@ impl Config {
             record_cache: usize::try_from(number("RECORD_CACHE", d.record_cache as u64)?)
                 .unwrap_or(usize::MAX),
             decoded_cache_bytes: number("DECODED_CACHE_BYTES", d.decoded_cache_bytes)?,
+            memory,
+            queue_timeout_ms: seconds("QUEUE_TIMEOUT_SECONDS", d.queue_timeout_ms)?,
             index_ttl_ms: number("INDEX_TTL_SECONDS", d.index_ttl_ms / 1000)?.saturating_mul(1000),
             error_detail: match var("ERROR_DETAIL").as_deref().map(str::trim) {
                 None => d.error_detail,
@@ -341,7 +366,25 @@ impl Config {
                 .unwrap_or(usize::MAX)
                 .max(1),
             publish_sources: flag("PUBLISH_SOURCES", d.publish_sources)?,
-        })
+        };
+        if config.in_flight_budget() == 0 {
+            return Err(format!(
+                "MEMORY_BYTES of {} leaves no room for requests beside the caches \
+                 (MANIFEST_CACHE_BYTES, DECODED_CACHE_BYTES) and {RUNTIME_RESERVE} bytes for the \
+                 runtime",
+                config.memory
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Bytes the requests in flight may hold at once: the memory less the caches and
+    /// [`RUNTIME_RESERVE`]. A request needing more is refused (413); others wait for room.
+    pub fn in_flight_budget(&self) -> u64 {
+        self.memory
+            .saturating_sub(self.manifest_cache_bytes)
+            .saturating_sub(self.decoded_cache_bytes)
+            .saturating_sub(RUNTIME_RESERVE)
     }
 
     /// The largest decoded served chunk this configuration answers: over the read budget, the
@@ -364,6 +407,9 @@ impl Config {
             "manifest_cache_bytes": self.manifest_cache_bytes,
             "record_cache": self.record_cache,
             "decoded_cache_bytes": self.decoded_cache_bytes,
+            "memory_bytes": self.memory,
+            "in_flight_budget_bytes": self.in_flight_budget(),
+            "queue_timeout_seconds": self.queue_timeout_ms / 1000,
             "index_ttl_seconds": self.index_ttl_ms / 1000,
             "read_concurrency": self.concurrency,
             "merge_cap_bytes": self.merge_cap,

@@ -25,6 +25,10 @@ pub enum Error {
     /// make more store reads than the platform allows.
     #[error("{0}")]
     TooLarge(String),
+    /// The function's budget of bytes in flight stayed full for longer than a request may
+    /// wait: try again shortly (503 with `Retry-After`).
+    #[error("{0}")]
+    Busy(String),
     /// A source changed since it was indexed.
     #[error("{0}")]
     Conflict(Fault),
@@ -201,6 +205,7 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
@@ -215,6 +220,7 @@ impl Error {
             Error::MethodNotAllowed(_) => "method not allowed",
             Error::Conflict(_) => "source changed",
             Error::TooLarge(_) => "over a request budget",
+            Error::Busy(_) => "busy",
             Error::RangeNotSatisfiable(_) => "range not satisfiable",
             Error::Timeout(_) => "storage timeout",
             Error::Corrupt(_) | Error::Json { .. } => "corrupt data",

@@ -23,6 +23,7 @@
 //! for `cloudify serve`, `lambda_http`, workers-rs) wrap it in a couple of lines without pulling
 //! axum's `Send` bounds into the core.
 
+pub mod admit;
 pub mod api;
 pub mod assemble;
 pub mod cftime;

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::future::{self, Either};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
+use crate::admit::{self, Admission, Grant, Sleep};
 use crate::assemble::{self, Region, Row};
 use crate::codecs;
 use crate::decoded::DecodedCache;
@@ -147,9 +149,72 @@ pub struct Reader<'a> {
     pub(crate) merge_cap: u64,
     pub(crate) clock: Clock,
     pub(crate) stats: &'a Stats,
+    /// The budget of bytes in flight this request takes its room from.
+    pub(crate) admission: &'a Arc<Admission>,
+    /// How long it waits for room, and the timer that ends the wait (none: no end).
+    pub(crate) queue: Option<(&'a Sleep, u64)>,
+    /// The room it holds: the most it has asked for so far.
+    pub(crate) grant: Mutex<Option<Grant>>,
 }
 
 impl Reader<'_> {
+    /// Hold `bytes` of the function's budget of bytes in flight, waiting for room behind earlier
+    /// requests; a request keeps the most it has asked for. A smaller grant is given back
+    /// before waiting for a larger one, so no request waits while holding room another waits
+    /// for.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] over the whole budget, [`Error::Busy`] after the queue time.
+    pub async fn admit(&self, bytes: u64, what: &str) -> Result<()> {
+        let budget = self.admission.budget();
+        if bytes > budget {
+            return Err(Error::TooLarge(format!(
+                "{what} needs about {bytes} bytes in memory at once, over this function's \
+                 budget of {budget} bytes for requests in flight (MEMORY_BYTES)"
+            )));
+        }
+        {
+            let mut held = self.lock_grant();
+            if held.as_ref().is_some_and(|g| g.bytes() >= bytes) {
+                return Ok(());
+            }
+            *held = None;
+        }
+        let acquire = self.admission.acquire(bytes);
+        let grant = match self.queue {
+            None => acquire.await,
+            Some((sleep, ms)) => match future::select(acquire, sleep(ms)).await {
+                Either::Left((grant, _)) => grant,
+                Either::Right(_) => {
+                    self.admission.timed_out();
+                    return Err(Error::Busy(format!(
+                        "{what} waited {} s for room among this function's requests in flight \
+                         and was not admitted; try again",
+                        ms / 1000
+                    )));
+                }
+            },
+        };
+        let mut held = self.lock_grant();
+        // A concurrent part of this request may have been granted more meanwhile.
+        if held.as_ref().is_none_or(|g| g.bytes() < grant.bytes()) {
+            *held = Some(grant);
+        }
+        Ok(())
+    }
+
+    /// `body`, holding the request's room (shrunk to the body) until the runtime has sent it.
+    pub fn hold(&self, body: Bytes) -> Bytes {
+        match self.lock_grant().take() {
+            Some(grant) => admit::hold(body, grant),
+            None => body,
+        }
+    }
+
+    fn lock_grant(&self) -> std::sync::MutexGuard<'_, Option<Grant>> {
+        self.grant.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Refuse, before making them, `more` reads that would take the request past its limit.
     fn check_reads(&self, more: u64, what: &str) -> Result<()> {
         let total = self
@@ -375,8 +440,9 @@ impl Reader<'_> {
                 "this chunk of {name:?} was never written; it reads as the fill value"
             )));
         };
-        self.stored_chunk(m, &c, &format!("a chunk of {name:?}"))
-            .await
+        let what = format!("a chunk of {name:?}");
+        self.admit(c.length, &what).await?;
+        self.stored_chunk(m, &c, &what).await
     }
 
     /// The stored bytes of chunk `c`: one source range read, as `what`.
@@ -448,13 +514,6 @@ impl Reader<'_> {
         // Sources that pack values differently store another type than the one served.
         let src_item = a.unpack.as_ref().map_or(Ok(item), |u| u.item_size())?;
         let out_len = a.served_chunk_bytes();
-        let fill = a.dtype.fill_bytes(&a.fill_value);
-        let mut out: Vec<u8> = fill
-            .iter()
-            .copied()
-            .cycle()
-            .take(out_len as usize)
-            .collect();
         let region = Region::served(a, idx);
         let (pieces, linear) = source_chunks(name, a, &region)?;
         let dst_origin = &region.start;
@@ -520,6 +579,28 @@ impl Reader<'_> {
                 self.limits.work
             )));
         }
+        // Held at once, at most: the reads, the source chunks decoded (those shared all
+        // together, the others one at a time) and the served chunk, then the served chunk and
+        // its encoding.
+        let reads: u64 = ranges.iter().map(|(_, r)| r.end - r.start).sum();
+        let shared_bytes: u64 = (plans.iter().filter(|(.., shared, _, _)| *shared))
+            .map(|(c, .., len)| c.length + len)
+            .sum();
+        let one = (plans
+            .iter()
+            .filter(|(_, _, raw, shared, ..)| !raw && !shared))
+        .map(|(.., len)| *len)
+        .max()
+        .unwrap_or(0);
+        let need = (reads + shared_bytes + one + out_len).max(2 * out_len);
+        self.admit(need, &what).await?;
+        let fill = a.dtype.fill_bytes(&a.fill_value);
+        let mut out: Vec<u8> = fill
+            .iter()
+            .copied()
+            .cycle()
+            .take(out_len as usize)
+            .collect();
         let fetched = self.source_ranges(m, ranges, &what).await?;
         let shared: Vec<_> = (plans.iter().filter(|(.., shared, _, _)| *shared))
             .map(|(c, .., p, src_len)| self.decoded_chunk(m, name, a, c, p, *src_len))

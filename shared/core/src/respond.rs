@@ -191,6 +191,11 @@ pub fn error_response(e: &Error, detail: ErrorDetail) -> Response<Bytes> {
             HeaderValue::from_static("GET, HEAD, OPTIONS"),
         );
     }
+    // Room is given back as answers are sent: a second is the time of a few of them.
+    if e.status() == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     resp
 }
 
@@ -237,7 +242,10 @@ pub fn finish(resp: &mut Response<Bytes>, stats: &Stats, head: bool) {
         h,
         [
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-            (header::ACCESS_CONTROL_EXPOSE_HEADERS, "ETag, Server-Timing"),
+            (
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                "ETag, Retry-After, Server-Timing",
+            ),
         ],
     );
     if !bodiless {

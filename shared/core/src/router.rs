@@ -2,11 +2,12 @@
 //! out. A request is parsed into a [`Route`], its dataset resolved once, and the route's answer
 //! asked of [`crate::api`]; [`crate::respond`] turns it into a response.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 
+use crate::admit::{Admission, Sleep};
 use crate::api::{self, ZarrAnswer};
 use crate::config::Config;
 use crate::decoded::DecodedCache;
@@ -39,6 +40,8 @@ pub struct App {
     sources: Sources,
     resolver: Resolver,
     decoded: DecodedCache,
+    admission: Arc<Admission>,
+    sleep: Option<Sleep>,
     clock: Clock,
 }
 
@@ -100,6 +103,8 @@ impl App {
         Self {
             resolver: resolver(&config, clock),
             decoded: DecodedCache::new(config.decoded_cache_bytes),
+            admission: Admission::new(config.in_flight_budget()),
+            sleep: None,
             config,
             bucket,
             sources: Sources::new(),
@@ -121,6 +126,20 @@ impl App {
         self.clock = Some(now);
         self.resolver = resolver(&self.config, self.clock);
         self
+    }
+
+    /// Time the wait for room in the budget of bytes in flight with `sleep` (milliseconds), so
+    /// a request waiting past `QUEUE_TIMEOUT_SECONDS` is answered 503; without it, requests
+    /// wait until there is room.
+    #[must_use]
+    pub fn with_sleep(mut self, sleep: Sleep) -> Self {
+        self.sleep = Some(sleep);
+        self
+    }
+
+    /// The budget of bytes in flight shared by concurrent requests.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// The configuration.
@@ -231,7 +250,15 @@ impl App {
             Err(e) => return self.failed(e, None),
         };
         let ds = match &route {
-            Route::Root => return self.done(Reply::json(&api::service_info(&self.config))),
+            Route::Root => {
+                let info = api::service_info(&self.config, self.admission.counts());
+                // It reports the function's state: never kept by caches.
+                let reply = Reply::json(&info).map(|mut r| {
+                    r.lifetime = Lifetime::NoStore;
+                    r
+                });
+                return self.done(reply);
+            }
             Route::OpenApi => return self.done(Reply::json(&discovery::openapi())),
             Route::Datasets => {
                 let registry = self.resolver.registry(&cx.bucket).await;
@@ -443,6 +470,9 @@ impl App {
             merge_cap: self.config.merge_cap,
             clock: self.clock,
             stats: cx.stats,
+            admission: &self.admission,
+            queue: (self.sleep.as_ref()).map(|s| (s, self.config.queue_timeout_ms)),
+            grant: Mutex::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Store reads per served chunk, counted through an instrumented store: one read per aligned
-//! chunk; adjacent ranges merged into one read, gaps not merged, the merge cap honoured.
+//! chunk; adjacent ranges merged into one read, gaps not merged, the merge cap honoured; and
+//! the room concurrent requests take in the budget of bytes in flight, counted.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -335,4 +336,142 @@ fn chunk_cache_keys_name_the_version_and_only_chunks_have_one() {
         None
     );
     assert!(block_on(app.chunk_cache_key("/datasets/nope/zarr/x/1")).is_err());
+}
+
+/// A store whose source reads wait: once (`Pause::Once`), so concurrent requests interleave, or
+/// until the end (`Pause::Forever`), so a request keeps its room.
+struct Paused {
+    inner: Arc<CountingStore<MemoryStore>>,
+    pause: Pause,
+}
+
+#[derive(Clone, Copy)]
+enum Pause {
+    Once,
+    Forever,
+}
+
+#[async_trait::async_trait]
+impl cloudify_core::ReadStore for Paused {
+    async fn get_with(
+        &self,
+        key: &str,
+        options: &cloudify_core::store::GetOptions,
+    ) -> cloudify_core::Result<cloudify_core::store::Fetched> {
+        if key == SOURCE {
+            match self.pause {
+                Pause::Once => {
+                    let mut yielded = false;
+                    std::future::poll_fn(|cx| {
+                        if std::mem::replace(&mut yielded, true) {
+                            return std::task::Poll::Ready(());
+                        }
+                        cx.waker().wake_by_ref();
+                        std::task::Poll::Pending
+                    })
+                    .await;
+                }
+                Pause::Forever => std::future::pending::<()>().await,
+            }
+        }
+        self.inner.get_with(key, options).await
+    }
+
+    async fn head(&self, key: &str) -> cloudify_core::Result<Option<cloudify_core::ObjectMeta>> {
+        self.inner.head(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> cloudify_core::Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+}
+
+/// The native preset with `in_flight` bytes for requests and no caches beside them.
+fn with_in_flight(in_flight: u64) -> Config {
+    Config {
+        memory: cloudify_core::config::RUNTIME_RESERVE + in_flight,
+        manifest_cache_bytes: 0,
+        decoded_cache_bytes: 0,
+        ..native()
+    }
+}
+
+#[test]
+fn requests_in_flight_hold_at_most_the_budget_and_wait_in_turn() {
+    // A served chunk of 10 float32 reads 40 bytes and holds 40 more: 80 bytes a request, so
+    // two fit in 160 bytes at once.
+    let store = bucket([0, 40, 80, 120], 10);
+    let paused = Arc::new(Paused {
+        inner: store,
+        pause: Pause::Once,
+    });
+    let app = App::new(with_in_flight(160), paused);
+    let answers = block_on(futures_util::future::join_all((0..16).map(|i| {
+        let req = http::Request::get(format!("/datasets/d/zarr/x/{}", i % 4))
+            .body(())
+            .unwrap();
+        let app = &app;
+        // The answer's bytes hold the room until dropped: only the values are kept.
+        async move {
+            let resp = app.handle(&req).await;
+            let values: Vec<f32> = (resp.body().chunks(4))
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (i % 4, resp.status(), values)
+        }
+    })));
+    for (i, status, values) in answers {
+        assert_eq!(status, 200);
+        let want: Vec<f32> = (i * 10..i * 10 + 10).map(|v| v as f32).collect();
+        assert_eq!(values, want, "chunk {i}");
+    }
+    let c = app.admission().counts();
+    assert_eq!(app.admission().budget(), 160);
+    assert_eq!((c.granted, c.held, c.timed_out), (16, 0, 0));
+    assert_eq!(c.peak, 160, "two requests at once, never more");
+    assert!(c.waited >= 7, "{c:?}");
+}
+
+#[test]
+fn a_request_waiting_past_the_queue_time_is_503_with_retry_after() {
+    let store = bucket([0, 40, 80, 120], 10);
+    let stalled = Arc::new(Paused {
+        inner: store.clone(),
+        pause: Pause::Forever,
+    });
+    // The timer ends every wait at once: a request is admitted only if there is room now.
+    let sleep: cloudify_core::admit::Sleep =
+        Arc::new(|_| Box::pin(futures_util::future::ready(())));
+    let app = App::new(with_in_flight(100), stalled).with_sleep(sleep);
+    let get = |i: u32| {
+        http::Request::get(format!("/datasets/d/zarr/x/{i}"))
+            .body(())
+            .unwrap()
+    };
+    let (first, second) = (get(0), get(1));
+    let mut holding = Box::pin(app.handle(&first));
+    assert!(futures_util::FutureExt::now_or_never(&mut holding).is_none());
+    assert_eq!(app.admission().counts().held, 80);
+    let busy = block_on(app.handle(&second));
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    let body: Value = serde_json::from_slice(busy.body()).unwrap();
+    assert_eq!(body["error"], "busy");
+    assert!(
+        body["detail"].as_str().unwrap().contains("waited"),
+        "{body}"
+    );
+    assert_eq!(app.admission().counts().timed_out, 1);
+    // The stalled request gone, its room is free again.
+    drop(holding);
+    assert_eq!(app.admission().counts().held, 0);
+    // One request larger than the whole budget is refused outright.
+    let small = App::new(with_in_flight(60), store);
+    let refused = block_on(small.handle(&get(2)));
+    assert_eq!(refused.status(), 413);
+    let body: Value = serde_json::from_slice(refused.body()).unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("MEMORY_BYTES"),
+        "{body}"
+    );
 }

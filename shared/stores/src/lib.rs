@@ -11,7 +11,7 @@ mod s3;
 
 use std::sync::Arc;
 
-use cloudify_core::{HttpHeaders, ReadStore, Timeouts};
+use cloudify_core::{App, Config, HttpHeaders, ReadStore, Timeouts};
 
 pub use bucket::Bucket;
 pub use http::{Ureq, http_source};
@@ -47,4 +47,17 @@ pub async fn source_stores(
         out.push(("file", Arc::new(LocalStore::new("/"))));
     }
     out
+}
+
+/// The function of a native runtime (`cloudify serve`, the Lambda) over `bucket`: sources read
+/// through [`source_stores`], and tokio's timer ending a request's wait for room in the budget
+/// of bytes in flight.
+pub async fn native_app(config: Config, bucket: Arc<dyn ReadStore>, files: bool) -> App {
+    let stores = source_stores(&config.http_headers, config.timeouts, files).await;
+    let sleep: cloudify_core::admit::Sleep =
+        Arc::new(|ms| Box::pin(tokio::time::sleep(std::time::Duration::from_millis(ms))));
+    stores.into_iter().fold(
+        App::new(config, bucket).with_sleep(sleep),
+        |app, (scheme, store)| app.with_source(scheme, store),
+    )
 }

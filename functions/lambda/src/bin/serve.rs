@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use cloudify_core::App;
 use cloudify_lambda::respond;
-use cloudify_stores::{Bucket, S3Store, logging, source_stores};
+use cloudify_stores::{Bucket, S3Store, logging, native_app};
 use http_body_util::Full;
 use lambda_http::{Error, Request, service_fn};
 
@@ -22,13 +21,7 @@ async fn main() -> Result<(), Error> {
         &config.index_prefix,
     );
     let stream = config.stream;
-    let stores = source_stores(&config.http_headers, config.timeouts, false).await;
-    let app = stores
-        .into_iter()
-        .fold(App::new(config, bucket.reader()), |app, (scheme, store)| {
-            app.with_source(scheme, store)
-        });
-    let app = Arc::new(app);
+    let app = Arc::new(native_app(config, bucket.reader(), false).await);
     if stream {
         lambda_http::run_with_streaming_response(service_fn(move |req: Request| {
             let app = app.clone();

@@ -38,6 +38,10 @@ pub async fn read_values(
         )));
     }
     let blocks = Blocks::new(a, &vec![0..u64::MAX; a.shape.len()]);
+    let what = format!("the values of {name:?}");
+    reader
+        .admit(values.saturating_mul(8) + blocks.per_block(), &what)
+        .await?;
     let records = blocks.records(reader, m, version, name).await?;
     let mut whole = vec![f64::NAN; usize::try_from(values).unwrap_or(usize::MAX)];
     let mut vals = Vec::new();
@@ -73,6 +77,11 @@ pub(super) struct Blocks {
 }
 
 impl Blocks {
+    /// What assembling one block holds.
+    pub(super) fn per_block(&self) -> u64 {
+        per_block(&self.meta)
+    }
+
     pub(super) fn new(a: &ArrayMeta, bbox: &[std::ops::Range<u64>]) -> Self {
         let mut shape = a.chunks.clone();
         if a.codecs.is_empty() {
@@ -152,8 +161,12 @@ impl Blocks {
 /// Blocks read ahead at once: the reader's concurrency, fewer for large blocks so memory stays
 /// within [`IN_FLIGHT_BYTES`].
 pub(super) fn in_flight(meta: &ArrayMeta, concurrency: usize) -> usize {
-    let per_block = 3 * meta.served_chunk_bytes().max(1);
-    ((IN_FLIGHT_BYTES / per_block) as usize).clamp(1, concurrency.max(1))
+    ((IN_FLIGHT_BYTES / per_block(meta)) as usize).clamp(1, concurrency.max(1))
+}
+
+/// What assembling one block of `meta` holds: its reads, decoded source chunks and the block.
+fn per_block(meta: &ArrayMeta) -> u64 {
+    3 * meta.served_chunk_bytes().max(1)
 }
 
 /// Call `row(global start, local offset)` for each innermost row of `region` within a block

@@ -357,6 +357,11 @@ impl<'m> Plan<'m> {
                 table_bytes / manifest::RECORD_LEN
             )));
         }
+        // The accumulators, the records and the blocks assembled at once.
+        let assembling =
+            (in_flight(&blocks.meta, reader.concurrency) as u64).saturating_mul(blocks.per_block());
+        let what = format!("this {} of {:?}", self.action.name(), self.name);
+        reader.admit(table_bytes + held + assembling, &what).await?;
         let records = reader
             .records(self.m, version, &blocks.meta, &linear)
             .await?;
