@@ -9,6 +9,7 @@ clients sending mixed requests, on loopback, bounded in count and time.
 2. Requests per second of one client and of 50 clients on the same 400 chunk requests.
 
 Run: cargo build --release -p cloudify && .venv/bin/python bench/bench_load.py
+(`BENCH_SERVE_ARGS="--memory N"` runs every server with other flags.)
 """
 import asyncio
 import hashlib
@@ -132,7 +133,7 @@ def main():
                 answers, seconds = asyncio.run(run_clients(url, rounds, clients))
                 assert all(a == right[p] for p, a in zip(rounds, answers))
                 rates[clients] = len(rounds) / seconds
-                print(f"  {clients} clients: VmHWM {vm_hwm(proc.pid) / 2**20:.0f} MiB")
+                print(f"  {clients} client(s): peak RSS (VmHWM) {vm_hwm(proc.pid) / 2**20:.0f} MiB")
             finally:
                 proc.terminate()
                 proc.wait()

@@ -91,7 +91,7 @@ def test_the_config_file_names_the_targets(cloudify, big_chunks, tmp_path):
 
 
 def test_memory_bounds_the_requests_in_flight(cloudify, big_chunks, tmp_path):
-    """`--memory` is the server's: the caches and a 32 MiB reserve are taken from it, the rest
+    """`--memory` is the server's: the caches and a 64 MiB reserve are taken from it, the rest
     is room for requests in flight. Concurrent requests wait for it in turn and all get the
     file's values; a request needing more room than there is is a 413 naming the setting."""
     bucket = str(tmp_path / "bucket")
@@ -103,7 +103,7 @@ def test_memory_bounds_the_requests_in_flight(cloudify, big_chunks, tmp_path):
     room = 100_000
     env = dict(os.environ, CLOUDIFY_MANIFEST_CACHE_BYTES=str(MIB),
                CLOUDIFY_DECODED_CACHE_BYTES="0")
-    s = Server(cloudify, bucket, "--memory", str(32 * MIB + MIB + room), env=env)
+    s = Server(cloudify, bucket, "--memory", str(64 * MIB + MIB + room), env=env)
     try:
         c = s.get("/").json()["config"]
         assert (c["in_flight_budget_bytes"], c["queue_timeout_seconds"]) == (room, 30)
@@ -128,7 +128,7 @@ def test_memory_bounds_the_requests_in_flight(cloudify, big_chunks, tmp_path):
     plain = Server(cloudify, bucket)
     try:
         c = plain.get("/").json()["config"]
-        assert (c["memory_bytes"], c["in_flight_budget_bytes"]) == (256 * MIB, 128 * MIB)
+        assert (c["memory_bytes"], c["in_flight_budget_bytes"]) == (256 * MIB, 96 * MIB)
     finally:
         plain.stop()
 

@@ -261,7 +261,7 @@ pub async fn zarr(
                         .map_err(|e| e.context(what()))?;
                     let v3 = view == View::Zarr3;
                     let codec = m.codec.reencoding_for(&a);
-                    Bytes::from(reader.encode(|| codec.encode(&decoded, v3))?)
+                    Bytes::from(reader.encode(move || codec.encode(&decoded, v3)).await?)
                 }
             };
             return Ok(ZarrAnswer::Chunk(reader.hold(bytes)));

@@ -55,6 +55,17 @@ impl Platform {
             })
     }
 
+    /// What the runtime holds beside the caches and the requests in flight: its code,
+    /// connections, parsed documents and the allocator's slack. Natively glibc's arenas keep
+    /// some of the freed chunk buffers of a busy server (about 50 MiB under the load
+    /// benchmark); a Worker's isolate holds the wasm module and the JavaScript heap.
+    pub fn reserve(self) -> u64 {
+        match self {
+            Platform::Native | Platform::Lambda => 64 << 20,
+            Platform::WorkerFree | Platform::WorkerPaid => 32 << 20,
+        }
+    }
+
     /// The platform's defaults.
     pub fn preset(self) -> Config {
         let native = Config {
@@ -127,9 +138,6 @@ impl Platform {
 
 /// A Worker isolate's memory, shared by the requests it serves at once.
 pub const ISOLATE_MEMORY: u64 = 128 << 20;
-/// What a runtime holds beside the caches and the requests in flight: its code, connections,
-/// parsed documents and the allocator's slack.
-pub const RUNTIME_RESERVE: u64 = 32 << 20;
 
 /// A buffered Function URL's 6 MB payload holds this much binary once base64-encoded, with
 /// room for the headers.
@@ -209,7 +217,7 @@ pub struct Config {
     /// served grid finer than the source's uses in part.
     pub decoded_cache_bytes: u64,
     /// Bytes the process or isolate may use (`MEMORY_BYTES`, `cloudify serve --memory`; a
-    /// Lambda's configured memory): the caches, [`RUNTIME_RESERVE`] and the budget of requests
+    /// Lambda's configured memory): the caches, [`Platform::reserve`] and the budget of requests
     /// in flight ([`Self::in_flight_budget`]) share it.
     pub memory: u64,
     /// How long a request waits for room in the budget of requests in flight before it is
@@ -311,7 +319,7 @@ impl Config {
             None => d.public_url,
             Some(u) => Some(check_public_url(&u)?),
         };
-        let config = Self {
+        Ok(Self {
             platform,
             index_prefix: var("INDEX_PREFIX")
                 .map(|p| p.trim_matches('/').to_owned())
@@ -366,25 +374,23 @@ impl Config {
                 .unwrap_or(usize::MAX)
                 .max(1),
             publish_sources: flag("PUBLISH_SOURCES", d.publish_sources)?,
-        };
-        if config.in_flight_budget() == 0 {
-            return Err(format!(
-                "MEMORY_BYTES of {} leaves no room for requests beside the caches \
-                 (MANIFEST_CACHE_BYTES, DECODED_CACHE_BYTES) and {RUNTIME_RESERVE} bytes for the \
-                 runtime",
-                config.memory
-            ));
-        }
-        Ok(config)
+        })
     }
 
-    /// Bytes the requests in flight may hold at once: the memory less the caches and
-    /// [`RUNTIME_RESERVE`]. A request needing more is refused (413); others wait for room.
+    /// Bytes the requests in flight may hold at once: what the memory leaves beside the caches
+    /// and the platform's [`Platform::reserve`], or where it leaves nothing (a 128 MB Lambda,
+    /// whose caches fill only as far as it serves) a quarter of it. A request needing more is
+    /// refused (413); others wait for room.
     pub fn in_flight_budget(&self) -> u64 {
-        self.memory
+        match self
+            .memory
             .saturating_sub(self.manifest_cache_bytes)
             .saturating_sub(self.decoded_cache_bytes)
-            .saturating_sub(RUNTIME_RESERVE)
+            .saturating_sub(self.platform.reserve())
+        {
+            0 => self.memory / 4,
+            left => left,
+        }
     }
 
     /// The largest decoded served chunk this configuration answers: over the read budget, the
@@ -499,6 +505,33 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         })
+    }
+
+    #[test]
+    fn the_budget_in_flight_is_the_memory_less_the_caches_and_the_reserve() {
+        let native = config(Platform::Native, &[]).unwrap();
+        assert_eq!(native.in_flight_budget(), (256 - 32 - 64 - 64) << 20);
+        let paid = config(Platform::WorkerPaid, &[]).unwrap();
+        assert_eq!(paid.in_flight_budget(), (128 - 16 - 16 - 32) << 20);
+        // A Lambda's memory is its own, in megabytes; MEMORY_BYTES overrides it.
+        let lambda = config(
+            Platform::Lambda,
+            &[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")],
+        );
+        assert_eq!(lambda.unwrap().memory, 1024 << 20);
+        let set = [
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"),
+            ("MEMORY_BYTES", "300000000"),
+        ];
+        assert_eq!(config(Platform::Lambda, &set).unwrap().memory, 300_000_000);
+        // A small function keeps a quarter of its memory for requests.
+        let small = config(
+            Platform::Lambda,
+            &[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")],
+        );
+        assert_eq!(small.unwrap().in_flight_budget(), 32 << 20);
+        let bad = config(Platform::Native, &[("QUEUE_TIMEOUT_SECONDS", "0")]).unwrap_err();
+        assert!(bad.contains("QUEUE_TIMEOUT_SECONDS"), "{bad}");
     }
 
     #[test]

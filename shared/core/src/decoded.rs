@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_lock::OnceCell;
+use bytes::Bytes;
 
 use crate::error::Result;
 
@@ -18,7 +19,7 @@ use crate::error::Result;
 pub type Key = (Arc<str>, u64, u64);
 
 /// One decode under way, or done and not yet in the cache.
-type Flight = Arc<OnceCell<Arc<[u8]>>>;
+type Flight = Arc<OnceCell<Bytes>>;
 
 /// The cache. A chunk larger than the bound is decoded and used but not kept.
 pub struct DecodedCache {
@@ -28,7 +29,7 @@ pub struct DecodedCache {
 }
 
 struct State {
-    lru: lru::LruCache<Key, Arc<[u8]>>,
+    lru: lru::LruCache<Key, Bytes>,
     bytes: u64,
     flights: HashMap<Key, Flight>,
 }
@@ -68,7 +69,7 @@ impl DecodedCache {
     ///
     /// # Errors
     /// `decode`'s; a failed decode is not shared: a request waiting for it decodes itself.
-    pub async fn get_or_decode<F, Fut>(&self, key: Key, decode: F) -> Result<Arc<[u8]>>
+    pub async fn get_or_decode<F, Fut>(&self, key: Key, decode: F) -> Result<Bytes>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<u8>>>,
@@ -83,7 +84,7 @@ impl DecodedCache {
         let decoded = flight
             .get_or_try_init(|| async {
                 self.decodes.fetch_add(1, Ordering::Relaxed);
-                decode().await.map(Arc::from)
+                decode().await.map(Bytes::from)
             })
             .await
             .cloned();
@@ -100,7 +101,7 @@ impl DecodedCache {
 }
 
 impl State {
-    fn keep(&mut self, key: Key, value: Arc<[u8]>, max_bytes: u64) {
+    fn keep(&mut self, key: Key, value: Bytes, max_bytes: u64) {
         let len = value.len() as u64;
         if len > max_bytes {
             return;

@@ -75,6 +75,15 @@ impl Default for Limits {
 /// A clock in milliseconds; `None` where time cannot be read.
 pub type Clock = Option<fn() -> f64>;
 
+/// Work that keeps a core busy: decoding a source chunk or encoding a served one.
+pub type Job = Box<dyn FnOnce() -> Result<Vec<u8>> + Send>;
+
+/// Where a runtime runs [`Job`]s: natively on tokio's blocking pool, so the source chunks of
+/// one request and concurrent requests are decoded on every core while the request tasks go
+/// on reading. Without one (a Worker's single thread) jobs run in place.
+pub type Offload =
+    Arc<dyn Fn(Job) -> futures_util::future::BoxFuture<'static, Result<Vec<u8>>> + Send + Sync>;
+
 /// What one request did: every store operation, and time spent reading, decoding and
 /// encoding. `Server-Timing` and the request log report it.
 #[derive(Debug, Default)]
@@ -117,14 +126,6 @@ impl Stats {
     }
 }
 
-/// Time `f` into `slot` when a clock exists.
-pub(crate) fn timed<T>(clock: Clock, slot: &AtomicU64, f: impl FnOnce() -> T) -> T {
-    let t0 = clock.map(|now| now());
-    let out = f();
-    add_elapsed(clock, slot, t0);
-    out
-}
-
 /// Add the microseconds since `t0` (a reading of `clock`) to `slot`.
 fn add_elapsed(clock: Clock, slot: &AtomicU64, t0: Option<f64>) {
     if let (Some(now), Some(t0)) = (clock, t0) {
@@ -155,6 +156,8 @@ pub struct Reader<'a> {
     pub(crate) queue: Option<(&'a Sleep, u64)>,
     /// The room it holds: the most it has asked for so far.
     pub(crate) grant: Mutex<Option<Grant>>,
+    /// Where decoding and encoding run.
+    pub(crate) offload: Option<&'a Offload>,
 }
 
 impl Reader<'_> {
@@ -455,12 +458,26 @@ impl Reader<'_> {
             .ok_or_else(|| Error::corrupt_data(format!("{what}: the read returned nothing")))
     }
 
-    /// Run `encode`, timing it as encoding.
+    /// Run `encode` where the runtime runs such work, timing it as encoding.
     ///
     /// # Errors
     /// `encode`'s.
-    pub fn encode<T>(&self, encode: impl FnOnce() -> Result<T>) -> Result<T> {
-        timed(self.clock, &self.stats.encode_us, encode)
+    pub async fn encode(
+        &self,
+        encode: impl FnOnce() -> Result<Vec<u8>> + Send + 'static,
+    ) -> Result<Vec<u8>> {
+        self.run(&self.stats.encode_us, Box::new(encode)).await
+    }
+
+    /// Run `job` through the runtime's offload (else in place), its time added to `slot`.
+    async fn run(&self, slot: &AtomicU64, job: Job) -> Result<Vec<u8>> {
+        let t0 = self.clock.map(|now| now());
+        let out = match self.offload {
+            Some(offload) => offload(job).await,
+            None => job(),
+        };
+        add_elapsed(self.clock, slot, t0);
+        out
     }
 
     /// The decoded, little-endian bytes of served chunk `idx` (padded to the full chunk shape
@@ -579,20 +596,19 @@ impl Reader<'_> {
                 self.limits.work
             )));
         }
-        // Held at once, at most: the reads, the source chunks decoded (those shared all
-        // together, the others one at a time) and the served chunk, then the served chunk and
-        // its encoding.
+        // Held at once, at most: the reads, the source chunks decoded (all together, each
+        // decoded on a core of its own) and the served chunk, then the served chunk and its
+        // encoding.
         let reads: u64 = ranges.iter().map(|(_, r)| r.end - r.start).sum();
         let shared_bytes: u64 = (plans.iter().filter(|(.., shared, _, _)| *shared))
             .map(|(c, .., len)| c.length + len)
             .sum();
-        let one = (plans
+        let own: u64 = (plans
             .iter()
             .filter(|(_, _, raw, shared, ..)| !raw && !shared))
         .map(|(.., len)| *len)
-        .max()
-        .unwrap_or(0);
-        let need = (reads + shared_bytes + one + out_len).max(2 * out_len);
+        .sum();
+        let need = (reads + shared_bytes + own + out_len).max(2 * out_len);
         self.admit(need, &what).await?;
         let fill = a.dtype.fill_bytes(&a.fill_value);
         let mut out: Vec<u8> = fill
@@ -610,34 +626,50 @@ impl Reader<'_> {
             .try_collect::<Vec<_>>()
             .await?
             .into_iter();
-        let slice = |source: u32, r: Range<u64>| -> Result<&[u8]> {
+        let slice = |source: u32, r: Range<u64>| -> Result<Bytes> {
             let i = fetched.partition_point(|(s, fr, _)| (*s, fr.start) <= (source, r.start));
             let (_, fr, b) = i
                 .checked_sub(1)
                 .and_then(|i| fetched.get(i))
                 .filter(|(s, fr, _)| *s == source && fr.end >= r.end)
                 .ok_or_else(|| Error::corrupt_data(format!("{what}: a planned read is missing")))?;
-            Ok(&b[(r.start - fr.start) as usize..(r.end - fr.start) as usize])
+            Ok(b.slice((r.start - fr.start) as usize..(r.end - fr.start) as usize))
         };
+        // The chunks only this served chunk uses, decoded at once.
+        let own: Vec<_> = (plans
+            .iter()
+            .filter(|(_, _, raw, shared, ..)| !raw && !shared))
+        .map(|(c, .., p, src_len)| {
+            let stored = slice(c.source, c.offset..c.offset + c.length);
+            async move { self.decode(m, name, a, c, p, stored?, *src_len).await }
+        })
+        .collect();
+        let mut own = stream::iter(own)
+            .buffered(self.concurrency.max(1))
+            .try_collect::<Vec<_>>()
+            .await?
+            .into_iter();
         let big_endian = a.dtype.is_big_endian();
-        for (c, rows, raw, shared_chunk, p, src_len) in plans {
+        let missing = || Error::corrupt_data(format!("{what}: a planned decode is missing"));
+        for (c, rows, raw, shared_chunk, ..) in plans {
             let (kept, owned);
             let decoded: Option<&[u8]> = if raw {
                 None
             } else if shared_chunk {
-                kept = shared.next().ok_or_else(|| {
-                    Error::corrupt_data(format!("{what}: a planned decode is missing"))
-                })?;
+                kept = shared.next().ok_or_else(missing)?;
                 Some(&kept)
             } else {
-                let stored = slice(c.source, c.offset..c.offset + c.length)?;
-                owned = self.decode(m, name, a, &c, &p, stored, src_len)?;
+                owned = own.next().ok_or_else(missing)?;
                 Some(&owned)
             };
             for Row { src, dst, len } in rows {
                 let (src, n) = (src * src_item, len * src_item);
+                let read;
                 let bytes = match decoded {
-                    None => slice(c.source, c.offset + src..c.offset + src + n)?,
+                    None => {
+                        read = slice(c.source, c.offset + src..c.offset + src + n)?;
+                        &read[..]
+                    }
                     Some(d) => d.get(src as usize..(src + n) as usize).ok_or_else(|| {
                         Error::corrupt_data(format!("{what}: a decoded chunk is short"))
                     })?,
@@ -659,23 +691,23 @@ impl Reader<'_> {
 }
 
 impl Reader<'_> {
-    /// Decode stored chunk `c` (grid index `p`) of array `name`, timed as decoding.
+    /// Decode stored chunk `c` (grid index `p`) of array `name` where the runtime runs such
+    /// work, timed as decoding.
     #[allow(clippy::too_many_arguments)]
-    fn decode(
+    async fn decode(
         &self,
         m: &Manifest,
         name: &str,
         a: &ArrayMeta,
         c: &ChunkRef,
         p: &[u64],
-        stored: &[u8],
+        stored: Bytes,
         src_len: u64,
     ) -> Result<Vec<u8>> {
         let label = format!("source chunk {p:?} of {name:?}");
-        timed(self.clock, &self.stats.decode_us, || {
-            codecs::decode_source(&a.codecs, c.filter_mask, stored, src_len as usize, &label)
-        })
-        .map_err(|e| e.at(source_url(m, c)))
+        let (chain, mask) = (a.codecs.clone(), c.filter_mask);
+        let job = move || codecs::decode_source(&chain, mask, &stored, src_len as usize, &label);
+        (self.run(&self.stats.decode_us, Box::new(job)).await).map_err(|e| e.at(source_url(m, c)))
     }
 
     /// Stored chunk `c` decoded: from the warm function's cache, else read and decoded once
@@ -688,13 +720,13 @@ impl Reader<'_> {
         c: &ChunkRef,
         p: &[u64],
         src_len: u64,
-    ) -> Result<Arc<[u8]>> {
+    ) -> Result<Bytes> {
         let key = (Arc::from(source_url(m, c)), c.offset, c.length);
         self.decoded
             .get_or_decode(key, || async {
                 let what = format!("source chunk {p:?} of {name:?}");
                 let stored = self.stored_chunk(m, c, &what).await?;
-                self.decode(m, name, a, c, p, &stored, src_len)
+                self.decode(m, name, a, c, p, stored, src_len).await
             })
             .await
     }

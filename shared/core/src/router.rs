@@ -16,7 +16,7 @@ use crate::discovery;
 use crate::error::{Error, Result};
 use crate::key::{Route, ZarrKey, parse_path};
 use crate::log::{self, RequestLine};
-use crate::read::{Clock, Reader, Sources, Stats};
+use crate::read::{Clock, Offload, Reader, Sources, Stats};
 use crate::resolve::{Resolved, Resolver};
 use crate::respond::{self, GEO_JSON, HTML, JSON, Lifetime, OCTETS, PARQUET, Reply, YAML};
 use crate::store::{Counted, MaybeSend, ReadStore};
@@ -42,6 +42,7 @@ pub struct App {
     decoded: DecodedCache,
     admission: Arc<Admission>,
     sleep: Option<Sleep>,
+    offload: Option<Offload>,
     clock: Clock,
 }
 
@@ -105,6 +106,7 @@ impl App {
             decoded: DecodedCache::new(config.decoded_cache_bytes),
             admission: Admission::new(config.in_flight_budget()),
             sleep: None,
+            offload: None,
             config,
             bucket,
             sources: Sources::new(),
@@ -134,6 +136,14 @@ impl App {
     #[must_use]
     pub fn with_sleep(mut self, sleep: Sleep) -> Self {
         self.sleep = Some(sleep);
+        self
+    }
+
+    /// Decode and encode chunks through `offload` (natively, a pool of threads), so requests
+    /// use every core; without it they run in the request's task.
+    #[must_use]
+    pub fn with_offload(mut self, offload: Offload) -> Self {
+        self.offload = Some(offload);
         self
     }
 
@@ -473,6 +483,7 @@ impl App {
             admission: &self.admission,
             queue: (self.sleep.as_ref()).map(|s| (s, self.config.queue_timeout_ms)),
             grant: Mutex::default(),
+            offload: self.offload.as_ref(),
         }
     }
 }

@@ -389,7 +389,7 @@ impl cloudify_core::ReadStore for Paused {
 /// The native preset with `in_flight` bytes for requests and no caches beside them.
 fn with_in_flight(in_flight: u64) -> Config {
     Config {
-        memory: cloudify_core::config::RUNTIME_RESERVE + in_flight,
+        memory: Platform::Native.reserve() + in_flight,
         manifest_cache_bytes: 0,
         decoded_cache_bytes: 0,
         ..native()
@@ -474,4 +474,40 @@ fn a_request_waiting_past_the_queue_time_is_503_with_retry_after() {
         body["detail"].as_str().unwrap().contains("MEMORY_BYTES"),
         "{body}"
     );
+}
+
+#[test]
+fn the_source_chunks_of_a_served_chunk_are_decoded_at_once_through_the_runtimes_offload() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A served chunk of 20 spans two zlib source chunks of 10.
+    let store = bucket_with([0, 50, 100, 150], 20, Some(6));
+    // The runtime's pool stands in: each job waits a turn before it runs, counting the jobs
+    // started and not yet run.
+    static WAITING: AtomicUsize = AtomicUsize::new(0);
+    static MOST: AtomicUsize = AtomicUsize::new(0);
+    static JOBS: AtomicUsize = AtomicUsize::new(0);
+    let offload: cloudify_core::read::Offload = Arc::new(|job| {
+        Box::pin(async move {
+            JOBS.fetch_add(1, Ordering::SeqCst);
+            let now = WAITING.fetch_add(1, Ordering::SeqCst) + 1;
+            MOST.fetch_max(now, Ordering::SeqCst);
+            let mut turned = false;
+            std::future::poll_fn(|cx| {
+                if std::mem::replace(&mut turned, true) {
+                    return std::task::Poll::Ready(());
+                }
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            })
+            .await;
+            WAITING.fetch_sub(1, Ordering::SeqCst);
+            job()
+        })
+    });
+    let app = App::new(native(), store.clone()).with_offload(offload);
+    let (values, _) = served(&app, &store, "1");
+    assert_eq!(values, (20..40).map(|v| v as f32).collect::<Vec<_>>());
+    // Two decodes, both under way at once, then the encoding.
+    assert_eq!(JOBS.load(Ordering::SeqCst), 3);
+    assert_eq!(MOST.load(Ordering::SeqCst), 2);
 }

@@ -11,6 +11,8 @@ mod s3;
 
 use std::sync::Arc;
 
+use cloudify_core::admit::Sleep;
+use cloudify_core::read::Offload;
 use cloudify_core::{App, Config, HttpHeaders, ReadStore, Timeouts};
 
 pub use bucket::Bucket;
@@ -50,14 +52,33 @@ pub async fn source_stores(
 }
 
 /// The function of a native runtime (`cloudify serve`, the Lambda) over `bucket`: sources read
-/// through [`source_stores`], and tokio's timer ending a request's wait for room in the budget
-/// of bytes in flight.
+/// through [`source_stores`], chunks decoded and encoded on rayon's pool (a thread per core:
+/// glibc gives each thread an arena of its own, and a pool as large as tokio's blocking one
+/// spreads chunk buffers over every arena, which tripled the peak memory under load), and
+/// tokio's timer ending a request's wait for room in the budget of bytes in flight.
 pub async fn native_app(config: Config, bucket: Arc<dyn ReadStore>, files: bool) -> App {
     let stores = source_stores(&config.http_headers, config.timeouts, files).await;
-    let sleep: cloudify_core::admit::Sleep =
+    let sleep: Sleep =
         Arc::new(|ms| Box::pin(tokio::time::sleep(std::time::Duration::from_millis(ms))));
-    stores.into_iter().fold(
-        App::new(config, bucket).with_sleep(sleep),
-        |app, (scheme, store)| app.with_source(scheme, store),
-    )
+    let offload: Offload = Arc::new(|job| {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        rayon::spawn(move || {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            let _ = done.send(out);
+        });
+        Box::pin(async move {
+            match answer.await {
+                Ok(Ok(out)) => out,
+                _ => Err(cloudify_core::Error::corrupt_data(
+                    "decoding or encoding a chunk stopped",
+                )),
+            }
+        })
+    });
+    let app = App::new(config, bucket)
+        .with_sleep(sleep)
+        .with_offload(offload);
+    stores
+        .into_iter()
+        .fold(app, |app, (scheme, store)| app.with_source(scheme, store))
 }
