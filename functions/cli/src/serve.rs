@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use cloudify_core::{Config, Platform};
-use cloudify_stores::{Bucket, logging, native_app};
+use cloudify_stores::{Bucket, decode_pool, logging, native_app};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::connections::{AcceptErrors, Connections};
@@ -73,7 +73,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     logging::init(config.log_format);
     let connections = Connections::new(connection_cap(config.max_connections), config.timeouts);
-    let app = Arc::new(native_app(config, bucket.reader(), true).await);
+    let app = native_app(config, bucket.reader(), true).await;
+    let app = Arc::new(app.with_offload(decode_pool()));
     let listener = listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     println!("cloudify serving {bucket} on http://{bound}");

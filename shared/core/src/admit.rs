@@ -170,6 +170,39 @@ impl Future for Acquire {
     }
 }
 
+impl Acquire {
+    /// The grant, or `None` when `ms` milliseconds of `sleep` pass first.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub async fn within(self, sleep: &Sleep, ms: u64) -> Option<Grant> {
+        use futures_util::future::{Either, select};
+        match select(self, sleep(ms)).await {
+            Either::Left((grant, _)) => Some(grant),
+            Either::Right(_) => None,
+        }
+    }
+
+    /// The grant, or `None` when `ms` milliseconds of `sleep` pass first. A Worker's request
+    /// may not be woken by another one: it would go on inside the other's I/O context, where
+    /// its own reads fail once that request ends. So it keeps its place in the queue and looks
+    /// again on its own timer.
+    #[cfg(target_arch = "wasm32")]
+    pub async fn within(mut self, sleep: &Sleep, ms: u64) -> Option<Grant> {
+        const TICK_MS: u64 = 5;
+        let mut waited = 0;
+        loop {
+            let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+            if let Poll::Ready(grant) = Pin::new(&mut self).poll(&mut cx) {
+                return Some(grant);
+            }
+            if waited >= ms {
+                return None;
+            }
+            sleep(TICK_MS).await;
+            waited += TICK_MS;
+        }
+    }
+}
+
 impl Drop for Acquire {
     fn drop(&mut self) {
         if let Some(t) = self.ticket {
@@ -191,6 +224,21 @@ impl Grant {
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Hold `bytes` in all if the budget has room for the difference now; `false` if not.
+    /// An admitted request that finds it needs more does not wait: waiting while it holds room
+    /// could wait on itself.
+    pub fn grow(&mut self, bytes: u64) -> bool {
+        let mut s = self.admission.lock();
+        let more = bytes.saturating_sub(self.bytes);
+        if s.held + more > self.admission.budget {
+            return false;
+        }
+        s.held += more;
+        s.counts.peak = s.counts.peak.max(s.held);
+        self.bytes += more;
+        true
     }
 
     /// Give back all but `bytes` (an answer holds less than its request did).
@@ -280,5 +328,18 @@ mod tests {
         assert_eq!((a.counts().held, copy.len()), (30, 30));
         drop(copy);
         assert_eq!(a.counts().held, 0);
+    }
+
+    #[test]
+    fn an_admitted_request_grows_only_into_room_there_is() {
+        let a = Admission::new(100);
+        let mut grant = block_on(a.acquire(40));
+        let other = block_on(a.acquire(30));
+        assert!(grant.grow(70));
+        assert!(!grant.grow(71));
+        assert_eq!((grant.bytes(), a.counts().held), (70, 100));
+        drop(other);
+        assert!(grant.grow(90));
+        assert_eq!(a.counts().peak, 100);
     }
 }

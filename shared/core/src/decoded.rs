@@ -79,7 +79,7 @@ impl DecodedCache {
             if let Some(v) = s.lru.get(&key) {
                 return Ok(v.clone());
             }
-            s.flights.entry(key.clone()).or_default().clone()
+            flight(&mut s, &key)
         };
         let decoded = flight
             .get_or_try_init(|| async {
@@ -98,6 +98,18 @@ impl DecodedCache {
         }
         decoded
     }
+}
+
+/// The decode the requests for `key` share. On a Worker each request decodes alone (the last
+/// one's result is kept): a request waiting for another's decode would be woken inside the
+/// other's I/O context, where its own reads fail once that request ends.
+fn flight(s: &mut State, key: &Key) -> Flight {
+    if cfg!(target_arch = "wasm32") {
+        let own = Flight::default();
+        s.flights.insert(key.clone(), own.clone());
+        return own;
+    }
+    s.flights.entry(key.clone()).or_default().clone()
 }
 
 impl State {

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures_util::future::{self, Either};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::admit::{self, Admission, Grant, Sleep};
@@ -162,9 +161,9 @@ pub struct Reader<'a> {
 
 impl Reader<'_> {
     /// Hold `bytes` of the function's budget of bytes in flight, waiting for room behind earlier
-    /// requests; a request keeps the most it has asked for. A smaller grant is given back
-    /// before waiting for a larger one, so no request waits while holding room another waits
-    /// for.
+    /// requests. A request keeps the most it has asked for; once admitted, it grows into room
+    /// there is and otherwise goes on with what it holds, since waiting while holding room
+    /// could wait on itself (the blocks of a diagnostic are assembled concurrently).
     ///
     /// # Errors
     /// [`Error::TooLarge`] over the whole budget, [`Error::Busy`] after the queue time.
@@ -176,19 +175,18 @@ impl Reader<'_> {
                  budget of {budget} bytes for requests in flight (MEMORY_BYTES)"
             )));
         }
-        {
-            let mut held = self.lock_grant();
-            if held.as_ref().is_some_and(|g| g.bytes() >= bytes) {
-                return Ok(());
+        if let Some(held) = self.lock_grant().as_mut() {
+            if held.bytes() < bytes {
+                held.grow(bytes);
             }
-            *held = None;
+            return Ok(());
         }
         let acquire = self.admission.acquire(bytes);
         let grant = match self.queue {
             None => acquire.await,
-            Some((sleep, ms)) => match future::select(acquire, sleep(ms)).await {
-                Either::Left((grant, _)) => grant,
-                Either::Right(_) => {
+            Some((sleep, ms)) => match acquire.within(sleep, ms).await {
+                Some(grant) => grant,
+                None => {
                     self.admission.timed_out();
                     return Err(Error::Busy(format!(
                         "{what} waited {} s for room among this function's requests in flight \

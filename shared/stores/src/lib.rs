@@ -52,15 +52,26 @@ pub async fn source_stores(
 }
 
 /// The function of a native runtime (`cloudify serve`, the Lambda) over `bucket`: sources read
-/// through [`source_stores`], chunks decoded and encoded on rayon's pool (a thread per core:
-/// glibc gives each thread an arena of its own, and a pool as large as tokio's blocking one
-/// spreads chunk buffers over every arena, which tripled the peak memory under load), and
-/// tokio's timer ending a request's wait for room in the budget of bytes in flight.
+/// through [`source_stores`], and tokio's timer ending a request's wait for room in the budget
+/// of bytes in flight.
 pub async fn native_app(config: Config, bucket: Arc<dyn ReadStore>, files: bool) -> App {
     let stores = source_stores(&config.http_headers, config.timeouts, files).await;
     let sleep: Sleep =
         Arc::new(|ms| Box::pin(tokio::time::sleep(std::time::Duration::from_millis(ms))));
-    let offload: Offload = Arc::new(|job| {
+    stores.into_iter().fold(
+        App::new(config, bucket).with_sleep(sleep),
+        |app, (scheme, store)| app.with_source(scheme, store),
+    )
+}
+
+/// Where `cloudify serve` decodes and encodes chunks: rayon's pool, a thread per core, so the
+/// source chunks of one request and concurrent requests use every core. A pool as large as
+/// tokio's blocking one would spread chunk buffers over every glibc arena (a thread gets one of
+/// its own), which tripled the peak memory under load. (Not the Lambda's: it answers one
+/// request per instance, and with the pool some invocations through `cargo lambda watch` never
+/// returned; not understood yet.)
+pub fn decode_pool() -> Offload {
+    Arc::new(|job| {
         let (done, answer) = tokio::sync::oneshot::channel();
         rayon::spawn(move || {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
@@ -74,11 +85,5 @@ pub async fn native_app(config: Config, bucket: Arc<dyn ReadStore>, files: bool)
                 )),
             }
         })
-    });
-    let app = App::new(config, bucket)
-        .with_sleep(sleep)
-        .with_offload(offload);
-    stores
-        .into_iter()
-        .fold(app, |app, (scheme, store)| app.with_source(scheme, store))
+    })
 }
