@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import netCDF4
 import numcodecs
@@ -27,6 +26,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_kerchunk import BIN, ROOT, big_file  # noqa: E402
 from bench_reencoded import load, serve  # noqa: E402
+from peer_numcodecs import rate  # noqa: E402
 
 CANDIDATES = {
     "zlib:1": numcodecs.Zlib(1),
@@ -42,22 +42,14 @@ CANDIDATES = {
 SERVED = ["zlib:1", "zlib:3", "zlib:6", "zstd:1", "zstd:3"]
 
 
-def rate(fn, nbytes, repeat=5):
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return nbytes * repeat / (time.perf_counter() - t0) / 2**20
-
-
 def per_chunk(chunk):
     raw = chunk.tobytes()
     rows = {}
     for name, codec in CANDIDATES.items():
         encoded = codec.encode(raw)
         assert bytes(codec.decode(encoded)) == raw
-        rows[name] = (len(raw) / len(encoded), rate(lambda: codec.encode(raw), len(raw)),
-                      rate(lambda: codec.decode(encoded), len(raw)))
+        rows[name] = (len(raw) / len(encoded), rate(lambda: codec.encode(raw), len(raw), 5),
+                      rate(lambda: codec.decode(encoded), len(raw), 5))
     return rows
 
 

@@ -110,8 +110,8 @@ def main():
             rng.shuffle(paths)
             answers, seconds = asyncio.run(run_clients(url, paths, 500))
             wrong = [(p, a) for p, a in zip(paths, answers) if a != right[p]]
-            counts = aiohttp_get_json(url + "/")["in_flight"]
-            config = aiohttp_get_json(url + "/")["config"]
+            root = aiohttp_get_json(url + "/")
+            counts, config = root["in_flight"], root["config"]
             hwm = vm_hwm(proc.pid)
         finally:
             proc.terminate()

@@ -77,9 +77,9 @@ pub type Clock = Option<fn() -> f64>;
 /// Work that keeps a core busy: decoding a source chunk or encoding a served one.
 pub type Job = Box<dyn FnOnce() -> Result<Vec<u8>> + Send>;
 
-/// Where a runtime runs [`Job`]s: natively on tokio's blocking pool, so the source chunks of
+/// Where a runtime runs [`Job`]s: `cloudify serve` on rayon's pool, so the source chunks of
 /// one request and concurrent requests are decoded on every core while the request tasks go
-/// on reading. Without one (a Worker's single thread) jobs run in place.
+/// on reading. Without one (a Worker's single thread, the Lambda) jobs run in place.
 pub type Offload =
     Arc<dyn Fn(Job) -> futures_util::future::BoxFuture<'static, Result<Vec<u8>>> + Send + Sync>;
 
@@ -598,15 +598,11 @@ impl Reader<'_> {
         // decoded on a core of its own) and the served chunk, then the served chunk and its
         // encoding.
         let reads: u64 = ranges.iter().map(|(_, r)| r.end - r.start).sum();
-        let shared_bytes: u64 = (plans.iter().filter(|(.., shared, _, _)| *shared))
-            .map(|(c, .., len)| c.length + len)
+        // Shared chunks are read apart from `ranges`, through the cache.
+        let shared_reads: u64 = (plans.iter().filter(|(.., shared, _, _)| *shared))
+            .map(|(c, ..)| c.length)
             .sum();
-        let own: u64 = (plans
-            .iter()
-            .filter(|(_, _, raw, shared, ..)| !raw && !shared))
-        .map(|(.., len)| *len)
-        .sum();
-        let need = (reads + shared_bytes + own + out_len).max(2 * out_len);
+        let need = (reads + shared_reads + decoded + out_len).max(2 * out_len);
         self.admit(need, &what).await?;
         let fill = a.dtype.fill_bytes(&a.fill_value);
         let mut out: Vec<u8> = fill
@@ -616,14 +612,6 @@ impl Reader<'_> {
             .take(out_len as usize)
             .collect();
         let fetched = self.source_ranges(m, ranges, &what).await?;
-        let shared: Vec<_> = (plans.iter().filter(|(.., shared, _, _)| *shared))
-            .map(|(c, .., p, src_len)| self.decoded_chunk(m, name, a, c, p, *src_len))
-            .collect();
-        let mut shared = stream::iter(shared)
-            .buffered(self.concurrency.max(1))
-            .try_collect::<Vec<_>>()
-            .await?
-            .into_iter();
         let slice = |source: u32, r: Range<u64>| -> Result<Bytes> {
             let i = fetched.partition_point(|(s, fr, _)| (*s, fr.start) <= (source, r.start));
             let (_, fr, b) = i
@@ -633,32 +621,35 @@ impl Reader<'_> {
                 .ok_or_else(|| Error::corrupt_data(format!("{what}: a planned read is missing")))?;
             Ok(b.slice((r.start - fr.start) as usize..(r.end - fr.start) as usize))
         };
-        // The chunks only this served chunk uses, decoded at once.
-        let own: Vec<_> = (plans
-            .iter()
-            .filter(|(_, _, raw, shared, ..)| !raw && !shared))
-        .map(|(c, .., p, src_len)| {
-            let stored = slice(c.source, c.offset..c.offset + c.length);
-            async move { self.decode(m, name, a, c, p, stored?, *src_len).await }
-        })
-        .collect();
-        let mut own = stream::iter(own)
+        // Every compressed chunk, decoded at once: those neighbours use too through the cache,
+        // the others here.
+        let decodes: Vec<_> = (plans.iter().filter(|(_, _, raw, ..)| !raw))
+            .map(|(c, _, _, shared, p, src_len)| {
+                let stored = (!*shared).then(|| slice(c.source, c.offset..c.offset + c.length));
+                async move {
+                    match stored {
+                        None => self.decoded_chunk(m, name, a, c, p, *src_len).await,
+                        Some(stored) => (self.decode(m, name, a, c, p, stored?, *src_len).await)
+                            .map(Bytes::from),
+                    }
+                }
+            })
+            .collect();
+        let mut decodes = stream::iter(decodes)
             .buffered(self.concurrency.max(1))
             .try_collect::<Vec<_>>()
             .await?
             .into_iter();
         let big_endian = a.dtype.is_big_endian();
-        let missing = || Error::corrupt_data(format!("{what}: a planned decode is missing"));
-        for (c, rows, raw, shared_chunk, ..) in plans {
-            let (kept, owned);
+        for (c, rows, raw, ..) in plans {
+            let kept;
             let decoded: Option<&[u8]> = if raw {
                 None
-            } else if shared_chunk {
-                kept = shared.next().ok_or_else(missing)?;
-                Some(&kept)
             } else {
-                owned = own.next().ok_or_else(missing)?;
-                Some(&owned)
+                kept = decodes.next().ok_or_else(|| {
+                    Error::corrupt_data(format!("{what}: a planned decode is missing"))
+                })?;
+                Some(&kept)
             };
             for Row { src, dst, len } in rows {
                 let (src, n) = (src * src_item, len * src_item);

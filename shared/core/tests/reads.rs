@@ -338,6 +338,19 @@ fn chunk_cache_keys_name_the_version_and_only_chunks_have_one() {
     assert!(block_on(app.chunk_cache_key("/datasets/nope/zarr/x/1")).is_err());
 }
 
+/// Let the other futures of the executor run once before going on.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
 /// A store whose source reads wait: once (`Pause::Once`), so concurrent requests interleave, or
 /// until the end (`Pause::Forever`), so a request keeps its room.
 struct Paused {
@@ -360,17 +373,7 @@ impl cloudify_core::ReadStore for Paused {
     ) -> cloudify_core::Result<cloudify_core::store::Fetched> {
         if key == SOURCE {
             match self.pause {
-                Pause::Once => {
-                    let mut yielded = false;
-                    std::future::poll_fn(|cx| {
-                        if std::mem::replace(&mut yielded, true) {
-                            return std::task::Poll::Ready(());
-                        }
-                        cx.waker().wake_by_ref();
-                        std::task::Poll::Pending
-                    })
-                    .await;
-                }
+                Pause::Once => yield_once().await,
                 Pause::Forever => std::future::pending::<()>().await,
             }
         }
@@ -491,15 +494,7 @@ fn the_source_chunks_of_a_served_chunk_are_decoded_at_once_through_the_runtimes_
             JOBS.fetch_add(1, Ordering::SeqCst);
             let now = WAITING.fetch_add(1, Ordering::SeqCst) + 1;
             MOST.fetch_max(now, Ordering::SeqCst);
-            let mut turned = false;
-            std::future::poll_fn(|cx| {
-                if std::mem::replace(&mut turned, true) {
-                    return std::task::Poll::Ready(());
-                }
-                cx.waker().wake_by_ref();
-                std::task::Poll::Pending
-            })
-            .await;
+            yield_once().await;
             WAITING.fetch_sub(1, Ordering::SeqCst);
             job()
         })
