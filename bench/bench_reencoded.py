@@ -3,8 +3,9 @@
 1. xarray full load (`.load()`, median of three interleaved rounds) of a 730x180x360 float32
    zlib+shuffle dataset: through `cloudify serve` on `/zarr` (v2) and `/zarr3` (v3): the
    default codec auto (the source's chunks passed through; on a `--chunks time=10` grid,
-   re-encoded), zlib:1 / gzip:1, zstd:1, zstd:3 and none, against xpublish with xpublish-zarr
+   re-encoded with zstd:1), zlib:1 / gzip:1, zstd:1, zstd:3 and none, against xpublish with xpublish-zarr
    serving the same file (v3), `/kerchunk`, and xarray reading the local file with netCDF4.
+   Each round starts every server afresh, so none answers from the last round's cache.
 2. Store reads per served chunk with and without merging touching ranges: the test suite's
    `many_chunks.nc` (120x400 float32 in zlib chunks of 2x20, written in order) served in chunks
    of 10x100, so each served chunk spans 25 source chunks; reads counted from `Server-Timing`
@@ -41,11 +42,16 @@ def load(url, **kw):
     return time.perf_counter() - t0, values
 
 
-def xpublish(path, port):
+def xpublish(path, port, dask):
+    """xpublish serving the file in its own chunks: opened with dask (`chunks={}`, a dask
+    chunk per file chunk) or without (xarray's lazy array, which the first chunk asked for
+    reads whole)."""
     code = ("import sys, xarray as xr, xpublish; "
-            "xpublish.Rest({'big': xr.open_dataset(sys.argv[1])}).serve("
+            "ds = xr.open_dataset(sys.argv[1], chunks={} if sys.argv[3] == 'dask' else None); "
+            "xpublish.Rest({'big': ds}).serve("
             "host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')")
-    proc = subprocess.Popen([sys.executable, "-c", code, path, str(port)])
+    proc = subprocess.Popen([sys.executable, "-c", code, path, str(port),
+                             "dask" if dask else "lazy"])
     for _ in range(100):
         try:
             requests.get(f"http://127.0.0.1:{port}/datasets/big/zarr/zarr.json", timeout=60)
@@ -57,6 +63,24 @@ def xpublish(path, port):
 
 # Each row's time is the median of this many rounds, the rounds interleaved across rows.
 ROUNDS = 3
+
+
+# The cloudify rows: name, dataset, route, xarray's arguments.
+ROWS = [
+    ("cloudify /zarr (v2, auto: source chunks passed through)", "big", "zarr", {"zarr_format": 2}),
+    ("cloudify /zarr3 (v3, auto: source chunks passed through)", "big", "zarr3",
+     {"zarr_format": 3}),
+    ("cloudify /zarr (v2, auto, --chunks time=10: re-encoded, zstd:1)", "big10", "zarr",
+     {"zarr_format": 2}),
+    ("cloudify /zarr3 (v3, auto, --chunks time=10: re-encoded, zstd:1)", "big10", "zarr3",
+     {"zarr_format": 3}),
+    ("cloudify /zarr (v2, zlib:1)", "bigzlib", "zarr", {"zarr_format": 2}),
+    ("cloudify /zarr (v2, --codec none)", "bignone", "zarr", {"zarr_format": 2}),
+    ("cloudify /zarr (v2, zstd:1)", "bigz1", "zarr", {"zarr_format": 2}),
+    ("cloudify /zarr3 (v3, gzip:1)", "bigzlib", "zarr3", {"zarr_format": 3}),
+    ("cloudify /zarr3 (v3, zstd:3)", "bigz", "zarr3", {"zarr_format": 3}),
+    ("cloudify /kerchunk (source chunks)", "big", "kerchunk", {}),
+]
 
 
 def bench_load(path):
@@ -72,39 +96,30 @@ def bench_load(path):
                          ("bignone", ["--codec", "none"]), ("bigz1", ["--codec", "zstd:1"])]:
             subprocess.run([BIN, "index", "--bucket", bucket, "--dataset", ds, *opts, path],
                            check=True, capture_output=True)
-        proc, url = serve(bucket)
-        try:
-            for name, ds, view, kw in ROUNDS * [
-                ("cloudify /zarr (v2, auto: source chunks passed through)", "big", "zarr",
-                 {"zarr_format": 2}),
-                ("cloudify /zarr3 (v3, auto: source chunks passed through)", "big", "zarr3",
-                 {"zarr_format": 3}),
-                ("cloudify /zarr (v2, auto, --chunks time=10: re-encoded)", "big10", "zarr",
-                 {"zarr_format": 2}),
-                ("cloudify /zarr (v2, zlib:1)", "bigzlib", "zarr", {"zarr_format": 2}),
-                ("cloudify /zarr (v2, --codec none)", "bignone", "zarr", {"zarr_format": 2}),
-                ("cloudify /zarr (v2, zstd:1)", "bigz1", "zarr", {"zarr_format": 2}),
-                ("cloudify /zarr3 (v3, gzip:1)", "bigzlib", "zarr3", {"zarr_format": 3}),
-                ("cloudify /zarr3 (v3, zstd:3)", "bigz", "zarr3", {"zarr_format": 3}),
-                ("cloudify /kerchunk (source chunks)", "big", "kerchunk", {}),
-            ]:
-                seconds, values = load(f"{url}/datasets/{ds}/{view}", consolidated=True, **kw)
-                assert np.array_equal(values, expected)
-                results.setdefault(name, []).append(seconds)
-        finally:
-            proc.terminate()
-            proc.wait()
-    proc = xpublish(path, 8411)
-    try:
         for _ in range(ROUNDS):
-            seconds, values = load("http://127.0.0.1:8411/datasets/big/zarr", zarr_format=3,
-                                   consolidated=True)
-            assert np.array_equal(values, expected)
-            results.setdefault("xpublish + xpublish-zarr (v3, zstd:3, its default)",
-                               []).append(seconds)
-    finally:
-        proc.terminate()
-        proc.wait()
+            # Each round on a fresh server and a fresh xpublish: neither answers from a cache
+            # the previous round filled (xpublish keeps the chunks it encoded).
+            proc, url = serve(bucket)
+            try:
+                for name, ds, view, kw in ROWS:
+                    seconds, values = load(f"{url}/datasets/{ds}/{view}", consolidated=True, **kw)
+                    assert np.array_equal(values, expected)
+                    results.setdefault(name, []).append(seconds)
+            finally:
+                proc.terminate()
+                proc.wait()
+            for dask in (True, False):
+                proc = xpublish(path, 8411, dask)
+                try:
+                    seconds, values = load("http://127.0.0.1:8411/datasets/big/zarr",
+                                           zarr_format=3, consolidated=True)
+                    assert np.array_equal(values, expected)
+                    opened = "chunks={}, dask" if dask else "no dask: the variable read whole"
+                    results.setdefault(f"xpublish + xpublish-zarr (v3, zstd:3; {opened})",
+                                       []).append(seconds)
+                finally:
+                    proc.terminate()
+                    proc.wait()
     return {name: statistics.median(times) for name, times in results.items()}
 
 

@@ -106,3 +106,14 @@ def s3serve(cloudify, bucket, moto):
                env=s3_env(moto.url))
     yield s
     s.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test on the emulator shows the end of its log (CI keeps no files)."""
+    outcome = yield
+    rep = outcome.get_result()
+    lam = item.funcargs.get("lam") if hasattr(item, "funcargs") else None
+    if rep.failed and lam is not None:
+        with open(lam.log.name, errors="replace") as f:
+            rep.sections.append(("cargo lambda watch (last 40 lines)", "".join(f.readlines()[-40:])))

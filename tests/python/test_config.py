@@ -91,7 +91,7 @@ def test_the_config_file_names_the_targets(cloudify, big_chunks, tmp_path):
 
 
 def test_memory_bounds_the_requests_in_flight(cloudify, big_chunks, tmp_path):
-    """`--memory` is the server's: the caches and a 64 MiB reserve are taken from it, the rest
+    """`--memory` is the server's: the caches and a 96 MiB reserve are taken from it, the rest
     is room for requests in flight. Concurrent requests wait for it in turn and all get the
     file's values; a request needing more room than there is is a 413 naming the setting."""
     bucket = str(tmp_path / "bucket")
@@ -103,7 +103,7 @@ def test_memory_bounds_the_requests_in_flight(cloudify, big_chunks, tmp_path):
     room = 100_000
     env = dict(os.environ, CLOUDIFY_MANIFEST_CACHE_BYTES=str(MIB),
                CLOUDIFY_DECODED_CACHE_BYTES="0")
-    s = Server(cloudify, bucket, "--memory", str(64 * MIB + MIB + room), env=env)
+    s = Server(cloudify, bucket, "--memory", str(96 * MIB + MIB + room), env=env)
     try:
         c = s.get("/").json()["config"]
         assert (c["in_flight_budget_bytes"], c["queue_timeout_seconds"]) == (room, 30)
@@ -128,9 +128,29 @@ def test_memory_bounds_the_requests_in_flight(cloudify, big_chunks, tmp_path):
     plain = Server(cloudify, bucket)
     try:
         c = plain.get("/").json()["config"]
-        assert (c["memory_bytes"], c["in_flight_budget_bytes"]) == (256 * MIB, 96 * MIB)
+        assert (c["memory_bytes"], c["in_flight_budget_bytes"]) == (256 * MIB, 64 * MIB)
     finally:
         plain.stop()
+
+
+def environ(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+
+
+def test_the_server_runs_with_one_malloc_arena_unless_told_otherwise(cloudify, tmp_path):
+    """glibc's arenas hold freed chunk buffers per thread: `cloudify serve` restarts itself
+    (the same process) with one arena, and leaves an operator's malloc settings alone."""
+    bucket = str(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MALLOC_ARENA_MAX")}
+    for given, expected in [(None, b"glibc.malloc.arena_max=1"),
+                            ("glibc.malloc.arena_max=4", b"glibc.malloc.arena_max=4")]:
+        s = Server(cloudify, bucket, env=env if given is None else dict(env, GLIBC_TUNABLES=given))
+        try:
+            assert s.get("/").status_code == 200
+            assert environ(s.proc.pid).get(b"GLIBC_TUNABLES") == expected
+        finally:
+            s.stop()
 
 
 def log_lines(server):

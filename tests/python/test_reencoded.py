@@ -64,7 +64,7 @@ def variants(cloudify, generated, tmp_path_factory, start_server_module):
     for path in sample_files()[:6]:
         ds_id = "rechunked-" + sample_id(path)
         index(cloudify, bucket, ds_id, path, "--chunks", "time=7")
-        ids[ds_id] = (path, "zlib")
+        ids[ds_id] = (path, "zstd")
     return start_server_module(bucket), ids
 
 
@@ -165,10 +165,10 @@ def test_auto_passes_source_chunks_through(server, datasets, variants):
                                 use_consolidated=True)
         for name, values in expected.items():
             np.testing.assert_array_equal(group[name][:], values, err_msg=f"{view} {name}")
-    # Fletcher-32 is checked here, so those chunks are re-encoded with zlib:1 (little-endian);
+    # Fletcher-32 is checked here, so those chunks are re-encoded with zstd:1 (little-endian);
     # an explicit codec is honoured even where auto would pass the chunks through.
-    assert v2["fletcher_i2/.zarray"]["compressor"] == {"id": "zlib", "level": 1}
-    assert server.get("/datasets/mixed/zarr/fletcher_i2/0.0.0").content.startswith(MAGIC["zlib"][0])
+    assert v2["fletcher_i2/.zarray"]["compressor"] == {"id": "zstd", "level": 1}
+    assert server.get("/datasets/mixed/zarr/fletcher_i2/0.0.0").content.startswith(MAGIC["zstd"][0])
     vserver, _ = variants
     for codec, magic in [("zstd", MAGIC["zstd"][1]), ("none", None)]:
         meta = vserver.get(f"/datasets/mixed-{codec}-native/zarr3/zarr.json").json()

@@ -3,4 +3,5 @@
 
 pub mod connections;
 pub mod demo;
+pub mod malloc;
 pub mod serve;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
-use cloudify::{demo, serve};
+use cloudify::{demo, malloc, serve};
 use cloudify_core::codecs::ServedCodec;
 use cloudify_core::{Config, Platform};
 use cloudify_index::ServeOptions;
@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["dataset", "sources", "concat_dim"])]
         config: Option<PathBuf>,
         /// Codec of the re-encoding routes: auto (the source's chunks as stored where clients
-        /// decode them, else zlib:1), none, zlib[:LEVEL] (gzip in Zarr v3), zstd[:LEVEL].
+        /// decode them, else zstd:1), none, zlib[:LEVEL] (gzip in Zarr v3), zstd[:LEVEL].
         #[arg(long, default_value = "auto")]
         codec: String,
         /// Served chunk lengths of the re-encoding routes, e.g. time=12,lat=90.
@@ -237,9 +237,19 @@ struct CatalogArgs {
     catalog_config: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        malloc::one_arena();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The chain of causes on one line, without a backtrace: the message names the fault.

@@ -42,12 +42,10 @@ impl Default for ServedCodec {
     }
 }
 
-/// What [`ServedCodec::Auto`] re-encodes with: zlib at level 1 (gzip in Zarr v3), which stock
-/// zarr-python decodes and every runtime encodes to the same bytes (flate2 natively and in
-/// wasm32; the Worker's zstd is ruzstd, whose bytes differ from libzstd's), so native, Lambda
-/// and Worker answers stay identical. zstd:1 may be faster for clients; the choice waits on
-/// the codec candidates' measurement.
-pub const AUTO_REENCODE: ServedCodec = ServedCodec::Zlib { level: 1 };
+/// What [`ServedCodec::Auto`] re-encodes with: zstd at level 1, the fastest of the codecs
+/// stock zarr-python decodes that the core encodes natively and in wasm32 (`bench_codecs.py`
+/// in bench/RESULTS.md). A Worker's bytes are ruzstd's, not libzstd's: the same values.
+pub const AUTO_REENCODE: ServedCodec = ServedCodec::Zstd { level: 1 };
 
 /// Whether the re-encoding routes may serve `a` (as [`crate::unpack::served`] gives it) with
 /// its source bytes and codecs: each served chunk is one source chunk, compressed under a
