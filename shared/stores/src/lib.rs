@@ -68,8 +68,10 @@ pub async fn native_app(config: Config, bucket: Arc<dyn ReadStore>, files: bool)
 /// source chunks of one request and concurrent requests use every core. A pool as large as
 /// tokio's blocking one would spread chunk buffers over every glibc arena (a thread gets one of
 /// its own), which tripled the peak memory under load. (Not the Lambda's: it answers one
-/// request per instance, and with the pool some invocations through `cargo lambda watch` never
-/// returned; not understood yet.)
+/// request per instance. With the pool, xarray's reads through `cargo lambda watch` lost
+/// answers: in a run of the Lambda tier two xarray tests waited out their timeout, while gdb
+/// showed every function process idle, rayon's threads asleep and tokio's parked, so the
+/// emulator, not the function, held them.)
 pub fn decode_pool() -> Offload {
     Arc::new(|job| {
         let (done, answer) = tokio::sync::oneshot::channel();
