@@ -90,6 +90,20 @@ pub fn array(a: &ArrayMeta, codec: &ServedCodec) -> ArrayV3 {
     } else {
         codec.reencoding_for(a).v3_codecs()
     };
+    with_codecs(a, codecs)
+}
+
+/// An array's `zarr.json` for its chunks as the source stores them (the source's grid and
+/// codec chain), as kerchunk's references and a virtual Icechunk repository point at them.
+pub fn stored_array(a: &ArrayMeta) -> ArrayV3 {
+    let stored = ArrayMeta {
+        served_chunks: a.chunks.clone(),
+        ..a.clone()
+    };
+    with_codecs(&stored, source_codecs(&stored))
+}
+
+fn with_codecs(a: &ArrayMeta, codecs: Vec<MetadataV3>) -> ArrayV3 {
     let mut attributes = a.attrs.clone();
     if let Some(f) = a.dtype.v3_fill_attribute(&a.fill_value) {
         attributes.insert("_FillValue".into(), f);

@@ -67,7 +67,50 @@ pub async fn index(
     for w in &indexed.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(cloudify_index::publish(store, &indexed, collection).await?)
+    let published = cloudify_index::publish(store, &indexed, collection).await?;
+    #[cfg(feature = "icechunk")]
+    if let Some(root) = bucket.root() {
+        icechunk_repo(
+            &root.join("icechunk").join(id),
+            &indexed,
+            &published.version,
+        )
+        .await?;
+    }
+    Ok(published)
+}
+
+/// The dataset's virtual Icechunk repository in folder `dir`, a commit tagged `version`.
+#[cfg(feature = "icechunk")]
+async fn icechunk_repo(
+    dir: &Path,
+    indexed: &cloudify_index::Indexed,
+    version: &str,
+) -> anyhow::Result<()> {
+    let m = &indexed.manifest;
+    let sources: Vec<cloudify_icechunk::Source> = (m.sources.iter())
+        .zip(&indexed.absolute_urls)
+        .map(|(s, url)| cloudify_icechunk::Source {
+            url: url.clone(),
+            etag: s.etag.clone(),
+            last_modified_ms: url
+                .strip_prefix("file://")
+                .and_then(|p| std::fs::metadata(p).ok())
+                .and_then(|md| md.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .and_then(|d| u64::try_from(d.as_millis()).ok()),
+        })
+        .collect();
+    let stored = |name: &str| {
+        m.arrays
+            .get_index_of(name)
+            .and_then(|i| indexed.tables.get(i))
+            .map_or(&[][..], |t| t.stored.as_slice())
+    };
+    cloudify_icechunk::write(dir, m, &sources, version, stored)
+        .await
+        .with_context(|| format!("dataset {}", m.id))?;
+    Ok(())
 }
 
 /// Print each dataset's sources that changed or vanished since indexing; return their number.
