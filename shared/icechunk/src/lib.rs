@@ -75,6 +75,19 @@ impl Source {
     }
 }
 
+/// Why no repository can reference `sources` yet: the first source under a scheme with no
+/// container here (only local files and HTTP(S) sources for now).
+pub fn unsupported(sources: &[Source]) -> Option<String> {
+    sources
+        .iter()
+        .find(|s| {
+            !["file://", "http://", "https://"]
+                .iter()
+                .any(|p| s.url.starts_with(p))
+        })
+        .map(|s| format!("{} is not a local file or an HTTP(S) URL", s.url))
+}
+
 /// The container configuration for `prefix` and the credentials that authorise it.
 fn container(prefix: &str) -> Result<(VirtualChunkContainer, Option<Credentials>), Error> {
     let (store, credentials) = if let Some(path) = prefix.strip_prefix("file://") {
@@ -251,4 +264,43 @@ pub async fn write<'a>(
         .await
         .map_err(|e| fail("tag")(&e))?;
     Ok(Some(snapshot.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_placed_in_c_order_and_none_past_the_grid() {
+        let at = |i| position(i, &[2, 3]).map(|c| c.0);
+        assert_eq!(at(0), Some(vec![0, 0]));
+        assert_eq!(at(4), Some(vec![1, 1]));
+        assert_eq!(at(5), Some(vec![1, 2]));
+        assert_eq!(at(6), None);
+        assert_eq!(position(0, &[]).map(|c| c.0), Some(vec![]));
+    }
+
+    #[test]
+    fn local_files_are_checked_by_time_rounded_up_and_others_by_tag() {
+        let local = Source {
+            url: "file:///data/a.nc".into(),
+            etag: Some("\"tag\"".into()),
+            last_modified_ms: Some(1_700_000_000_500),
+        };
+        assert!(matches!(
+            local.checksum(),
+            Some(Checksum::LastModified(SecondsSinceEpoch(1_700_000_001)))
+        ));
+        assert_eq!(local.container().as_deref(), Some("file:///data/"));
+        let remote = Source {
+            url: "https://host/d/b.nc".into(),
+            ..local.clone()
+        };
+        assert!(matches!(remote.checksum(), Some(Checksum::ETag(_))));
+        let s3 = Source {
+            url: "s3://bucket/c.nc".into(),
+            ..local
+        };
+        assert!(unsupported(&[remote, s3]).is_some_and(|why| why.contains("s3://bucket/c.nc")));
+    }
 }

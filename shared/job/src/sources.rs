@@ -91,7 +91,8 @@ async fn icechunk_repo(
     let sources: Vec<cloudify_icechunk::Source> = (m.sources.iter())
         .zip(&indexed.absolute_urls)
         .map(|(s, url)| cloudify_icechunk::Source {
-            url: url.clone(),
+            // As kerchunk's references: never a query string (where tokens live).
+            url: cloudify_core::manifest::strip_query(url).to_owned(),
             etag: s.etag.clone(),
             last_modified_ms: url
                 .strip_prefix("file://")
@@ -101,6 +102,10 @@ async fn icechunk_repo(
                 .and_then(|d| u64::try_from(d.as_millis()).ok()),
         })
         .collect();
+    if let Some(why) = cloudify_icechunk::unsupported(&sources) {
+        eprintln!("warning: dataset {}: no Icechunk repository: {why}", m.id);
+        return Ok(());
+    }
     let stored = |name: &str| {
         m.arrays
             .get_index_of(name)
