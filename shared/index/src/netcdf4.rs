@@ -44,6 +44,17 @@ pub struct Indexed {
     pub sources_read: usize,
 }
 
+impl Indexed {
+    /// The stored chunks of array `name` (linear index, reference), as its table lists them.
+    pub fn stored(&self, name: &str) -> &[(u64, ChunkRef)] {
+        self.manifest
+            .arrays
+            .get_index_of(name)
+            .and_then(|i| self.tables.get(i))
+            .map_or(&[][..], |t| t.stored.as_slice())
+    }
+}
+
 /// One array's chunk table, encoded and as a list.
 #[derive(Debug, Clone)]
 pub struct ArrayTable {

@@ -125,12 +125,7 @@ pub async fn publish(
     let version = version_of(&manifest_json, indexed);
     let dir = version_dir(&m.id, &version);
 
-    let stored = |name: &str| {
-        m.arrays
-            .get_index_of(name)
-            .and_then(|i| indexed.tables.get(i))
-            .map_or(&[][..], |t| t.stored.as_slice())
-    };
+    let stored = |name: &str| indexed.stored(name);
     // Computed values first (content-addressed, shared by versions), then the version's own.
     let mut objects: Vec<(String, Bytes)> = indexed
         .inline

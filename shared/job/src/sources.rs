@@ -106,13 +106,7 @@ async fn icechunk_repo(
         eprintln!("warning: dataset {}: no Icechunk repository: {why}", m.id);
         return Ok(());
     }
-    let stored = |name: &str| {
-        m.arrays
-            .get_index_of(name)
-            .and_then(|i| indexed.tables.get(i))
-            .map_or(&[][..], |t| t.stored.as_slice())
-    };
-    cloudify_icechunk::write(dir, m, &sources, version, stored)
+    cloudify_icechunk::write(dir, m, &sources, version, |name| indexed.stored(name))
         .await
         .with_context(|| format!("dataset {}", m.id))?;
     Ok(())
