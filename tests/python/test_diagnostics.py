@@ -285,9 +285,10 @@ def test_memory_stays_flat_over_a_ten_times_longer_record(cloudify, tmp_path):
                   f"{steps} steps")
         peaks.append(peak_kib(s.proc.pid))
         s.stop()
-    # Ten times the data read (about 37 MB against 3.7 MB): the peak may not follow it. What
-    # remains is the allocator's fragmentation, 1.2 to 2.5 MB over repeated runs.
-    assert abs(peaks[1] - peaks[0]) < max(3072, 0.05 * peaks[0]), peaks
+    # Ten times the data read (about 37 MB against 3.7 MB): the peak may not follow it (holding
+    # the record would add 33 MB). What remains is the allocator's fragmentation: 2 to 3.5 MB
+    # over repeated runs with the decode pool and zstd, on a peak of about 23 MB.
+    assert abs(peaks[1] - peaks[0]) < 6144, peaks
 
 
 def png(srv, route):

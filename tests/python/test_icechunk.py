@@ -30,7 +30,20 @@ def failures(out):
 
 def left_out(server, ds_id):
     info = server.get(f"/datasets/{ds_id}/info").json()
-    return sorted(set(info["skipped"]) | set(info["routes"]["kerchunk"]["excluded"]))
+    return sorted(set(info["skipped"]) | set(info["routes"]["icechunk"]["excluded"]))
+
+
+def history(repo):
+    """The repository's tags and the messages of main's commits, newest first; no branch but
+    main."""
+    code = ("import json, sys, icechunk; r = icechunk.Repository.open(icechunk.local_filesystem_"
+            "storage(sys.argv[1])); print(json.dumps([sorted(r.list_tags()), "
+            "[s.message for s in r.ancestry(branch='main')], sorted(r.list_branches())]))")
+    out = subprocess.run([PYTHON, "-c", code, repo], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    tags, messages, branches = json.loads(out.stdout)
+    assert branches == ["main"], branches
+    return tags, messages
 
 
 def test_every_dataset_opens_through_icechunk_with_the_sources_values(datasets, server):
@@ -43,14 +56,27 @@ def test_every_dataset_opens_through_icechunk_with_the_sources_values(datasets, 
 
 
 def test_a_multi_file_dataset_is_one_array_per_variable(cloudify, tmp_path, start_server):
+    """One array per variable over the files; a file added is a commit naming it; a variable
+    whose chunks do not line up across the files is left out and named in `/info`."""
     bucket = str(tmp_path / "bucket")
     pieces = [make_files.model_piece(str(tmp_path / f"piece{i}.nc"), np.arange(n) + start, seed=i)
               for i, (n, start) in enumerate([(40, 0), (40, 40), (25, 80)])]
+    index(cloudify, bucket, "pieces", *pieces[:2], "--concat-dim", "time")
     index(cloudify, bucket, "pieces", *pieces, "--concat-dim", "time")
+    uneven = [make_files.model_piece(str(tmp_path / f"uneven{i}.nc"), np.arange(n) + start,
+                                     seed=i, chunks=(c, 4, 5))
+              for i, (n, c, start) in enumerate([(31, 10, 0), (28, 7, 31), (31, 31, 59)])]
+    index(cloudify, bucket, "uneven", *uneven, "--concat-dim", "time")
     server = start_server(bucket)
-    out = read([{"repo": os.path.join(bucket, "icechunk", "pieces"), "sources": pieces,
-                 "left_out": left_out(server, "pieces")}])
+    excluded = server.get("/datasets/uneven/info").json()["routes"]["icechunk"]["excluded"]
+    assert "do not line up" in excluded["tas"], excluded
+    out = read([{"repo": os.path.join(bucket, "icechunk", ds_id), "sources": paths,
+                 "left_out": left_out(server, ds_id)}
+                for ds_id, paths in [("pieces", pieces), ("uneven", uneven)]])
     assert out.returncode == 0, failures(out)
+    messages = history(os.path.join(bucket, "icechunk", "pieces"))[1]
+    assert messages[0].endswith(": added piece2.nc"), messages
+    assert messages[1].endswith(": added piece0.nc, piece1.nc"), messages
 
 
 def test_a_source_edited_after_indexing_is_refused(cloudify, generated, tmp_path):
@@ -80,15 +106,57 @@ def test_a_rerun_commits_nothing_and_a_new_version_is_tagged(cloudify, generated
     shutil.copyfile(generated["mixed"], path)
     index(cloudify, bucket, "mixed", path)
     index(cloudify, bucket, "mixed", path)
-    code = ("import sys, icechunk; r = icechunk.Repository.open(icechunk.local_filesystem_storage("
-            "sys.argv[1])); print(sorted(r.list_tags())); "
-            "print([s.message for s in r.ancestry(branch='main')])")
     repo = os.path.join(bucket, "icechunk", "mixed")
-    once = subprocess.run([PYTHON, "-c", code, repo], capture_output=True, text=True)
-    tags, messages = once.stdout.splitlines()[:2]
+    tags, messages = history(repo)
     version = json.load(open(os.path.join(bucket, "index.json")))["datasets"]["mixed"]["version"]
-    assert tags == str([version]) and messages.count("cloudify ") == 1, once.stdout
+    assert tags == [version] and messages[0] == f"cloudify {version}: added mixed.nc", messages
+    assert len(messages) == 2, messages  # and icechunk's first, empty commit
+    # A failed run's working branch is left over; the next run starts it afresh from main.
+    code = ("import sys, icechunk; r = icechunk.Repository.open(icechunk.local_filesystem_"
+            "storage(sys.argv[1])); r.create_branch('cloudify-writing', "
+            "r.lookup_branch('main')); print(sorted(r.list_branches()))")
+    left = subprocess.run([PYTHON, "-c", code, repo], capture_output=True, text=True)
+    assert left.stdout.strip() == "['cloudify-writing', 'main']", left.stdout + left.stderr
     # Another codec is another version: a second commit, tagged with it.
     index(cloudify, bucket, "mixed", path, "--codec", "none")
-    again = subprocess.run([PYTHON, "-c", code, repo], capture_output=True, text=True)
-    assert again.stdout.splitlines()[1].count("cloudify ") == 2, again.stdout
+    tags, messages = history(repo)
+    assert len(tags) == 2 and len(messages) == 3, (tags, messages)
+    assert messages[0].endswith(": the same sources, indexed anew"), messages
+
+
+def test_a_dataset_of_many_chunks_is_written_in_batches_as_one_commit(cloudify, tmp_path):
+    """250 000 chunks: flushed in batches of 100 000 on a working branch, one commit on main
+    in the end, the values at the batches' edges equal to the file's."""
+    import netCDF4
+
+    steps = 250_000
+    path = str(tmp_path / "many.nc")
+    values = np.random.default_rng(1).standard_normal((steps, 2)).astype("f4")
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", steps)
+        nc.createDimension("x", 2)
+        v = nc.createVariable("v", "f4", ("time", "x"), zlib=True, chunksizes=(1, 2))
+        v.set_var_chunk_cache(size=1 << 20)
+        v[:] = values
+    bucket = str(tmp_path / "bucket")
+    index(cloudify, bucket, "many", path)
+    repo = os.path.join(bucket, "icechunk", "many")
+    code = """
+import json, sys, xarray as xr
+sys.path.insert(0, sys.argv[3])
+from read_repos import open_main
+r, session = open_main(sys.argv[1])
+ds = xr.open_zarr(session.store, zarr_format=3, consolidated=False)
+print(json.dumps({"branches": sorted(r.list_branches()),
+                  "messages": [s.message for s in r.ancestry(branch="main")],
+                  "rows": ds.v.isel(time=json.loads(sys.argv[2])).values.tolist()}))
+"""
+    # The first and last rows, and those on each side of the batches' edges.
+    rows = [0, 1, 99_999, 100_000, 100_001, 199_999, 200_000, 249_999]
+    out = subprocess.run([PYTHON, "-c", code, repo, json.dumps(rows), os.path.dirname(READER)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout)
+    assert got["branches"] == ["main"], got["branches"]
+    assert len(got["messages"]) == 2 and got["messages"][0].endswith(": added many.nc"), got
+    np.testing.assert_array_equal(np.array(got["rows"], dtype="f4"), values[rows])

@@ -239,7 +239,10 @@ struct CatalogArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+    if matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Demo { .. } | Command::Index { .. }
+    ) {
         malloc::one_arena();
     }
     let runtime = match tokio::runtime::Runtime::new() {

@@ -1,11 +1,12 @@
-//! One malloc arena for the server.
+//! One malloc arena for the server and the indexer.
 //!
 //! glibc gives threads arenas of their own (up to eight per core) and keeps what is freed in
 //! an arena for that arena's reuse, so a server whose threads take turns with large chunk
 //! buffers holds about the sum of every arena's peak: under the load benchmark 314 MiB with
-//! the default arenas, 238 MiB with one, at the same throughput (bench/RESULTS.md). glibc reads
-//! the arena count from the environment at start, and setting it from Rust (`mallopt`) needs
-//! `unsafe`, so the server starts itself again with it set.
+//! the default arenas, 238 MiB with one, at the same throughput; indexing a million chunks,
+//! 490 MiB against 335 MiB (bench/RESULTS.md). glibc reads the arena count from the
+//! environment at start, and setting it from Rust (`mallopt`) needs `unsafe`, so the process
+//! starts itself again with it set.
 
 /// Replace this process with itself under `GLIBC_TUNABLES=glibc.malloc.arena_max=1`, unless
 /// the environment already tunes malloc (an operator's choice wins) or this is not glibc. On
@@ -28,6 +29,6 @@ pub fn one_arena() {
                 .exec(),
             Err(e) => e,
         };
-        eprintln!("warning: serving with glibc's default malloc arenas ({error})");
+        eprintln!("warning: running with glibc's default malloc arenas ({error})");
     }
 }

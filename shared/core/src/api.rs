@@ -150,7 +150,7 @@ pub struct Info<'a> {
     pub codec: &'a ServedCodec,
     /// Variables by name.
     pub variables: Map<String, Value>,
-    /// Per route: what it leaves out.
+    /// Per route (and the job's Icechunk repository): what it leaves out.
     pub routes: Map<String, Value>,
     /// Variables the indexer could not serve, and why.
     pub skipped: &'a Map<String, Value>,
@@ -176,12 +176,15 @@ fn variable_info(a: &ArrayMeta) -> VariableInfo<'_> {
 pub fn info(r: &Resolved, publish_sources: bool) -> Info<'_> {
     let m = &*r.manifest;
     let route = |excluded: Map<String, Value>| json!(RouteInfo { excluded });
-    let kerchunk = m
+    let kerchunk: Map<String, Value> = m
         .arrays
         .iter()
         .filter_map(|(n, a)| Some((n.clone(), json!(a.kerchunk_excluded.as_ref()?))))
         .collect();
     let mut routes = Map::new();
+    // The virtual Icechunk repository the job writes holds the arrays `/kerchunk` serves: both
+    // reference the source's chunks as they are.
+    routes.insert("icechunk".into(), route(kerchunk.clone()));
     routes.insert("kerchunk".into(), route(kerchunk));
     routes.insert("zarr".into(), route(Map::new()));
     routes.insert("zarr3".into(), route(Map::new()));

@@ -8,18 +8,27 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cloudify_core::manifest::{ChunkRef, Codec, Manifest};
+use cloudify_core::manifest::{ArrayMeta, ChunkRef, Codec, Manifest};
 use cloudify_core::{zarr_v2, zarr_v3};
+use futures_util::StreamExt;
 use icechunk::config::Credentials;
+use icechunk::config::{
+    ManifestConfig, ManifestSplitCondition, ManifestSplitDim, ManifestSplitDimCondition,
+    ManifestSplittingConfig,
+};
 use icechunk::format::ChunkIndices;
+use icechunk::format::SnapshotId;
 use icechunk::format::manifest::{
     Checksum, SecondsSinceEpoch, VirtualChunkLocation, VirtualChunkRef,
 };
+use icechunk::format::snapshot::SnapshotProperties;
+use icechunk::repository::VersionInfo;
+use icechunk::session::Session;
 use icechunk::virtual_chunks::VirtualChunkContainer;
 use icechunk::{
     ObjectStoreConfig, Repository, RepositoryConfig, Store, new_local_filesystem_storage,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::RwLock;
 
 /// What a write failed on, named.
@@ -47,6 +56,9 @@ pub struct Source {
     pub etag: Option<String>,
     /// Last modification in milliseconds since the epoch, where the store says.
     pub last_modified_ms: Option<u64>,
+    /// An object the index stored in the bucket (coordinates gathered from the files), not
+    /// one of the dataset's files: referenced, never named in a commit message.
+    pub in_bucket: bool,
 }
 
 impl Source {
@@ -66,6 +78,15 @@ impl Source {
         match &self.etag {
             Some(tag) => Some(Checksum::ETag(icechunk::storage::ETag(tag.clone()))),
             None => by_time(),
+        }
+    }
+
+    /// What a later run compares to tell a changed source: its checksum, spelled out.
+    fn state(&self) -> Value {
+        match self.checksum() {
+            Some(Checksum::ETag(tag)) => json!(format!("etag {}", tag.0)),
+            Some(Checksum::LastModified(t)) => json!(format!("modified {}", t.0)),
+            None => Value::Null,
         }
     }
 
@@ -120,6 +141,52 @@ fn with_configurations(mut doc: Value) -> Value {
     doc
 }
 
+/// Where the commit records its sources' states, for the next run to compare.
+const PROPERTY: &str = "cloudify";
+
+/// The sources' states a commit's properties record (none in a commit cloudify did not make).
+fn recorded(properties: &SnapshotProperties) -> Map<String, Value> {
+    properties
+        .get(PROPERTY)
+        .and_then(|p| p.get("sources"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The commit message: the version and the sources added, changed and removed since the
+/// `before` states (by file name, the first few of each).
+fn message(version: &str, before: &Map<String, Value>, now: &Map<String, Value>) -> String {
+    const SHOWN: usize = 8;
+    let name = |url: &str| url.rsplit('/').next().unwrap_or(url).to_owned();
+    let list = |what: &str, urls: Vec<&String>| -> Option<String> {
+        let (first, rest) = urls.split_at(urls.len().min(SHOWN));
+        let mut names: Vec<String> = first.iter().map(|u| name(u)).collect();
+        if !rest.is_empty() {
+            names.push(format!("and {} more", rest.len()));
+        }
+        (!first.is_empty()).then(|| format!("{what} {}", names.join(", ")))
+    };
+    let added = now.keys().filter(|u| !before.contains_key(*u)).collect();
+    let changed = (now.iter())
+        .filter(|(u, s)| before.get(*u).is_some_and(|b| b != *s))
+        .map(|(u, _)| u)
+        .collect();
+    let removed = before.keys().filter(|u| !now.contains_key(*u)).collect();
+    let parts: Vec<String> = [
+        list("added", added),
+        list("changed", changed),
+        list("removed", removed),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match parts.is_empty() {
+        true => format!("cloudify {version}: the same sources, indexed anew"),
+        false => format!("cloudify {version}: {}", parts.join("; ")),
+    }
+}
+
 /// The grid position of chunk `linear` (C order) in `grid`.
 fn position(linear: u64, grid: &[u64]) -> Option<ChunkIndices> {
     let mut rest = linear;
@@ -132,9 +199,120 @@ fn position(linear: u64, grid: &[u64]) -> Option<ChunkIndices> {
     (rest == 0).then_some(ChunkIndices(idx))
 }
 
+/// Chunk references per manifest, and at most about this many held before they are flushed:
+/// the write's memory follows it, not the dataset's number of chunks.
+const BATCH: u64 = 100_000;
+
+/// The branch a run writes on before `main` moves to its one commit: a failed run leaves
+/// `main` as it was.
+const WORKING: &str = "cloudify-writing";
+
+/// Manifests split along each array's first dimension into about [`BATCH`] chunks, so a
+/// batch flushed adds manifests instead of rewriting the array's one manifest.
+fn splitting<'a>(arrays: impl Iterator<Item = (&'a str, Vec<u64>)>) -> ManifestSplittingConfig {
+    let sizes = arrays
+        .map(|(name, grid)| {
+            (
+                ManifestSplitCondition::NameMatches {
+                    regex: format!("^{}$", regex::escape(name)),
+                },
+                vec![ManifestSplitDim {
+                    condition: ManifestSplitDimCondition::Axis(0),
+                    num_chunks: u32::try_from(batch_of(&grid).0).unwrap_or(u32::MAX),
+                }],
+            )
+        })
+        .collect();
+    ManifestSplittingConfig {
+        split_sizes: Some(sizes),
+    }
+}
+
+/// Steps of the first dimension whose chunks make about a [`BATCH`] (at least one), and
+/// their chunks.
+fn batch_of(grid: &[u64]) -> (u64, u64) {
+    let row: u64 = grid.iter().skip(1).map(|&n| n.max(1)).product();
+    let rows = (BATCH / row.max(1)).max(1);
+    (rows, rows.saturating_mul(row))
+}
+
+/// A writable session on [`WORKING`] and its store, flushed as one commit amended batch by
+/// batch.
+struct Batches<'r> {
+    repo: &'r Repository,
+    session: Arc<RwLock<Session>>,
+    store: Store,
+    /// Chunk references set since the last flush.
+    pending: u64,
+    /// Whether this run has committed on [`WORKING`] (later flushes amend it).
+    committed: bool,
+}
+
+impl<'r> Batches<'r> {
+    async fn new(repo: &'r Repository) -> Result<Self, Error> {
+        let session = repo
+            .writable_session(WORKING)
+            .await
+            .map_err(|e| fail("session")(&e))?;
+        let session = Arc::new(RwLock::new(session));
+        let store = Store::from_session(Arc::clone(&session)).await;
+        Ok(Self {
+            repo,
+            session,
+            store,
+            pending: 0,
+            committed: false,
+        })
+    }
+
+    /// Commit what is pending (amending this run's commit) and go on in a new session.
+    async fn commit(
+        &mut self,
+        message: String,
+        properties: SnapshotProperties,
+    ) -> Result<SnapshotId, Error> {
+        let snapshot = {
+            let mut session = self.session.write().await;
+            let commit = session.commit(message).properties(properties);
+            match self.committed {
+                true => commit.amend(),
+                false => commit,
+            }
+            .execute()
+            .await
+            .map_err(|e| fail("commit")(&e))?
+        };
+        let committed = Self::new(self.repo).await?;
+        *self = Self {
+            committed: true,
+            ..committed
+        };
+        Ok(snapshot)
+    }
+
+    /// Set `refs` of the array at `path`, flushing first when enough are pending.
+    async fn set(
+        &mut self,
+        path: &icechunk::format::Path,
+        refs: Vec<(ChunkIndices, VirtualChunkRef)>,
+    ) -> Result<(), Error> {
+        if self.pending >= BATCH {
+            self.commit("cloudify: writing".into(), SnapshotProperties::new())
+                .await?;
+        }
+        self.pending += refs.len() as u64;
+        self.store
+            .set_virtual_refs(path, true, refs)
+            .await
+            .map_err(|e| fail(&path.to_string())(&e))?;
+        Ok(())
+    }
+}
+
 /// Write `m` as a commit on `main` of the repository in folder `root`, tagged `version`,
 /// unless that tag is there already (a version names its content, so there is nothing to
-/// write). Returns the new snapshot's id, or `None` when nothing was written.
+/// write). Returns the new snapshot's id, or `None` when nothing was written. References are
+/// flushed in batches of [`BATCH`] on a working branch that `main` then moves to.
 ///
 /// # Errors
 /// When the repository cannot be opened or written, or a source lies where no container can
@@ -146,7 +324,16 @@ pub async fn write<'a>(
     version: &str,
     mut chunks: impl FnMut(&'a str) -> &'a [(u64, ChunkRef)],
 ) -> Result<Option<String>, Error> {
-    let mut config = RepositoryConfig::default();
+    let arrays: Vec<(&'a str, &'a ArrayMeta)> = zarr_v2::kerchunk_arrays(m)
+        .map(|(name, a)| (name.as_str(), a))
+        .collect();
+    let mut config = RepositoryConfig {
+        manifest: Some(ManifestConfig {
+            splitting: Some(splitting(arrays.iter().map(|&(name, a)| (name, a.grid())))),
+            ..ManifestConfig::default()
+        }),
+        ..RepositoryConfig::default()
+    };
     let mut auth = HashMap::new();
     let mut prefixes: Vec<String> = sources.iter().filter_map(Source::container).collect();
     prefixes.sort();
@@ -177,15 +364,28 @@ pub async fn write<'a>(
         return Ok(None);
     }
     repo.save_config().await.map_err(|e| fail("config")(&e))?;
-    let session = repo
-        .writable_session("main")
+    let tip = repo
+        .lookup_branch("main")
         .await
-        .map_err(|e| fail("session")(&e))?;
-    let session = Arc::new(RwLock::new(session));
-    let store = Store::from_session(Arc::clone(&session)).await;
+        .map_err(|e| fail("main")(&e))?;
+    // A failed run's working branch goes; this run's starts at main.
+    if repo
+        .list_branches()
+        .await
+        .map_err(|e| fail("branches")(&e))?
+        .contains(WORKING)
+    {
+        repo.delete_branch(WORKING)
+            .await
+            .map_err(|e| fail("branches")(&e))?;
+    }
+    repo.create_branch(WORKING, &tip)
+        .await
+        .map_err(|e| fail("branches")(&e))?;
+    let mut batches = Batches::new(&repo).await?;
     // The last version's arrays go; this one's are written whole.
     let old: Vec<String> = {
-        let s = session.read().await;
+        let s = batches.session.read().await;
         s.list_nodes(&icechunk::format::Path::root())
             .await
             .map_err(|e| fail("nodes")(&e))?
@@ -195,7 +395,8 @@ pub async fn write<'a>(
             .collect()
     };
     for path in old {
-        store
+        batches
+            .store
             .delete_dir(path.trim_start_matches('/'))
             .await
             .map_err(|e| fail(&path)(&e))?;
@@ -203,11 +404,12 @@ pub async fn write<'a>(
     let root_doc = serde_json::json!({
         "zarr_format": 3, "node_type": "group", "attributes": m.attrs,
     });
-    store
+    batches
+        .store
         .set("zarr.json", Bytes::from(root_doc.to_string()))
         .await
         .map_err(|e| fail("zarr.json")(&e))?;
-    for (name, a) in zarr_v2::kerchunk_arrays(m) {
+    for &(name, a) in &arrays {
         // A Fletcher-32 checksum applied last is the chunk's last 4 bytes: the references end
         // before it and the chain leaves it out. Applied before other filters, the chain
         // checks it.
@@ -217,13 +419,17 @@ pub async fn write<'a>(
             stored.codecs.pop();
         }
         let doc = with_configurations(json!(zarr_v3::stored_array(&stored)));
-        store
+        batches
+            .store
             .set(&format!("{name}/zarr.json"), Bytes::from(doc.to_string()))
             .await
             .map_err(|e| fail(name)(&e))?;
+        let path = icechunk::format::Path::new(&format!("/{name}")).map_err(|e| fail(name)(&e))?;
         let grid = a.grid();
+        let per_batch = batch_of(&grid).1;
         let last_filter = 1u32 << a.codecs.len().saturating_sub(1).min(31);
         let mut refs = Vec::new();
+        let mut split = 0;
         for &(linear, c) in chunks(name) {
             let (Some(src), Some(at)) = (sources.get(c.source as usize), position(linear, &grid))
             else {
@@ -233,6 +439,11 @@ pub async fn write<'a>(
             let length = c.length.saturating_sub(if checked { 4 } else { 0 });
             if length == 0 {
                 continue;
+            }
+            // A batch ends where a manifest does.
+            if linear / per_batch != split {
+                batches.set(&path, std::mem::take(&mut refs)).await?;
+                split = linear / per_batch;
             }
             let location =
                 VirtualChunkLocation::from_url(&src.url).map_err(|e| fail(&src.url)(&e))?;
@@ -246,20 +457,33 @@ pub async fn write<'a>(
                 },
             ));
         }
-        let path = icechunk::format::Path::new(&format!("/{name}")).map_err(|e| fail(name)(&e))?;
-        store
-            .set_virtual_refs(&path, true, refs)
-            .await
-            .map_err(|e| fail(name)(&e))?;
+        batches.set(&path, refs).await?;
     }
-    let message = format!("cloudify {version}: {} sources", sources.len());
-    let snapshot = session
-        .write()
+    let history = repo
+        .ancestry(&VersionInfo::SnapshotId(tip.clone()))
         .await
-        .commit(message)
-        .execute()
+        .map_err(|e| fail("history")(&e))?;
+    let before = match std::pin::pin!(history).next().await {
+        Some(tip) => recorded(&tip.map_err(|e| fail("history")(&e))?.metadata),
+        None => Map::new(),
+    };
+    let now: Map<String, Value> = (sources.iter())
+        .filter(|s| !s.in_bucket)
+        .map(|s| (s.url.clone(), s.state()))
+        .collect();
+    let message = message(version, &before, &now);
+    let properties = SnapshotProperties::from([(
+        PROPERTY.to_owned(),
+        json!({ "version": version, "sources": now }),
+    )]);
+    let snapshot = batches.commit(message, properties).await?;
+    drop(batches);
+    repo.reset_branch("main", &snapshot, Some(&tip))
         .await
-        .map_err(|e| fail("commit")(&e))?;
+        .map_err(|e| fail("main")(&e))?;
+    repo.delete_branch(WORKING)
+        .await
+        .map_err(|e| fail("branches")(&e))?;
     repo.create_tag(version, &snapshot)
         .await
         .map_err(|e| fail("tag")(&e))?;
@@ -281,11 +505,56 @@ mod tests {
     }
 
     #[test]
+    fn batches_are_whole_rows_of_the_first_dimension() {
+        assert_eq!(batch_of(&[1_000_000, 1, 1]), (100_000, 100_000));
+        assert_eq!(batch_of(&[1000, 1000]), (100, 100_000));
+        assert_eq!(batch_of(&[3, 7]), (14_285, 99_995));
+        // A row larger than a batch is one batch.
+        assert_eq!(batch_of(&[10, 1_000_000]), (1, 1_000_000));
+    }
+
+    #[test]
+    fn the_message_names_the_sources_added_changed_and_removed() {
+        let states = |pairs: &[(&str, &str)]| -> Map<String, Value> {
+            pairs
+                .iter()
+                .map(|(u, s)| ((*u).to_owned(), json!(s)))
+                .collect()
+        };
+        let before = states(&[
+            ("file:///d/a.nc", "modified 1"),
+            ("file:///d/b.nc", "modified 1"),
+        ]);
+        let now = states(&[
+            ("file:///d/b.nc", "modified 2"),
+            ("file:///d/c.nc", "modified 1"),
+        ]);
+        assert_eq!(
+            message("v2", &before, &now),
+            "cloudify v2: added c.nc; changed b.nc; removed a.nc"
+        );
+        assert_eq!(
+            message("v3", &now, &now),
+            "cloudify v3: the same sources, indexed anew"
+        );
+        let many: Map<String, Value> = (0..10)
+            .map(|i| (format!("https://h/f{i}.nc"), json!("etag x")))
+            .collect();
+        let first = message("v1", &Map::new(), &many);
+        assert!(
+            first.starts_with("cloudify v1: added f0.nc, f1.nc,"),
+            "{first}"
+        );
+        assert!(first.ends_with("f7.nc, and 2 more"), "{first}");
+    }
+
+    #[test]
     fn local_files_are_checked_by_time_rounded_up_and_others_by_tag() {
         let local = Source {
             url: "file:///data/a.nc".into(),
             etag: Some("\"tag\"".into()),
             last_modified_ms: Some(1_700_000_000_500),
+            in_bucket: false,
         };
         assert!(matches!(
             local.checksum(),
