@@ -53,6 +53,12 @@ def test_every_dataset_opens_through_icechunk_with_the_sources_values(datasets, 
     out = read(jobs)
     assert out.returncode == 0, failures(out)
     assert out.stdout.count("ok ") == len(jobs), out.stdout[-2000:]
+    # The one commit names the dataset's files (in the bucket here), not what the index stored.
+    for ds_id, paths in sources.items():
+        messages = history(os.path.join(bucket, "icechunk", ds_id))[1]
+        files = [paths] if isinstance(paths, str) else paths
+        assert messages[0].endswith(": added " + ", ".join(
+            sorted(os.path.basename(p) for p in files))), (ds_id, messages)
 
 
 def test_a_multi_file_dataset_is_one_array_per_variable(cloudify, tmp_path, start_server):

@@ -175,6 +175,13 @@ impl SourceInfo {
         !self.url.contains("://")
     }
 
+    /// Whether the index itself stored the source (values it assembled from the files, in
+    /// the bucket's `datasets/` folder, which is the index's own) rather than it being one of
+    /// the dataset's files.
+    pub fn stored_by_index(&self) -> bool {
+        self.in_bucket() && self.url.starts_with("datasets/")
+    }
+
     /// The source as answers may name it: a bucket key as it is; a URL only when
     /// `publish` allows, and never with its query string or fragment (where tokens live).
     pub fn published_url(&self, publish: bool) -> Option<&str> {
@@ -611,6 +618,18 @@ mod tests {
             unpack: None,
             irregular: None,
         }
+    }
+
+    #[test]
+    fn the_indexs_own_values_are_told_from_the_files() {
+        let source = |url: &str| SourceInfo {
+            url: url.into(),
+            size: 1,
+            etag: None,
+        };
+        assert!(source("datasets/tas/values/0a.bin").stored_by_index());
+        assert!(!source("sources/tas.nc").stored_by_index());
+        assert!(!source("file:///datasets/tas.nc").stored_by_index());
     }
 
     #[test]

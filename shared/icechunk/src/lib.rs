@@ -56,9 +56,9 @@ pub struct Source {
     pub etag: Option<String>,
     /// Last modification in milliseconds since the epoch, where the store says.
     pub last_modified_ms: Option<u64>,
-    /// An object the index stored in the bucket (coordinates gathered from the files), not
-    /// one of the dataset's files: referenced, never named in a commit message.
-    pub in_bucket: bool,
+    /// Values the index stored in the bucket (coordinates gathered from the files), not one
+    /// of the dataset's files: referenced, never named in a commit message.
+    pub stored_by_index: bool,
 }
 
 impl Source {
@@ -468,7 +468,7 @@ pub async fn write<'a>(
         None => Map::new(),
     };
     let now: Map<String, Value> = (sources.iter())
-        .filter(|s| !s.in_bucket)
+        .filter(|s| !s.stored_by_index)
         .map(|s| (s.url.clone(), s.state()))
         .collect();
     let message = message(version, &before, &now);
@@ -554,7 +554,7 @@ mod tests {
             url: "file:///data/a.nc".into(),
             etag: Some("\"tag\"".into()),
             last_modified_ms: Some(1_700_000_000_500),
-            in_bucket: false,
+            stored_by_index: false,
         };
         assert!(matches!(
             local.checksum(),

@@ -100,7 +100,7 @@ async fn icechunk_repo(
                 .and_then(|md| md.modified().ok())
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .and_then(|d| u64::try_from(d.as_millis()).ok()),
-            in_bucket: s.in_bucket(),
+            stored_by_index: s.stored_by_index(),
         })
         .collect();
     if let Some(why) = cloudify_icechunk::unsupported(&sources) {
