@@ -66,6 +66,8 @@ def test_rm_removes_a_dataset_and_its_catalog_entry(cloudify, generated, tmp_pat
     assert r.returncode == 0, r.stderr
     assert set(registry(bucket)) == {"b"}
     assert not any(o.startswith("datasets/a/") for o in objects(bucket))
+    # Its Icechunk repository goes with it.
+    assert {o.split("/")[1] for o in objects(bucket, "icechunk")} == {"b"}
     assert not any("/a/" in o or o.endswith("/a.json") for o in objects(bucket, "stac"))
     server = start_server(bucket)
     assert server.get("/datasets").json() == ["b"]
@@ -86,15 +88,20 @@ def test_gc_keeps_the_last_versions_and_drops_the_unreachable(cloudify, generate
     index(cloudify, bucket, "b", generated["many_chunks"])
     # Left by a killed run (no manifest), and by a dataset index.json no longer names.
     orphans = ["datasets/a/0123456789abcdef0123/tables/0.bin", "datasets/gone/v/manifest.json"]
-    for o in orphans:
+    # And the Icechunk repository of a dataset index.json no longer names.
+    repository = "icechunk/gone/config.yaml"
+    for o in orphans + [repository]:
         os.makedirs(os.path.dirname(os.path.join(bucket, o)), exist_ok=True)
         open(os.path.join(bucket, o), "w").write("x")
     before = objects(bucket)
+    repositories = objects(bucket, "icechunk")
     r = run(cloudify, "gc", "--bucket", bucket, "--keep", "2")
     assert r.returncode == 0, r.stderr
     after = objects(bucket)
     gone = set(before) - set(after)
     assert gone == {o for o in before if o.startswith(f"datasets/a/{versions[0]}/")} | set(orphans)
+    # The other repositories stay whole.
+    assert set(repositories) - set(objects(bucket, "icechunk")) == {repository}
     assert "3 versions" in r.stdout, r.stdout
     server = start_server(bucket)
     for v, status in [(versions[0], 404), (versions[1], 200), (versions[2], 200)]:

@@ -128,7 +128,8 @@ enum Command {
         /// Datasets to check (default: all).
         ids: Vec<String>,
     },
-    /// Remove a dataset: from index.json first, then its objects and its catalog entry.
+    /// Remove a dataset: from index.json first, then its objects, its Icechunk repository and
+    /// its catalog entry.
     Rm {
         /// The bucket: a local folder, or s3://BUCKET[/PREFIX] (AWS_ENDPOINT_URL for
         /// S3-compatible servers).
@@ -138,7 +139,8 @@ enum Command {
         id: String,
     },
     /// Delete versions no longer current (keeping the last N of each dataset) and objects left
-    /// by removed datasets or killed runs. Run it when no indexer is writing.
+    /// by removed datasets (their Icechunk repositories too) or killed runs. Run it when no
+    /// indexer is writing.
     Gc {
         /// The bucket: a local folder, or s3://BUCKET[/PREFIX] (AWS_ENDPOINT_URL for
         /// S3-compatible servers).

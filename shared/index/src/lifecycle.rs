@@ -91,8 +91,8 @@ pub(crate) async fn manifest(bucket: &dyn ReadStore, id: &str, version: &str) ->
     Ok(Manifest::from_json(&o.bytes).map_err(|e| e.at(&key))?)
 }
 
-/// Take `id` out of `index.json`, then delete its objects. Returns the objects deleted, or
-/// `None` for an unknown dataset.
+/// Take `id` out of `index.json`, then delete its objects and its Icechunk repository.
+/// Returns the objects deleted, or `None` for an unknown dataset.
 ///
 /// # Errors
 /// When the bucket cannot be read or written.
@@ -101,8 +101,10 @@ pub async fn remove(bucket: &dyn WriteStore, id: &str) -> Result<Option<usize>> 
         return Ok(None);
     }
     let mut deleted = 0;
-    for key in bucket.list(&format!("datasets/{id}/")).await? {
-        deleted += usize::from(bucket.delete(&key).await?);
+    for folder in ["datasets", "icechunk"] {
+        for key in bucket.list(&format!("{folder}/{id}/")).await? {
+            deleted += usize::from(bucket.delete(&key).await?);
+        }
     }
     Ok(Some(deleted))
 }
@@ -118,7 +120,8 @@ pub struct Collected {
 
 /// Delete every object under `datasets/` that no reader can reach: versions of a dataset
 /// other than its current one and the `keep - 1` it replaced last, folders of datasets not in
-/// `index.json`, and stored values no kept manifest names.
+/// `index.json`, and stored values no kept manifest names; and the Icechunk repositories of
+/// datasets not in `index.json` (a repository's own versions are its tags, kept).
 ///
 /// Run it when no indexer is writing: a run in progress has written objects that `index.json`
 /// does not name yet.
@@ -158,6 +161,12 @@ pub async fn gc(bucket: &dyn WriteStore, keep: usize) -> Result<Collected> {
             {
                 dropped_dirs.insert(format!("{id}/{v}"));
             }
+        }
+    }
+    for key in bucket.list("icechunk/").await? {
+        let id = key.split('/').nth(1).unwrap_or_default();
+        if !registry.datasets.contains_key(id) && bucket.delete(&key).await? {
+            done.objects += 1;
         }
     }
     done.versions = dropped_dirs.len();
