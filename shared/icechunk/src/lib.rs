@@ -10,7 +10,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cloudify_core::manifest::{ArrayMeta, ChunkRef, Codec, Manifest};
 use cloudify_core::{zarr_v2, zarr_v3};
-use futures_util::StreamExt;
 use icechunk::config::Credentials;
 use icechunk::config::{
     ManifestConfig, ManifestSplitCondition, ManifestSplitDim, ManifestSplitDimCondition,
@@ -22,7 +21,6 @@ use icechunk::format::manifest::{
     Checksum, SecondsSinceEpoch, VirtualChunkLocation, VirtualChunkRef,
 };
 use icechunk::format::snapshot::SnapshotProperties;
-use icechunk::repository::VersionInfo;
 use icechunk::session::Session;
 use icechunk::virtual_chunks::VirtualChunkContainer;
 use icechunk::{
@@ -459,14 +457,13 @@ pub async fn write<'a>(
         }
         batches.set(&path, refs).await?;
     }
-    let history = repo
-        .ancestry(&VersionInfo::SnapshotId(tip.clone()))
-        .await
-        .map_err(|e| fail("history")(&e))?;
-    let before = match std::pin::pin!(history).next().await {
-        Some(tip) => recorded(&tip.map_err(|e| fail("history")(&e))?.metadata),
-        None => Map::new(),
-    };
+    let before = recorded(
+        &repo
+            .lookup_snapshot(&tip)
+            .await
+            .map_err(|e| fail("history")(&e))?
+            .metadata,
+    );
     let now: Map<String, Value> = (sources.iter())
         .filter(|s| !s.stored_by_index)
         .map(|s| (s.url.clone(), s.state()))
