@@ -4,6 +4,7 @@ and key-by-key comparison of two servers."""
 import glob
 import hashlib
 import itertools
+import json
 import os
 import re
 import shutil
@@ -40,9 +41,9 @@ def sample_id(path):
 
 def index(cloudify, root, ds_id, *args):
     """`cloudify index` of dataset `ds_id` into the bucket folder `root`: its sources and
-    options in `args`."""
-    subprocess.run([cloudify, "index", "--bucket", root, "--dataset", ds_id, *args],
-                   check=True, capture_output=True)
+    options in `args`. Gives what it printed."""
+    return subprocess.run([cloudify, "index", "--bucket", root, "--dataset", ds_id, *args],
+                          check=True, capture_output=True, text=True).stdout
 
 
 def indexed_bucket(cloudify, root, samples, leave_out=()):
@@ -71,7 +72,28 @@ def indexed_bucket(cloudify, root, samples, leave_out=()):
               for i, (n, start) in enumerate([(40, 0), (40, 40), (25, 80)])]
     index(cloudify, root, "pieces", *pieces, "--concat-dim", "time")
     chosen["pieces"] = pieces
+    # Stores other tools made from one file, each served as that file: Icechunk native (its
+    # first commit) and virtual, Zarr v3 and v2.
+    made = make_files.model_piece(os.path.join(sources, "stored.nc"), np.arange(24.0),
+                                  chunks=(6, 4, 5))
+    make_stores(made, os.path.join(sources, "stores"))
+    for ds_id, store, *args in [("icechunk-native", "native.icechunk", "--ref", "first"),
+                                ("icechunk-virtual", "virtual.icechunk"),
+                                ("zarr-v3", "v3.zarr"), ("zarr-v2", "v2.zarr")]:
+        index(cloudify, root, ds_id, os.path.join(sources, "stores", store), *args)
+        chosen[ds_id] = made
     return generated, chosen
+
+
+def make_stores(*args):
+    """tests/icechunk/make_stores.py with `args`, in the Python 3.12 venv with icechunk
+    (.venv-ic); gives the snapshots it made."""
+    python = os.path.join(ROOT, ".venv-ic", "bin", "python")
+    assert os.path.exists(python), "no .venv-ic: scripts/test makes it"
+    out = subprocess.run([python, os.path.join(ROOT, "tests", "icechunk", "make_stores.py"),
+                          *args], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)
 
 
 # An operator's `cloudify serve`: error bodies name the object at fault (bucket keys, paths,

@@ -42,6 +42,7 @@ pub async fn run(bucket: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         &Default::default(),
         None,
         "demo",
+        None,
     )
     .await?;
     cloudify_job::sources::catalog(&opened, Some(format!("http://{addr}")), None).await?;

@@ -43,7 +43,7 @@ enum Command {
         dataset: Option<String>,
         /// A TOML file listing datasets (sources, concat_dim, codec, chunks, collection) and
         /// the [catalog]; see the README.
-        #[arg(long, conflicts_with_all = ["dataset", "sources", "concat_dim"])]
+        #[arg(long, conflicts_with_all = ["dataset", "sources", "concat_dim", "reference"])]
         config: Option<PathBuf>,
         /// Codec of the re-encoding routes: auto (the source's chunks as stored where clients
         /// decode them, else zstd:1), none, zlib[:LEVEL] (gzip in Zarr v3), zstd[:LEVEL].
@@ -63,10 +63,15 @@ enum Command {
         /// comma-separated): a served chunk over the smallest of their budgets is refused.
         #[arg(long)]
         target: Option<String>,
+        /// With an Icechunk repository as the source: the branch, tag or snapshot id to serve
+        /// (default: the main branch).
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
         #[command(flatten)]
         catalog: CatalogArgs,
         /// Source files, glob patterns ('data/tas_*.nc'), http(s):// URLs (read by range), and
         /// s3:// objects, prefixes ending in '/' or patterns: the dataset's whole membership.
+        /// Or one folder holding a Zarr v2/v3 store or an Icechunk repository.
         #[arg(required_unless_present = "config")]
         sources: Vec<String>,
     },
@@ -293,6 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             catalog,
             sources,
             target,
+            reference,
             ..
         } => {
             let targets = target
@@ -333,6 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &options,
                 concat_dim.as_deref(),
                 &collection,
+                reference.as_deref(),
             )
             .await?;
             let written =

@@ -49,7 +49,7 @@ pub const AUTO_REENCODE: ServedCodec = ServedCodec::Zstd { level: 1 };
 
 /// Whether the re-encoding routes may serve `a` (as [`crate::unpack::served`] gives it) with
 /// its source bytes and codecs: each served chunk is one source chunk, compressed under a
-/// chain of zlib and shuffle (which numcodecs decodes in Zarr v2 and v3), holding the values
+/// chain of shuffle and compressors (which numcodecs decodes in Zarr v2 and v3), holding the values
 /// served. Fletcher-32 is left to the core, which checks it (and HDF5's legacy byte order,
 /// which numcodecs refuses); uncompressed chunks are served uncompressed, read only where
 /// they hold the array (a chunk may reach far past its shape).
@@ -60,7 +60,7 @@ pub fn passes_through(a: &ArrayMeta) -> bool {
         && a.kerchunk_excluded.is_none()
         && a.served_chunks == a.chunks
         && a.dtype.is_numeric()
-        && (a.codecs.iter()).all(|c| matches!(c, Codec::Zlib { .. } | Codec::Shuffle { .. }))
+        && (a.codecs.iter()).all(|c| c.compresses() || matches!(c, Codec::Shuffle { .. }))
 }
 
 impl ServedCodec {
@@ -210,6 +210,8 @@ fn decode_chain(
         }
         data = std::borrow::Cow::Owned(match c {
             Codec::Zlib { .. } => inflate(&data, stream_max)?,
+            Codec::Gzip { .. } => gunzip(&data, stream_max)?,
+            Codec::Zstd { .. } => zstd_decode(&data, stream_max)?,
             Codec::Shuffle { elementsize } => unshuffle(&data, *elementsize as usize),
             Codec::Fletcher32 => strip_fletcher32(data.into_owned())?,
         });
@@ -218,13 +220,47 @@ fn decode_chain(
 }
 
 fn inflate(data: &[u8], max: usize) -> std::result::Result<Vec<u8>, String> {
+    read_at_most(
+        flate2::read::ZlibDecoder::new(data),
+        max,
+        "zlib stream does not inflate",
+    )
+}
+
+fn gunzip(data: &[u8], max: usize) -> std::result::Result<Vec<u8>, String> {
+    read_at_most(
+        flate2::read::GzDecoder::new(data),
+        max,
+        "gzip stream does not inflate",
+    )
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn zstd_decode(data: &[u8], max: usize) -> std::result::Result<Vec<u8>, String> {
+    let decoder = zstd::stream::read::Decoder::with_buffer(data)
+        .map_err(|e| format!("zstd frame does not decode: {e}"))?;
+    read_at_most(decoder, max, "zstd frame does not decode")
+}
+
+#[cfg(target_arch = "wasm32")]
+fn zstd_decode(data: &[u8], max: usize) -> std::result::Result<Vec<u8>, String> {
+    let decoder = ruzstd::decoding::StreamingDecoder::new(data)
+        .map_err(|e| format!("zstd frame does not decode: {e}"))?;
+    read_at_most(decoder, max, "zstd frame does not decode")
+}
+
+/// Everything `reader` decodes, or the fault: a stream decoding past `max` bytes (the chunk's
+/// size) is corrupt, so reading stops just after it and a hostile stream cannot balloon memory.
+fn read_at_most(
+    reader: impl Read,
+    max: usize,
+    fault: &str,
+) -> std::result::Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(max);
-    flate2::read::ZlibDecoder::new(data)
-        // A stream inflating past the chunk's size is corrupt: stop reading just after it, so a
-        // hostile stream cannot balloon memory.
+    reader
         .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("zlib stream does not inflate: {e}"))?;
+        .map_err(|e| format!("{fault}: {e}"))?;
     Ok(out)
 }
 
@@ -354,14 +390,7 @@ mod tests {
         );
         let plain: Vec<u8> = (0..83).collect();
         for es in [2usize, 8] {
-            let n = plain.len() / es;
-            let mut shuffled = plain.clone();
-            for i in 0..n {
-                for j in 0..es {
-                    shuffled[j * n + i] = plain[i * es + j];
-                }
-            }
-            assert_eq!(unshuffle(&shuffled, es), plain, "{es}");
+            assert_eq!(unshuffle(&shuffle(&plain, es), es), plain, "{es}");
         }
     }
 
@@ -383,6 +412,46 @@ mod tests {
             decode_source(&[], 0, &raw, 65, "t"),
             Err(Error::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn store_compressors_decode_and_stop_past_the_chunk() {
+        let raw: Vec<u8> = (0..4096u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let zstd = zstd::bulk::compress(&raw, 3).unwrap();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
+        e.write_all(&raw).unwrap();
+        let gzip = e.finish().unwrap();
+        let shuffled = [Codec::Shuffle { elementsize: 4 }, Codec::Zstd { level: 3 }];
+        let zstd_shuffled = zstd::bulk::compress(&shuffle(&raw, 4), 3).unwrap();
+        for (chain, stored) in [
+            (vec![Codec::Zstd { level: 3 }], &zstd),
+            (vec![Codec::Gzip { level: 1 }], &gzip),
+            (shuffled.to_vec(), &zstd_shuffled),
+        ] {
+            assert_eq!(
+                decode_source(&chain, 0, stored, raw.len(), "t").unwrap(),
+                raw
+            );
+            // A stream decoding to more than the chunk holds is corrupt, and read no further.
+            let short = raw.len() - 4;
+            assert!(matches!(
+                decode_source(&chain, 0, stored, short, "t"),
+                Err(Error::Corrupt(_))
+            ));
+            assert!(matches!(
+                decode_source(&chain, 0, &stored[..stored.len() / 2], raw.len(), "t"),
+                Err(Error::Corrupt(_))
+            ));
+        }
+    }
+
+    /// HDF5's shuffle, which [`unshuffle`] inverts: bytes past the last whole element stay.
+    fn shuffle(data: &[u8], n: usize) -> Vec<u8> {
+        let count = data.len() / n;
+        (0..n)
+            .flat_map(|j| (0..count).map(move |i| data[i * n + j]))
+            .chain(data[count * n..].iter().copied())
+            .collect()
     }
 
     #[test]

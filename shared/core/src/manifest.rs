@@ -197,7 +197,8 @@ pub fn strip_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
 }
 
-/// One source codec, named and configured as numcodecs names it (the Zarr v2 codec JSON).
+/// One source codec, named and configured as numcodecs names it (the Zarr v2 codec JSON):
+/// HDF5's filters, and the compressors Zarr stores and Icechunk repositories use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "id", rename_all = "lowercase")]
 pub enum Codec {
@@ -213,6 +214,26 @@ pub enum Codec {
     },
     /// HDF5 Fletcher-32 checksum, 4 bytes appended.
     Fletcher32,
+    /// Zstandard frame (zarr-python 3's default compressor).
+    Zstd {
+        /// Compression level the store declares.
+        level: i32,
+    },
+    /// gzip stream.
+    Gzip {
+        /// Compression level the store declares.
+        level: u32,
+    },
+}
+
+impl Codec {
+    /// Whether this codec compresses (so it is Zarr v2's `compressor` when last).
+    pub fn compresses(&self) -> bool {
+        matches!(
+            self,
+            Codec::Zlib { .. } | Codec::Zstd { .. } | Codec::Gzip { .. }
+        )
+    }
 }
 
 /// One array of a [`Manifest`].
@@ -338,6 +359,11 @@ impl ArrayMeta {
             *slot = ir.count();
         }
         g
+    }
+
+    /// Source chunks in the whole grid; `None` past 2^64 (a header claiming too much).
+    pub fn grid_records(&self) -> Option<u64> {
+        self.grid().iter().try_fold(1u64, |n, g| n.checked_mul(*g))
     }
 
     /// Source chunk `j` along dimension `d`.

@@ -111,7 +111,7 @@ impl ServedCodec {
 /// `.zarray` of an array served with its source codecs.
 pub fn zarray(a: &ArrayMeta) -> ArrayV2 {
     let (filters, compressor) = match a.codecs.split_last() {
-        Some((last @ Codec::Zlib { .. }, rest)) => (rest, Some(last)),
+        Some((last, rest)) if last.compresses() => (rest, Some(last)),
         _ => (a.codecs.as_slice(), None),
     };
     let source = |c: &Codec| CodecV2::Source(c.clone());

@@ -64,7 +64,8 @@ impl ServedCodec {
 
 /// The Zarr v3 codec chain of chunks served as stored: `bytes` in the source's byte order,
 /// then the source's filters in write order as the numcodecs codecs zarr-python 3 registers
-/// (`numcodecs.shuffle`, `numcodecs.zlib`), as VirtualiZarr declares them.
+/// (`numcodecs.shuffle`, `numcodecs.zlib`), as VirtualiZarr declares them; the compressors
+/// Zarr v3 itself names (`zstd`, `gzip`) by those names.
 fn source_codecs(a: &ArrayMeta) -> Vec<MetadataV3> {
     let endian = if a.dtype.is_big_endian() {
         "big"
@@ -78,6 +79,8 @@ fn source_codecs(a: &ArrayMeta) -> Vec<MetadataV3> {
             named("numcodecs.shuffle", json!({ "elementsize": elementsize }))
         }
         Codec::Fletcher32 => named("numcodecs.fletcher32", json!({})),
+        Codec::Zstd { level } => named("zstd", json!({ "level": level, "checksum": false })),
+        Codec::Gzip { level } => named("gzip", json!({ "level": level })),
     }));
     chain
 }

@@ -1,7 +1,12 @@
 //! A virtual Icechunk repository per dataset, written by the precompute job: the arrays'
 //! Zarr v3 metadata as the sources store them, and one virtual reference per stored chunk,
 //! each with a checksum so a source changed after indexing is refused by Icechunk readers.
-//! The serving functions never link this crate.
+//! It also reads a repository named as a source ([`read`]). The serving functions never link
+//! this crate.
+
+mod read;
+
+pub use read::{Array, Payload, Referenced, Snapshot, read};
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -22,9 +22,8 @@ use std::cmp::Ordering;
 use cloudify_core::cftime::{Calendar, Units};
 use cloudify_core::manifest::{self, Irregular, encode_table};
 use cloudify_core::unpack::{Packing, UNPACKED_ATTRS, Unpack};
-use cloudify_core::{ArrayMeta, ChunkRef, DataType, Manifest, SourceInfo};
+use cloudify_core::{ArrayMeta, ChunkRef, DataType, Manifest};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::coords::{read_le_bytes, read_values};
 use crate::error::{IndexError, Result};
@@ -208,14 +207,7 @@ pub(crate) fn concat(
             unpacked(&mut out.manifest.arrays[position], packings);
         }
     }
-    out.manifest.sources = specs
-        .iter()
-        .map(|s| SourceInfo {
-            url: s.url.clone(),
-            size: s.meta.size,
-            etag: s.meta.etag.clone(),
-        })
-        .collect();
+    out.manifest.sources = specs.iter().map(SourceSpec::info).collect();
     out.absolute_urls = specs.iter().map(|s| s.absolute_url.clone()).collect();
     out.kept = Some(keep);
     out.sources_read = parts.iter().map(|p| p.indexed.sources_read).sum();
@@ -605,14 +597,13 @@ fn inline(
     source: u32,
     how: &Concat,
 ) -> (ArrayMeta, ArrayTable, SourceSpec) {
-    let digest = Sha256::digest(&bytes);
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    let key = format!("datasets/{id}/values/{hex}.bin");
+    let len = bytes.len() as u64;
+    let spec = SourceSpec::stored_values(id, &how.bucket_url, bytes);
     let mut meta = a.clone();
     meta.dtype = dtype;
     let row =
         manifest::saturating_product(&meta.shape[1..]).saturating_mul(u64::from(meta.item_size()));
-    meta.shape[0] = bytes.len() as u64 / row.max(1);
+    meta.shape[0] = len / row.max(1);
     meta.codecs = Vec::new();
     meta.chunks = meta.shape.iter().map(|s| (*s).max(1)).collect();
     meta.served_chunks = meta.chunks.clone();
@@ -624,14 +615,13 @@ fn inline(
         source,
         filter_mask: 0,
         offset: 0,
-        length: bytes.len() as u64,
+        length: len,
     };
     let stored = vec![(0, c)];
     let table = ArrayTable {
         bytes: encode_table(&stored),
         stored,
     };
-    let spec = SourceSpec::in_memory(key.clone(), format!("{}/{key}", how.bucket_url), bytes);
     (meta, table, spec)
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use cloudify_core::codecs::ServedCodec;
 use cloudify_core::config::Platform;
 use cloudify_core::manifest::{encode_table, table_len};
-use cloudify_core::{ArrayMeta, ChunkRef, Codec, DataType, Manifest, SourceInfo};
+use cloudify_core::{ArrayMeta, ChunkRef, Codec, DataType, Manifest};
 use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, Layout};
 use serde_json::{Value, json};
 
@@ -163,7 +163,7 @@ impl ServeOptions {
 
 /// Set the served codec and grid of every array (`--chunks`, else the reader's choice); refuse
 /// a served chunk that one of the platforms served from would refuse on every request.
-fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
+pub(crate) fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
     let presets: Vec<_> = options.targets.iter().map(|p| p.preset()).collect();
 
     // Variables no request could name are left out, with the reason.
@@ -243,11 +243,7 @@ pub fn read_dataset(
         }
         ([one], _) => {
             let mut indexed = read_one(one, id, 0)?;
-            indexed.manifest.sources = vec![SourceInfo {
-                url: one.url.clone(),
-                size: one.meta.size,
-                etag: one.meta.etag.clone(),
-            }];
+            indexed.manifest.sources = vec![one.info()];
             indexed.absolute_urls = vec![one.absolute_url.clone()];
             (indexed, sources.to_vec())
         }
@@ -469,16 +465,12 @@ impl SourceReader {
             unpack: None,
             irregular: None,
         };
-        meta.records = meta
-            .grid()
-            .iter()
-            .try_fold(1u64, |n, g| n.checked_mul(*g))
-            .ok_or_else(|| {
-                self.var_err(
-                    &m.name,
-                    format!("its shape {:?} has more than 2^64 chunks", meta.shape),
-                )
-            })?;
+        meta.records = meta.grid_records().ok_or_else(|| {
+            self.var_err(
+                &m.name,
+                format!("its shape {:?} has more than 2^64 chunks", meta.shape),
+            )
+        })?;
         let size = self.size;
         let mut stored = Vec::with_capacity(located.len());
         for (idx, r) in located {

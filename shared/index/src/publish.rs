@@ -63,18 +63,31 @@ fn version_of(manifest_json: &[u8], indexed: &Indexed) -> String {
 /// What a run of the indexer reads, as a hash: every source's URL, size and tag, the serving
 /// options, the concatenation and the indexer's version. Equal inputs index to equal datasets.
 pub fn inputs(sources: &[SourceSpec], options: &ServeOptions, concat: Option<&Concat>) -> String {
+    hashed(options, concat.map(|c| c.dim.as_str()), |h| {
+        for s in sources {
+            h.update(format!("\0{}\0{}\0{:?}", s.url, s.meta.size, s.meta.etag));
+        }
+    })
+}
+
+/// [`inputs`] of a dataset another store lays out, whose `state` (an Icechunk snapshot, a
+/// listing's hash) names everything it holds.
+pub fn laid_inputs(state: &str, options: &ServeOptions) -> String {
+    hashed(options, None, |h| h.update(format!("\0laid\0{state}")))
+}
+
+fn hashed(
+    options: &ServeOptions,
+    concat: Option<&str>,
+    sources: impl FnOnce(&mut Sha256),
+) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION"));
     h.update(cloudify_core::manifest::FORMAT_VERSION.to_le_bytes());
-    for s in sources {
-        h.update(format!("\0{}\0{}\0{:?}", s.url, s.meta.size, s.meta.etag));
-    }
+    sources(&mut h);
     h.update(format!(
         "\0{:?}\0{:?}\0{:?}\0{:?}",
-        options.codec,
-        options.chunks,
-        concat.map(|c| &c.dim),
-        options.targets
+        options.codec, options.chunks, concat, options.targets
     ));
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

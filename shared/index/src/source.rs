@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cloudify_core::ObjectMeta;
+use cloudify_core::{ObjectMeta, SourceInfo};
 use hdf5_pure::FormatError;
 
 /// Random access to a source's bytes: all the metadata reader ever does to a file.
@@ -71,6 +71,27 @@ impl SourceSpec {
             },
             reader: Arc::new(MemoryFile(bytes)),
         }
+    }
+
+    /// What the manifest records of this source.
+    pub fn info(&self) -> SourceInfo {
+        SourceInfo {
+            url: self.url.clone(),
+            size: self.meta.size,
+            etag: self.meta.etag.clone(),
+        }
+    }
+
+    /// `bytes` the indexer stores in the bucket at `bucket_url` for dataset `id`, under a
+    /// content-addressed key in the dataset's folder (so [`SourceInfo::stored_by_index`]).
+    ///
+    /// [`SourceInfo::stored_by_index`]: cloudify_core::SourceInfo::stored_by_index
+    pub fn stored_values(id: &str, bucket_url: &str, bytes: Vec<u8>) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(&bytes);
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let key = format!("datasets/{id}/values/{hex}.bin");
+        Self::in_memory(key.clone(), format!("{bucket_url}/{key}"), bytes)
     }
 }
 

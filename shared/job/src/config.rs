@@ -13,6 +13,10 @@
 //! codec = "auto"                  # optional, as --codec
 //! chunks = "time=12"              # optional, as --chunks
 //! collection = "cmip6"            # optional, as --collection
+//!
+//! [datasets.gfs]
+//! sources = ["stores/gfs.icechunk"] # one Zarr store or Icechunk repository folder
+//! ref = "v2"                      # optional, as --ref: a branch, tag or snapshot id
 //! ```
 //!
 //! A top-level `targets = ["lambda", "worker-free"]` names the platforms the bucket is served
@@ -57,6 +61,8 @@ struct Dataset {
     codec: Option<String>,
     chunks: Option<String>,
     collection: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
 }
 
 impl ConfigFile {
@@ -257,6 +263,7 @@ async fn one(
         &options,
         d.concat_dim.as_deref(),
         collection,
+        d.reference.as_deref(),
     )
     .await
 }

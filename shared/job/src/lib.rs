@@ -14,6 +14,7 @@ macro_rules! say {
 }
 
 pub mod config;
+pub mod laid;
 pub mod remote;
 pub mod sources;
 

@@ -9,15 +9,60 @@ use cloudify_core::stac::CatalogInfo;
 use cloudify_index::{Concat, LocalFile, Published, ServeOptions, SourceSpec, SourceState};
 use cloudify_stores::{Bucket, LocalStore, s3_sources};
 
+use crate::laid::{self, Layout};
 use crate::{Job, remote};
 
 /// Index `sources` (paths, glob patterns, `http(s)://` URLs, `s3://` objects, prefixes ending
 /// in `/` and patterns) into the bucket as dataset `id`, concatenated along `concat_dim` when
-/// there are several, and publish it.
+/// there are several, and publish it. One folder holding a Zarr store or an Icechunk
+/// repository (at `reference`, default its `main` branch) is a dataset too.
 ///
 /// # Errors
 /// A message naming the file and fault; nothing is written then.
 pub async fn index(
+    job: &Job,
+    id: &str,
+    sources: &[impl AsRef<str>],
+    options: &ServeOptions,
+    concat_dim: Option<&str>,
+    collection: &str,
+    reference: Option<&str>,
+) -> anyhow::Result<Published> {
+    if !cloudify_core::key::is_valid_id(collection) {
+        return Err(anyhow!(
+            "collection id {collection:?} must be 1-128 characters of [A-Za-z0-9._-]"
+        ));
+    }
+    let stores: Vec<(&str, Layout)> = (sources.iter())
+        .map(AsRef::as_ref)
+        .filter_map(|s| Some((s, laid::layout(Path::new(s))?)))
+        .collect();
+    match (stores.as_slice(), sources.len()) {
+        ([(dir, layout)], 1) => {
+            index_store(
+                job,
+                id,
+                Path::new(dir),
+                *layout,
+                reference,
+                options,
+                collection,
+            )
+            .await
+        }
+        ([(dir, _), ..], _) => Err(anyhow!(
+            "{dir}: a Zarr store or Icechunk repository is a dataset alone, not one of several \
+             sources"
+        )),
+        ([], _) if reference.is_some() => Err(anyhow!(
+            "--ref names a branch, tag or snapshot of an Icechunk repository, and no source is one"
+        )),
+        ([], _) => index_files(job, id, sources, options, concat_dim, collection).await,
+    }
+}
+
+/// [`index`] of files.
+async fn index_files(
     job: &Job,
     id: &str,
     sources: &[impl AsRef<str>],
@@ -37,21 +82,10 @@ pub async fn index(
         dim: dim.to_owned(),
         bucket_url: bucket.url().to_owned(),
     });
-    if !cloudify_core::key::is_valid_id(collection) {
-        return Err(anyhow!(
-            "collection id {collection:?} must be 1-128 characters of [A-Za-z0-9._-]"
-        ));
-    }
     let store = bucket.store();
     let inputs = cloudify_index::inputs(&specs, options, concat.as_ref());
-    if let Some(version) = cloudify_index::unchanged(store, id, &inputs, collection).await? {
-        return Ok(Published {
-            version,
-            objects_written: 0,
-            registry_changed: false,
-            sources: specs.len(),
-            sources_read: 0,
-        });
+    if let Some(unchanged) = unchanged(store, id, &inputs, collection, specs.len()).await? {
+        return Ok(unchanged);
     }
     // Sources indexed by the last run, unchanged since, are not read again.
     let kept = match (&concat, specs.len()) {
@@ -64,12 +98,85 @@ pub async fn index(
         move || cloudify_index::read_dataset(&id, &specs, &options, concat.as_ref(), &kept)
     })
     .await??;
+    publish(job, indexed, collection, true).await
+}
+
+/// [`index`] of the Zarr store or Icechunk repository in folder `dir`.
+async fn index_store(
+    job: &Job,
+    id: &str,
+    dir: &Path,
+    layout: Layout,
+    reference: Option<&str>,
+    options: &ServeOptions,
+    collection: &str,
+) -> anyhow::Result<Published> {
+    let shown = dir.display();
+    let laid = match layout {
+        #[cfg(feature = "icechunk")]
+        Layout::Icechunk => laid::icechunk(job, id, dir, reference).await?,
+        #[cfg(not(feature = "icechunk"))]
+        Layout::Icechunk => {
+            return Err(anyhow!(
+                "{shown}: an Icechunk repository, which this build of cloudify does not read"
+            ));
+        }
+        _ if reference.is_some() => {
+            return Err(anyhow!(
+                "{shown}: --ref names a snapshot of an Icechunk repository; this is a Zarr store"
+            ));
+        }
+        Layout::ZarrV3 => laid::zarr(job, dir, true).await?,
+        Layout::ZarrV2 => laid::zarr(job, dir, false).await?,
+    };
+    let inputs = cloudify_index::laid_inputs(&laid.state, options);
+    let store = job.bucket.store();
+    if let Some(unchanged) = unchanged(store, id, &inputs, collection, laid.sources.len()).await? {
+        return Ok(unchanged);
+    }
+    let indexed = tokio::task::spawn_blocking({
+        let id = id.to_owned();
+        let options = options.clone();
+        move || cloudify_index::read_laid(&id, laid, &options)
+    })
+    .await??;
+    // An Icechunk repository is its own; a virtual one beside it would only point back.
+    publish(job, indexed, collection, layout != Layout::Icechunk).await
+}
+
+/// The published dataset `id` when it was indexed from exactly `inputs` into `collection`.
+async fn unchanged(
+    store: &dyn cloudify_core::store::WriteStore,
+    id: &str,
+    inputs: &str,
+    collection: &str,
+    sources: usize,
+) -> anyhow::Result<Option<Published>> {
+    let version = cloudify_index::unchanged(store, id, inputs, collection).await?;
+    Ok(version.map(|version| Published {
+        version,
+        objects_written: 0,
+        registry_changed: false,
+        sources,
+        sources_read: 0,
+    }))
+}
+
+/// Publish `indexed` into the bucket, with its virtual Icechunk repository when `repository`.
+async fn publish(
+    job: &Job,
+    indexed: cloudify_index::Indexed,
+    collection: &str,
+    repository: bool,
+) -> anyhow::Result<Published> {
     for w in &indexed.warnings {
         eprintln!("warning: {w}");
     }
-    let published = cloudify_index::publish(store, &indexed, collection).await?;
+    let bucket = &job.bucket;
+    let published = cloudify_index::publish(bucket.store(), &indexed, collection).await?;
     #[cfg(feature = "icechunk")]
-    if let Some(root) = bucket.root() {
+    if let Some(root) = bucket.root().filter(|_| repository) {
+        let id = &indexed.manifest.id;
         icechunk_repo(
             &root.join("icechunk").join(id),
             &indexed,
@@ -77,6 +184,8 @@ pub async fn index(
         )
         .await?;
     }
+    #[cfg(not(feature = "icechunk"))]
+    let _ = repository;
     Ok(published)
 }
 
@@ -246,7 +355,7 @@ async fn expand(sources: &[impl AsRef<str>]) -> anyhow::Result<Vec<String>> {
 
 /// Name a local source as DESIGN.md says: a key when it lives in the (local) bucket, else a
 /// `file://` URL.
-async fn spec(bucket: &Bucket, path: &Path) -> anyhow::Result<SourceSpec> {
+pub(crate) async fn spec(bucket: &Bucket, path: &Path) -> anyhow::Result<SourceSpec> {
     let shown = path.display();
     let abs = path
         .canonicalize()
