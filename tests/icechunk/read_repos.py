@@ -1,13 +1,16 @@
 """Run by the Python 3.12 venv with icechunk (.venv-ic): open each repository named on stdin
-(JSON: [{"repo", "sources", "left_out"}], sources null: only read every value) at `main` with icechunk and xarray, every virtual
-chunk container authorised, and compare it with its sources read by netCDF4. Prints one line
-per repository; exits 1 when one differs or fails to open."""
+(JSON: [{"repo", "sources", "left_out"}], sources null: only read every value) at `main` with
+icechunk and xarray, every virtual chunk container authorised, and compare it with its sources
+read by netCDF4. A job {"item", "asset", ...} instead opens a STAC item's asset as its users do:
+`xr.open_dataset(item.assets[asset])` through xpystac (S3 settings from the environment).
+Prints one line per repository or item; exits 1 when one differs or fails to open."""
 import json
 import os
 import sys
 import traceback
 
 import icechunk
+import pystac
 import xarray as xr
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
@@ -23,21 +26,28 @@ def open_main(repo):
     return r, r.readonly_session(branch="main")
 
 
+def opened(job):
+    if "item" in job:
+        item = pystac.Item.from_file(job["item"])
+        return xr.open_dataset(item.assets[job["asset"]])
+    _, session = open_main(job["repo"])
+    return xr.open_zarr(session.store, zarr_format=3, consolidated=False)
+
+
 def main():
     failed = 0
     for job in json.load(sys.stdin):
         try:
-            _, session = open_main(job["repo"])
-            with xr.open_zarr(session.store, zarr_format=3, consolidated=False) as actual:
+            with opened(job) as actual:
                 if job["sources"] is None:
                     actual.load()
                 else:
                     with source(job["sources"]) as expected:
                         datasets_equal(actual, expected.load(), job["left_out"])
-            print(f"ok {job['repo']}")
+            print(f"ok {job.get('repo') or job['item']}")
         except Exception:  # one line per repository, the traceback for the failed ones
             failed += 1
-            print(f"FAILED {job['repo']}\n{traceback.format_exc()}")
+            print(f"FAILED {job.get('repo') or job['item']}\n{traceback.format_exc()}")
     sys.exit(1 if failed else 0)
 
 

@@ -116,7 +116,7 @@ def test_what_cannot_be_served_is_named(cloudify, made, tmp_path):
                   "--ref", "main")
     assert "this is a Zarr store" in err, err
     err = failing(cloudify, elsewhere, "--dataset", "r", os.path.join(stores, "v3.zarr"), source)
-    assert "a dataset alone, not one of several sources" in err, err
+    assert "a Zarr store or Icechunk repository is a dataset alone" in err, err
 
 
 def test_a_virtual_source_modified_after_the_commit_is_refused(cloudify, made, tmp_path):

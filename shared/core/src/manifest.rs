@@ -58,6 +58,55 @@ pub struct Manifest {
     /// version): a rerun with the same inputs is skipped without reading any source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<String>,
+    /// The Zarr store or Icechunk repository the dataset was read from, when it was: its one
+    /// source as a catalog names it (the manifest's `sources` are then its chunk objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreSource>,
+    /// The Icechunk repository that holds the dataset, for catalogs: the source repository,
+    /// or the virtual one the indexer writes into an S3 bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icechunk: Option<IcechunkRepo>,
+}
+
+/// A Zarr store or Icechunk repository named as a dataset's source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreSource {
+    /// A key relative to the bucket, or an absolute URL, as [`SourceInfo::url`].
+    pub url: String,
+    /// `zarr` or `icechunk`.
+    pub kind: String,
+    /// The Zarr format of its metadata (2 or 3).
+    pub zarr_format: u8,
+}
+
+impl StoreSource {
+    /// The store as a [`SourceInfo`], for the rules that say where sources may be named.
+    pub fn info(&self) -> SourceInfo {
+        SourceInfo {
+            url: self.url.clone(),
+            size: 0,
+            etag: None,
+        }
+    }
+}
+
+/// An Icechunk repository holding a dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IcechunkRepo {
+    /// Its absolute URL (`s3://bucket/prefix/`, `file:///folder/`).
+    pub href: String,
+    /// Whether it lies in the bucket (so any catalog of the bucket may name it).
+    pub in_bucket: bool,
+    /// The snapshot holding this version of the dataset; none for the indexer's own
+    /// repository, whose commit of the version is tagged with the version instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The prefixes its virtual chunks point into; empty for a native repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_prefixes: Vec<String>,
+    /// The AWS region of an `s3://` repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 impl Manifest {
@@ -74,6 +123,8 @@ impl Manifest {
             codec: ServedCodec::default(),
             coords: IndexMap::new(),
             inputs: None,
+            store: None,
+            icechunk: None,
         }
     }
 

@@ -12,11 +12,14 @@ use serde_json::{Map, Value, json};
 use stac::{Asset, Bbox, Catalog, Collection, Link};
 
 use crate::cftime::{Calendar, Units};
-use crate::manifest::{ArrayMeta, CoordSummary, Manifest};
+use crate::manifest::{ArrayMeta, CoordSummary, IcechunkRepo, Manifest};
 
 const DATACUBE: &str = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json";
 const ZARR: &str = "https://stac-extensions.github.io/zarr/v1.1.0/schema.json";
 const XARRAY_ASSETS: &str = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json";
+const STORAGE: &str = "https://stac-extensions.github.io/storage/v2.0.0/schema.json";
+/// The media type of an Icechunk repository, as xpystac opens it.
+pub const ICECHUNK: &str = "application/vnd.zarr+icechunk";
 
 /// Key of the catalog configuration kept in the bucket.
 pub const CONFIG_KEY: &str = "stac/config.json";
@@ -433,7 +436,24 @@ pub fn item(
     if let Some(r) = references {
         item.assets.insert("references".into(), r);
     }
-    for (i, s) in m.sources.iter().enumerate() {
+    let sources = match &m.store {
+        // A store's chunk objects are no one's sources: the store is.
+        Some(store) if store.kind == "zarr" => {
+            let mut a = asset(String::new(), "application/vnd+zarr", None, &["source"]);
+            a.additional_fields
+                .insert("zarr:zarr_format".into(), json!(store.zarr_format));
+            vec![(store.info(), a)]
+        }
+        Some(_) => Vec::new(),
+        None => (m.sources.iter())
+            .map(|s| {
+                let netcdf = asset(String::new(), "application/x-netcdf", None, &["source"]);
+                (s.clone(), netcdf)
+            })
+            .collect(),
+    };
+    let only = sources.len() == 1;
+    for (i, (s, mut a)) in sources.into_iter().enumerate() {
         let Some(url) = s.published_url(hrefs.publish_sources) else {
             continue;
         };
@@ -441,13 +461,16 @@ pub fn item(
             true => format!("{}{url}", hrefs.bucket),
             false => url.to_owned(),
         };
-        let key = if m.sources.len() == 1 {
+        let key = if only {
             "source".to_owned()
         } else {
             format!("source-{i}")
         };
-        item.assets
-            .insert(key, asset(href, "application/x-netcdf", None, &["source"]));
+        a.href = href;
+        item.assets.insert(key, a);
+    }
+    if let Some(repo) = (m.icechunk.as_ref()).filter(|r| r.in_bucket || hrefs.publish_sources) {
+        icechunk_assets(&mut item, repo, version);
     }
     let p = &mut item.properties;
     let dates = interval(m).and_then(|(a, b)| Some((datetime(&a)?, datetime(&b)?)));
@@ -479,6 +502,73 @@ pub fn item(
     item.links = links;
     item.collection = Some(collection.to_owned());
     item
+}
+
+/// The storage scheme of an `s3://` URL's bucket (storage extension v2), and its key.
+fn s3_scheme(url: &str, region: &str) -> Option<(String, Value)> {
+    let bucket = url.strip_prefix("s3://")?.split('/').next()?;
+    let scheme = json!({
+        "type": "aws-s3",
+        "platform": format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        "bucket": bucket,
+        "region": region,
+    });
+    Some((format!("aws-s3-{bucket}"), scheme))
+}
+
+/// The Icechunk asset of `repo` as xpystac opens it (an `s3://` repository): `storage:refs`
+/// into the item's `storage:schemes` (written at the top level, where xpystac 0.5 reads them,
+/// and in the properties, where the extension puts them), the snapshot as `version` (for the
+/// indexer's own repository, the tag named after the dataset `version`), and for a virtual
+/// repository the `virtual` role with `vrt:hrefs` naming an asset per source prefix.
+fn icechunk_assets(item: &mut stac::Item, repo: &IcechunkRepo, version: &str) {
+    let region = repo.region.as_deref().unwrap_or("us-east-1");
+    let Some((key, scheme)) = s3_scheme(&repo.href, region) else {
+        return;
+    };
+    let mut schemes = Map::new();
+    schemes.insert(key.clone(), scheme);
+    let mut roles = vec!["data", "references", "latest-version"];
+    let mut virtual_hrefs = Vec::new();
+    for (i, prefix) in repo.virtual_prefixes.iter().enumerate() {
+        let mut a = asset(prefix.clone(), "application/octet-stream", None, &["data"]);
+        if let Some((k, scheme)) = s3_scheme(prefix, region) {
+            a.additional_fields
+                .insert("storage:refs".into(), json!([k]));
+            schemes.insert(k, scheme);
+        }
+        let name = format!("virtual-{i}");
+        virtual_hrefs.push(json!({ "key": name, "href": format!("#/assets/{name}") }));
+        item.assets.insert(name, a);
+    }
+    if !virtual_hrefs.is_empty() {
+        roles.push("virtual");
+    }
+    let mut a = asset(
+        repo.href.clone(),
+        ICECHUNK,
+        Some("Icechunk repository"),
+        &roles,
+    );
+    let f = &mut a.additional_fields;
+    f.insert("storage:refs".into(), json!([key]));
+    f.insert(
+        "version".into(),
+        json!(repo.snapshot.as_deref().unwrap_or(version)),
+    );
+    if let Some(snapshot) = &repo.snapshot {
+        f.insert("icechunk:snapshot_id".into(), json!(snapshot));
+    }
+    if !virtual_hrefs.is_empty() {
+        f.insert("vrt:hrefs".into(), Value::Array(virtual_hrefs));
+    }
+    item.assets.insert("icechunk".into(), a);
+    item.extensions.push(STORAGE.to_owned());
+    item.additional_fields
+        .insert("storage:schemes".into(), Value::Object(schemes.clone()));
+    item.properties
+        .additional_fields
+        .insert("storage:schemes".into(), Value::Object(schemes));
 }
 
 /// A collection over `items` (each with the href the collection links it by), extents
@@ -641,6 +731,56 @@ mod tests {
         assert_eq!(west_east(&lon(0.0, 357.5, Some(2.5))), (-180.0, 180.0));
         assert_eq!(west_east(&lon(100.0, 290.0, Some(10.0))), (100.0, -70.0));
         assert_eq!(west_east(&lon(-20.0, 7.0, None)), (-20.0, 7.0));
+    }
+
+    #[test]
+    fn an_icechunk_repository_is_an_asset_xpystac_opens() {
+        let mut m = Manifest::new("d", Map::new());
+        let repo = |href: &str, in_bucket| IcechunkRepo {
+            href: href.into(),
+            in_bucket,
+            snapshot: None,
+            virtual_prefixes: vec!["s3://src/files/".into()],
+            region: Some("eu-west-1".into()),
+        };
+        m.icechunk = Some(repo("s3://b/idx/icechunk/d/", true));
+        let item = function_item(&m, "v1", "c", "https://f", false);
+        let a = &item.assets["icechunk"];
+        assert_eq!(a.r#type.as_deref(), Some(ICECHUNK));
+        assert!(a.roles.contains(&"virtual".to_owned()));
+        let f = &a.additional_fields;
+        assert_eq!(f["storage:refs"], json!(["aws-s3-b"]));
+        assert_eq!(f["version"], json!("v1"), "the version's tag");
+        assert_eq!(f["vrt:hrefs"][0]["key"], json!("virtual-0"));
+        let v = &item.assets["virtual-0"];
+        assert_eq!(v.href, "s3://src/files/");
+        assert_eq!(v.additional_fields["storage:refs"], json!(["aws-s3-src"]));
+        let schemes = &item.additional_fields["storage:schemes"];
+        assert_eq!(schemes["aws-s3-b"]["region"], json!("eu-west-1"));
+        assert_eq!(
+            item.properties.additional_fields["storage:schemes"],
+            *schemes
+        );
+        assert!(item.extensions.contains(&STORAGE.to_owned()));
+        assert!(item.assets.contains_key("zarr") && item.assets.contains_key("zarr3"));
+        // A repository outside the bucket is named only where sources are; a local one never.
+        m.icechunk = Some(repo("s3://other/repo/", false));
+        assert!(
+            !function_item(&m, "v1", "c", "https://f", false)
+                .assets
+                .contains_key("icechunk")
+        );
+        assert!(
+            function_item(&m, "v1", "c", "https://f", true)
+                .assets
+                .contains_key("icechunk")
+        );
+        m.icechunk = Some(repo("file:///data/repo/", true));
+        assert!(
+            !function_item(&m, "v1", "c", "https://f", true)
+                .assets
+                .contains_key("icechunk")
+        );
     }
 
     #[test]

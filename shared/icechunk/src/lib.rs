@@ -4,12 +4,13 @@
 //! It also reads a repository named as a source ([`read`]). The serving functions never link
 //! this crate.
 
+mod place;
 mod read;
 
+pub use place::s3_region;
 pub use read::{Array, Payload, Referenced, Snapshot, read};
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,9 +29,7 @@ use icechunk::format::manifest::{
 use icechunk::format::snapshot::SnapshotProperties;
 use icechunk::session::Session;
 use icechunk::virtual_chunks::VirtualChunkContainer;
-use icechunk::{
-    ObjectStoreConfig, Repository, RepositoryConfig, Store, new_local_filesystem_storage,
-};
+use icechunk::{ObjectStoreConfig, Repository, RepositoryConfig, Store};
 use serde_json::{Map, Value, json};
 use tokio::sync::RwLock;
 
@@ -99,17 +98,30 @@ impl Source {
     }
 }
 
-/// Why no repository can reference `sources` yet: the first source under a scheme with no
-/// container here (only local files and HTTP(S) sources for now).
+/// Why no repository can reference `sources`: the first source under a scheme with no
+/// container here (local files, S3 and HTTP(S) objects have one).
 pub fn unsupported(sources: &[Source]) -> Option<String> {
     sources
         .iter()
         .find(|s| {
-            !["file://", "http://", "https://"]
+            !["file://", "s3://", "http://", "https://"]
                 .iter()
                 .any(|p| s.url.starts_with(p))
         })
-        .map(|s| format!("{} is not a local file or an HTTP(S) URL", s.url))
+        .map(|s| {
+            format!(
+                "{} is not a local file, an S3 object or an HTTP(S) URL",
+                s.url
+            )
+        })
+}
+
+/// The prefixes of the virtual chunk containers `sources` need: their folders, once each.
+pub fn containers(sources: &[Source]) -> Vec<String> {
+    let mut prefixes: Vec<String> = sources.iter().filter_map(Source::container).collect();
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
 }
 
 /// The container configuration for `prefix` and the credentials that authorise it.
@@ -119,6 +131,13 @@ fn container(prefix: &str) -> Result<(VirtualChunkContainer, Option<Credentials>
             ObjectStoreConfig::LocalFileSystem(path.into()),
             Credentials::LocalFileSystemAccess,
         )
+    } else if prefix.starts_with("s3://") {
+        let options = place::s3_options();
+        let store = match options.endpoint_url {
+            Some(_) => ObjectStoreConfig::S3Compatible(options),
+            None => ObjectStoreConfig::S3(options),
+        };
+        (store, place::s3_credentials())
     } else if prefix.starts_with("http://") || prefix.starts_with("https://") {
         (
             ObjectStoreConfig::Http(Default::default()),
@@ -312,7 +331,8 @@ impl<'r> Batches<'r> {
     }
 }
 
-/// Write `m` as a commit on `main` of the repository in folder `root`, tagged `version`,
+/// Write `m` as a commit on `main` of the repository at `location` (a folder, or
+/// `s3://bucket/prefix`), tagged `version`,
 /// unless that tag is there already (a version names its content, so there is nothing to
 /// write). Returns the new snapshot's id, or `None` when nothing was written. References are
 /// flushed in batches of [`BATCH`] on a working branch that `main` then moves to.
@@ -321,7 +341,7 @@ impl<'r> Batches<'r> {
 /// When the repository cannot be opened or written, or a source lies where no container can
 /// be made for it.
 pub async fn write<'a>(
-    root: &Path,
+    location: &str,
     m: &'a Manifest,
     sources: &[Source],
     version: &str,
@@ -338,20 +358,14 @@ pub async fn write<'a>(
         ..RepositoryConfig::default()
     };
     let mut auth = HashMap::new();
-    let mut prefixes: Vec<String> = sources.iter().filter_map(Source::container).collect();
-    prefixes.sort();
-    prefixes.dedup();
-    for prefix in &prefixes {
+    for prefix in &containers(sources) {
         let (c, credentials) = container(prefix)?;
         config
             .set_virtual_chunk_container(c)
             .map_err(|e| fail(prefix)(&e))?;
         auth.insert(prefix.clone(), credentials);
     }
-    std::fs::create_dir_all(root).map_err(|e| fail(&root.display().to_string())(&e))?;
-    let storage = new_local_filesystem_storage(root)
-        .await
-        .map_err(|e| fail("storage")(&e))?;
+    let storage = place::storage(location).await?;
     let repo = Repository::open_or_create(storage)
         .config(config)
         .authorize_virtual_chunk_access(auth)

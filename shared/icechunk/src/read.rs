@@ -1,15 +1,13 @@
 //! Reading an Icechunk repository named as a source: one snapshot's arrays, their Zarr
 //! metadata and where each chunk lives, for the indexer to turn into a manifest.
 
-use std::path::Path;
-
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
+use icechunk::Repository;
 use icechunk::format::manifest::{Checksum, ChunkPayload};
 use icechunk::format::snapshot::NodeData;
 use icechunk::format::{ChunkIndices, SnapshotId};
 use icechunk::repository::VersionInfo;
-use icechunk::{Repository, new_local_filesystem_storage};
 use serde_json::{Map, Value};
 
 use crate::{Error, fail};
@@ -72,21 +70,19 @@ pub enum Referenced {
     ModifiedBy(u32),
 }
 
-/// The snapshot `reference` names in the repository in folder `root`: a branch, else a tag,
-/// else a snapshot id.
+/// The snapshot `reference` names in the repository at `location` (a folder, or
+/// `s3://bucket/prefix`): a branch, else a tag, else a snapshot id.
 ///
 /// # Errors
 /// When the folder is no repository, the reference names nothing, or the snapshot cannot be
 /// read.
-pub async fn read(root: &Path, reference: &str) -> Result<Snapshot, Error> {
-    let shown = root.display().to_string();
-    let storage = new_local_filesystem_storage(root)
-        .await
-        .map_err(|e| fail(&shown)(&e))?;
+pub async fn read(location: &str, reference: &str) -> Result<Snapshot, Error> {
+    let shown = location;
+    let storage = crate::place::storage(location).await?;
     let repo = Repository::open(storage)
         .execute()
         .await
-        .map_err(|e| fail(&shown)(&e))?;
+        .map_err(|e| fail(shown)(&e))?;
     let version = if repo
         .list_branches()
         .await

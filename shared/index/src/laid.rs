@@ -2,7 +2,9 @@
 //! arrays and chunk references become a manifest like any indexed file's, so every runtime
 //! serves them with no Zarr or Icechunk code of its own.
 
-use cloudify_core::manifest::{self, ArrayMeta, ChunkRef, Manifest, encode_table};
+use cloudify_core::manifest::{
+    self, ArrayMeta, ChunkRef, IcechunkRepo, Manifest, StoreSource, encode_table,
+};
 use serde_json::{Map, Value, json};
 
 use crate::error::{IndexError, Result};
@@ -39,6 +41,10 @@ pub struct Laid {
     /// What names this state of the store (an Icechunk snapshot id, a listing's hash): equal
     /// states index to equal datasets.
     pub state: String,
+    /// The store as a catalog names the dataset's source.
+    pub store: Option<StoreSource>,
+    /// The Icechunk repository it is, for catalogs.
+    pub icechunk: Option<IcechunkRepo>,
 }
 
 /// The manifest and tables of `laid`, served as `options` say.
@@ -61,8 +67,12 @@ pub fn read_laid(id: &str, laid: Laid, options: &ServeOptions) -> Result<Indexed
         sources,
         inline,
         state,
+        store,
+        icechunk,
     } = laid;
     let mut m = Manifest::new(id, attrs);
+    m.store = store;
+    m.icechunk = icechunk;
     m.sources = sources.iter().map(SourceSpec::info).collect();
     let total: u64 = m.sources.iter().map(|s| s.size).sum();
     let mut warnings = Vec::new();

@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use cloudify_core::manifest::ChunkRef;
-use cloudify_core::store::{ObjectMeta, ReadStore, ReadStoreExt};
+use cloudify_core::manifest::{ChunkRef, StoreSource};
+use cloudify_core::store::{ObjectMeta, PrefixStore, ReadStore, ReadStoreExt};
 use cloudify_index::{Laid, LaidArray, RangeRead, SourceSpec, StoreArray};
 use cloudify_stores::LocalStore;
 use serde_json::{Map, Value};
 
 use crate::Job;
 
-/// What a folder named as a source holds, when it is not a file.
+/// What a store named as a source is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// An Icechunk repository (its `repo` object).
@@ -26,51 +26,91 @@ pub enum Layout {
     ZarrV2,
 }
 
-/// The layout of folder `path`, if it is a store.
-pub fn layout(path: &Path) -> Option<Layout> {
-    let has = |name: &str| path.join(name).is_file();
-    match () {
-        () if has("repo") => Some(Layout::Icechunk),
-        () if has("zarr.json") => Some(Layout::ZarrV3),
-        () if has(".zgroup") || has(".zmetadata") => Some(Layout::ZarrV2),
-        () => None,
+/// The layout of `named` (a folder, or an `s3://` prefix) if it is a store.
+///
+/// # Errors
+/// When S3 does not answer.
+pub async fn layout(named: &str, job: &Job) -> anyhow::Result<Option<Layout>> {
+    if !named.starts_with("s3://") && !Path::new(named).is_dir() {
+        return Ok(None);
     }
+    let place = Place::new(job, named).await?;
+    for (name, layout) in [
+        ("repo", Layout::Icechunk),
+        ("zarr.json", Layout::ZarrV3),
+        (".zgroup", Layout::ZarrV2),
+        (".zmetadata", Layout::ZarrV2),
+    ] {
+        if place.store.head(name).await.ok().flatten().is_some() {
+            return Ok(Some(layout));
+        }
+    }
+    Ok(None)
 }
 
-/// A local folder whose objects are sources: named by their bucket key when the folder lies in
-/// the (local) bucket, else by `file://` URL.
-struct Folder {
-    abs: PathBuf,
-    /// The folder's key prefix in the bucket.
+/// Where a store lives, its objects sources: a local folder or an `s3://` prefix, its objects
+/// named by bucket key when it lies in the bucket, else by URL.
+struct Place {
+    /// Its objects, by key relative to it.
+    store: Arc<dyn ReadStore>,
+    /// Its absolute URL, without a trailing slash.
+    url: String,
+    /// Its key prefix in the bucket (empty: the bucket itself).
     in_bucket: Option<String>,
-    store: LocalStore,
+    /// Its folder, when local.
+    local: Option<PathBuf>,
+    job: Job,
 }
 
-impl Folder {
-    fn new(job: &Job, dir: &Path) -> anyhow::Result<Self> {
-        let abs = dir
+impl Place {
+    async fn new(job: &Job, named: &str) -> anyhow::Result<Self> {
+        if let Some(rest) = named.strip_prefix("s3://") {
+            let url = format!("s3://{}", rest.trim_end_matches('/'));
+            let s3 = Arc::new(cloudify_stores::s3_sources().await.clone());
+            return Ok(Self {
+                store: Arc::new(PrefixStore::new(s3, rest)),
+                in_bucket: job.bucket.key_of(&url).map(str::to_owned),
+                url,
+                local: None,
+                job: job.clone(),
+            });
+        }
+        let abs = Path::new(named)
             .canonicalize()
-            .with_context(|| format!("{}: cannot open", dir.display()))?;
+            .with_context(|| format!("{named}: cannot open"))?;
         let in_bucket = (job.bucket.root())
             .and_then(|root| abs.strip_prefix(root).ok())
             .and_then(|rel| rel.to_str())
             .map(str::to_owned);
         Ok(Self {
-            store: LocalStore::new(&abs),
-            abs,
+            store: Arc::new(LocalStore::new(&abs)),
+            url: format!("file://{}", abs.display()),
             in_bucket,
+            local: Some(abs),
+            job: job.clone(),
         })
     }
 
-    fn shown(&self) -> String {
-        self.abs.display().to_string()
+    /// How errors and messages name it: its path or URL.
+    fn shown(&self) -> &str {
+        self.url.strip_prefix("file://").unwrap_or(&self.url)
     }
 
-    /// Object `key` of the folder as a source, read lazily (a store may hold many).
-    fn spec(&self, key: &str, meta: ObjectMeta) -> SourceSpec {
-        let path = self.abs.join(key);
-        let absolute_url = format!("file://{}", path.display());
-        SourceSpec {
+    /// The store as the manifest names a source: its key in the bucket, else its URL.
+    fn name(&self) -> String {
+        match &self.in_bucket {
+            Some(prefix) => prefix.clone(),
+            None => self.url.clone(),
+        }
+    }
+
+    /// Object `key` as a source (local files read lazily: a store may hold many).
+    async fn spec(&self, key: &str, meta: ObjectMeta) -> anyhow::Result<SourceSpec> {
+        let absolute_url = format!("{}/{key}", self.url);
+        let Some(dir) = &self.local else {
+            return crate::remote::spec_as(&absolute_url, meta, &self.job).await;
+        };
+        Ok(SourceSpec {
             url: match &self.in_bucket {
                 Some(prefix) if prefix.is_empty() => key.to_owned(),
                 Some(prefix) => format!("{prefix}/{key}"),
@@ -78,11 +118,11 @@ impl Folder {
             },
             absolute_url,
             reader: Arc::new(LazyFile {
-                path,
+                path: dir.join(key),
                 size: meta.size,
             }),
             meta,
-        }
+        })
     }
 
     async fn meta(&self, key: &str) -> anyhow::Result<ObjectMeta> {
@@ -131,6 +171,7 @@ struct Sources {
 
 impl Sources {
     /// The source a reference names by `name` (its key or URL), if added.
+    #[cfg(feature = "icechunk")]
     fn index_of(&self, name: &str) -> Option<u32> {
         self.by_name.get(name).copied()
     }
@@ -143,25 +184,30 @@ impl Sources {
     }
 }
 
-/// The Zarr store in folder `dir` as dataset `id`.
+/// The Zarr store at `named` (a place, or an `s3://` prefix).
 ///
 /// # Errors
 /// When its metadata cannot be read; arrays that cannot be served are skipped with the reason.
-pub async fn zarr(job: &Job, dir: &Path, v3: bool) -> anyhow::Result<Laid> {
-    let folder = Folder::new(job, dir)?;
-    let keys = folder
+pub async fn zarr(job: &Job, named: &str, v3: bool) -> anyhow::Result<Laid> {
+    let place = Place::new(job, named).await?;
+    let keys = place
         .store
         .list("")
         .await
-        .map_err(|e| anyhow!("{}: {e}", folder.shown()))?;
+        .map_err(|e| anyhow!("{}: {e}", place.shown()))?;
     let mut laid = Laid {
-        name: folder.shown(),
+        name: place.shown().to_owned(),
+        store: Some(StoreSource {
+            url: place.name(),
+            kind: "zarr".into(),
+            zarr_format: if v3 { 3 } else { 2 },
+        }),
         ..Laid::default()
     };
     let arrays = if v3 {
-        zarr_v3(&folder, &keys, &mut laid).await?
+        zarr_v3(&place, &keys, &mut laid).await?
     } else {
-        zarr_v2(&folder, &keys, &mut laid).await?
+        zarr_v2(&place, &keys, &mut laid).await?
     };
     let by_name: HashMap<&str, usize> = arrays
         .iter()
@@ -171,7 +217,7 @@ pub async fn zarr(job: &Job, dir: &Path, v3: bool) -> anyhow::Result<Laid> {
     let mut stored: Vec<Vec<(u64, ChunkRef)>> = vec![Vec::new(); arrays.len()];
     let mut sources = Sources::default();
     for key in &keys {
-        let meta = folder.meta(key).await?;
+        let meta = place.meta(key).await?;
         // Every object counts, metadata included: a rewritten array is a new state.
         let _ = writeln!(laid.state, "{key}\0{}\0{:?}", meta.size, meta.etag);
         let Some((i, rest)) = key
@@ -188,7 +234,7 @@ pub async fn zarr(job: &Job, dir: &Path, v3: bool) -> anyhow::Result<Laid> {
             continue;
         };
         let length = meta.size;
-        let source = sources.add(key.clone(), folder.spec(key, meta));
+        let source = sources.add(key.clone(), place.spec(key, meta).await?);
         stored[i].push((
             linear,
             ChunkRef {
@@ -213,7 +259,7 @@ pub async fn zarr(job: &Job, dir: &Path, v3: bool) -> anyhow::Result<Laid> {
 }
 
 /// A store array's outcome: served, or skipped with the reason.
-fn place(
+fn sort_out(
     laid: &mut Laid,
     arrays: &mut Vec<(String, StoreArray)>,
     name: &str,
@@ -228,11 +274,11 @@ fn place(
 /// The root group's attributes and arrays of a v3 store: from its consolidated metadata when
 /// the root `zarr.json` has it, else from each array's `zarr.json`.
 async fn zarr_v3(
-    folder: &Folder,
+    place: &Place,
     keys: &[String],
     laid: &mut Laid,
 ) -> anyhow::Result<Vec<(String, StoreArray)>> {
-    let root = folder.json("zarr.json").await?.unwrap_or(Value::Null);
+    let root = place.json("zarr.json").await?.unwrap_or(Value::Null);
     if let Some(Value::Object(a)) = root.get("attributes") {
         laid.attrs = a.clone();
     }
@@ -242,7 +288,7 @@ async fn zarr_v3(
             let mut docs = Vec::new();
             for key in keys {
                 if let Some(name) = key.strip_suffix("/zarr.json") {
-                    let doc = folder.json(key).await?.unwrap_or(Value::Null);
+                    let doc = place.json(key).await?.unwrap_or(Value::Null);
                     docs.push((name.to_owned(), doc));
                 }
             }
@@ -259,7 +305,7 @@ async fn zarr_v3(
             true => Err(cloudify_index::IN_SUBGROUP.to_owned()),
             false => cloudify_index::array_v3(&doc),
         };
-        place(laid, &mut arrays, &name, array);
+        sort_out(laid, &mut arrays, &name, array);
     }
     Ok(arrays)
 }
@@ -267,11 +313,11 @@ async fn zarr_v3(
 /// The root group's attributes and arrays of a v2 store: from `.zmetadata` when consolidated,
 /// else from each array's `.zarray` and `.zattrs`.
 async fn zarr_v2(
-    folder: &Folder,
+    place: &Place,
     keys: &[String],
     laid: &mut Laid,
 ) -> anyhow::Result<Vec<(String, StoreArray)>> {
-    let mut docs: HashMap<String, Value> = match folder.json(".zmetadata").await? {
+    let mut docs: HashMap<String, Value> = match place.json(".zmetadata").await? {
         Some(Value::Object(mut m)) => match m.remove("metadata") {
             Some(Value::Object(all)) => all.into_iter().collect(),
             _ => HashMap::new(),
@@ -282,7 +328,7 @@ async fn zarr_v2(
                 .iter()
                 .filter(|k| k.ends_with(".zarray") || k.ends_with(".zattrs"))
             {
-                docs.insert(key.clone(), folder.json(key).await?.unwrap_or(Value::Null));
+                docs.insert(key.clone(), place.json(key).await?.unwrap_or(Value::Null));
             }
             docs
         }
@@ -308,13 +354,13 @@ async fn zarr_v2(
             true => Err(cloudify_index::IN_SUBGROUP.to_owned()),
             false => cloudify_index::array_v2(&zarray, attrs),
         };
-        place(laid, &mut arrays, &name, array);
+        sort_out(laid, &mut arrays, &name, array);
     }
     Ok(arrays)
 }
 
-/// The snapshot `reference` names (default: the `main` branch) of the Icechunk repository in
-/// folder `dir`, as dataset `id`: native chunks read from the repository's chunk objects,
+/// The snapshot `reference` names (default: the `main` branch) of the Icechunk repository at
+/// `named` (a place, or an `s3://` prefix), as dataset `id`: native chunks read from the repository's chunk objects,
 /// inline chunks stored in the bucket, virtual chunks read from their sources.
 ///
 /// # Errors
@@ -324,21 +370,27 @@ async fn zarr_v2(
 pub async fn icechunk(
     job: &Job,
     id: &str,
-    dir: &Path,
+    named: &str,
     reference: Option<&str>,
 ) -> anyhow::Result<Laid> {
     use cloudify_icechunk::Payload;
 
-    let folder = Folder::new(job, dir)?;
+    let place = Place::new(job, named).await?;
     let reference = reference.unwrap_or("main");
-    let snapshot = cloudify_icechunk::read(&folder.abs, reference).await?;
+    let snapshot = cloudify_icechunk::read(&place.url, reference).await?;
     let mut laid = Laid {
-        name: format!("{}@{reference}", folder.shown()),
+        name: format!("{}@{reference}", place.shown()),
         attrs: snapshot.attrs,
-        state: format!("icechunk {} {}", folder.shown(), snapshot.id),
+        state: format!("icechunk {} {}", place.shown(), snapshot.id),
+        store: Some(StoreSource {
+            url: place.name(),
+            kind: "icechunk".into(),
+            zarr_format: 3,
+        }),
         ..Laid::default()
     };
     let mut sources = Sources::default();
+    let mut prefixes = std::collections::BTreeSet::new();
     for array in snapshot.arrays {
         let a = match array.name.contains('/') {
             true => Err(cloudify_index::IN_SUBGROUP.to_owned()),
@@ -377,8 +429,8 @@ pub async fn icechunk(
                     let source = match sources.index_of(&key) {
                         Some(i) => i,
                         None => {
-                            let meta = folder.meta(&key).await?;
-                            sources.add(key.clone(), folder.spec(&key, meta))
+                            let meta = place.meta(&key).await?;
+                            sources.add(key.clone(), place.spec(&key, meta).await?)
                         }
                     };
                     (source, offset, length)
@@ -392,6 +444,7 @@ pub async fn icechunk(
                     let source = match sources.index_of(&url) {
                         Some(i) => i,
                         None => {
+                            prefixes.insert(url[..=url.rfind('/').unwrap_or(0)].to_owned());
                             let spec = virtual_source(job, &url).await?;
                             unchanged(&url, &spec.meta, checksum.as_ref())?;
                             sources.add(url.clone(), spec)
@@ -416,6 +469,16 @@ pub async fn icechunk(
             stored,
         });
     }
+    laid.icechunk = Some(cloudify_core::manifest::IcechunkRepo {
+        href: format!("{}/", place.url),
+        in_bucket: place.in_bucket.is_some(),
+        snapshot: Some(snapshot.id),
+        virtual_prefixes: prefixes.into_iter().collect(),
+        region: place
+            .url
+            .starts_with("s3://")
+            .then(cloudify_icechunk::s3_region),
+    });
     laid.sources = sources.specs;
     Ok(laid)
 }

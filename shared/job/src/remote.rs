@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use anyhow::anyhow;
-use cloudify_core::store::{Fetched, GetOptions, ReadStore};
+use cloudify_core::store::{Fetched, GetOptions, ObjectMeta, ReadStore};
 use cloudify_core::{HttpHeaders, Timeouts};
 use cloudify_index::{RangeRead, SourceSpec};
 use cloudify_stores::{http_source, s3_sources};
@@ -122,23 +122,36 @@ pub fn http_store_for<'u>(
     ))
 }
 
+/// The store that reads `url` (`s3://` or `http(s)://`), and the key it knows `url` by.
+async fn store_for<'u>(url: &'u str, job: &Job) -> anyhow::Result<(Arc<dyn ReadStore>, &'u str)> {
+    match url.strip_prefix("s3://") {
+        Some(key) => Ok((Arc::new(s3_sources().await.clone()), key)),
+        None => http_store_for(url, &job.headers, job.timeouts)
+            .ok_or_else(|| anyhow!("{url}: not a remote URL")),
+    }
+}
+
 /// A source named by a remote URL: its size and tag by HEAD, its bytes by cached ranged reads,
 /// each conditional on the tag. An `s3://` object inside `bucket` is recorded by its key there.
 ///
 /// # Errors
 /// When the object does not answer or is missing.
 pub async fn spec(url: &str, job: &Job) -> anyhow::Result<SourceSpec> {
-    let bucket = &job.bucket;
-    let (store, key): (Arc<dyn ReadStore>, &str) = match url.strip_prefix("s3://") {
-        Some(key) => (Arc::new(s3_sources().await.clone()), key),
-        None => http_store_for(url, &job.headers, job.timeouts)
-            .ok_or_else(|| anyhow!("{url}: not a remote URL"))?,
-    };
+    let (store, key) = store_for(url, job).await?;
     let meta = store
         .head(key)
         .await
         .map_err(|e| anyhow!("{url}: {}", e.internal()))?
         .ok_or_else(|| anyhow!("{url}: no such object (404)"))?;
+    spec_as(url, meta, job).await
+}
+
+/// [`spec`] of an object whose size and tag a listing or HEAD already gave.
+///
+/// # Errors
+/// When `url` is not an `s3://` or `http(s)://` URL.
+pub async fn spec_as(url: &str, meta: ObjectMeta, job: &Job) -> anyhow::Result<SourceSpec> {
+    let (store, key) = store_for(url, job).await?;
     let (key, size, etag) = (key.to_owned(), meta.size, meta.etag.clone());
     let handle = tokio::runtime::Handle::current();
     // The indexer reads on a blocking thread, where waiting on the runtime is allowed.
@@ -158,7 +171,7 @@ pub async fn spec(url: &str, job: &Job) -> anyhow::Result<SourceSpec> {
         }
     });
     Ok(SourceSpec {
-        url: bucket.key_of(url).unwrap_or(url).to_owned(),
+        url: job.bucket.key_of(url).unwrap_or(url).to_owned(),
         absolute_url: url.to_owned(),
         reader: Arc::new(RemoteFile::new(meta.size, fetch)),
         meta,

@@ -14,8 +14,8 @@ use crate::{Job, remote};
 
 /// Index `sources` (paths, glob patterns, `http(s)://` URLs, `s3://` objects, prefixes ending
 /// in `/` and patterns) into the bucket as dataset `id`, concatenated along `concat_dim` when
-/// there are several, and publish it. One folder holding a Zarr store or an Icechunk
-/// repository (at `reference`, default its `main` branch) is a dataset too.
+/// there are several, and publish it. One folder or `s3://` prefix holding a Zarr store or an
+/// Icechunk repository (at `reference`, default its `main` branch) is a dataset too.
 ///
 /// # Errors
 /// A message naming the file and fault; nothing is written then.
@@ -33,31 +33,21 @@ pub async fn index(
             "collection id {collection:?} must be 1-128 characters of [A-Za-z0-9._-]"
         ));
     }
-    let stores: Vec<(&str, Layout)> = (sources.iter())
-        .map(AsRef::as_ref)
-        .filter_map(|s| Some((s, laid::layout(Path::new(s))?)))
-        .collect();
-    match (stores.as_slice(), sources.len()) {
-        ([(dir, layout)], 1) => {
-            index_store(
-                job,
-                id,
-                Path::new(dir),
-                *layout,
-                reference,
-                options,
-                collection,
-            )
-            .await
+    // A store is a dataset alone: only a single source is looked at (an S3 prefix costs HEADs).
+    let store = match sources {
+        [one] => laid::layout(one.as_ref(), job)
+            .await?
+            .map(|layout| (one.as_ref(), layout)),
+        _ => None,
+    };
+    match store {
+        Some((named, layout)) => {
+            index_store(job, id, named, layout, reference, options, collection).await
         }
-        ([(dir, _), ..], _) => Err(anyhow!(
-            "{dir}: a Zarr store or Icechunk repository is a dataset alone, not one of several \
-             sources"
-        )),
-        ([], _) if reference.is_some() => Err(anyhow!(
+        None if reference.is_some() => Err(anyhow!(
             "--ref names a branch, tag or snapshot of an Icechunk repository, and no source is one"
         )),
-        ([], _) => index_files(job, id, sources, options, concat_dim, collection).await,
+        None => index_files(job, id, sources, options, concat_dim, collection).await,
     }
 }
 
@@ -101,20 +91,20 @@ async fn index_files(
     publish(job, indexed, collection, true).await
 }
 
-/// [`index`] of the Zarr store or Icechunk repository in folder `dir`.
+/// [`index`] of the Zarr store or Icechunk repository at `named`.
 async fn index_store(
     job: &Job,
     id: &str,
-    dir: &Path,
+    named: &str,
     layout: Layout,
     reference: Option<&str>,
     options: &ServeOptions,
     collection: &str,
 ) -> anyhow::Result<Published> {
-    let shown = dir.display();
+    let shown = named;
     let laid = match layout {
         #[cfg(feature = "icechunk")]
-        Layout::Icechunk => laid::icechunk(job, id, dir, reference).await?,
+        Layout::Icechunk => laid::icechunk(job, id, named, reference).await?,
         #[cfg(not(feature = "icechunk"))]
         Layout::Icechunk => {
             return Err(anyhow!(
@@ -126,8 +116,8 @@ async fn index_store(
                 "{shown}: --ref names a snapshot of an Icechunk repository; this is a Zarr store"
             ));
         }
-        Layout::ZarrV3 => laid::zarr(job, dir, true).await?,
-        Layout::ZarrV2 => laid::zarr(job, dir, false).await?,
+        Layout::ZarrV3 => laid::zarr(job, named, true).await?,
+        Layout::ZarrV2 => laid::zarr(job, named, false).await?,
     };
     let inputs = cloudify_index::laid_inputs(&laid.state, options);
     let store = job.bucket.store();
@@ -165,7 +155,7 @@ async fn unchanged(
 /// Publish `indexed` into the bucket, with its virtual Icechunk repository when `repository`.
 async fn publish(
     job: &Job,
-    indexed: cloudify_index::Indexed,
+    #[allow(unused_mut)] mut indexed: cloudify_index::Indexed,
     collection: &str,
     repository: bool,
 ) -> anyhow::Result<Published> {
@@ -173,29 +163,34 @@ async fn publish(
         eprintln!("warning: {w}");
     }
     let bucket = &job.bucket;
-    let published = cloudify_index::publish(bucket.store(), &indexed, collection).await?;
     #[cfg(feature = "icechunk")]
-    if let Some(root) = bucket.root().filter(|_| repository) {
-        let id = &indexed.manifest.id;
-        icechunk_repo(
-            &root.join("icechunk").join(id),
-            &indexed,
-            &published.version,
-        )
-        .await?;
-    }
+    let repo = match repository {
+        true => icechunk_sources(bucket, &mut indexed),
+        false => None,
+    };
     #[cfg(not(feature = "icechunk"))]
     let _ = repository;
+    let published = cloudify_index::publish(bucket.store(), &indexed, collection).await?;
+    #[cfg(feature = "icechunk")]
+    if let Some((location, sources)) = repo {
+        let m = &indexed.manifest;
+        cloudify_icechunk::write(&location, m, &sources, &published.version, |name| {
+            indexed.stored(name)
+        })
+        .await
+        .with_context(|| format!("dataset {}", m.id))?;
+    }
     Ok(published)
 }
 
-/// The dataset's virtual Icechunk repository in folder `dir`, a commit tagged `version`.
+/// Where the dataset's virtual Icechunk repository goes (`icechunk/{id}` in the bucket) and
+/// the sources it references, unless some source has no container; an S3 bucket's repository
+/// is named in the manifest, for catalogs (a folder's would name a local path).
 #[cfg(feature = "icechunk")]
-async fn icechunk_repo(
-    dir: &Path,
-    indexed: &cloudify_index::Indexed,
-    version: &str,
-) -> anyhow::Result<()> {
+fn icechunk_sources(
+    bucket: &cloudify_stores::Bucket,
+    indexed: &mut cloudify_index::Indexed,
+) -> Option<(String, Vec<cloudify_icechunk::Source>)> {
     let m = &indexed.manifest;
     let sources: Vec<cloudify_icechunk::Source> = (m.sources.iter())
         .zip(&indexed.absolute_urls)
@@ -214,12 +209,19 @@ async fn icechunk_repo(
         .collect();
     if let Some(why) = cloudify_icechunk::unsupported(&sources) {
         eprintln!("warning: dataset {}: no Icechunk repository: {why}", m.id);
-        return Ok(());
+        return None;
     }
-    cloudify_icechunk::write(dir, m, &sources, version, |name| indexed.stored(name))
-        .await
-        .with_context(|| format!("dataset {}", m.id))?;
-    Ok(())
+    let location = format!("{}/icechunk/{}", bucket.url(), m.id);
+    if bucket.root().is_none() {
+        indexed.manifest.icechunk = Some(cloudify_core::manifest::IcechunkRepo {
+            href: format!("{location}/"),
+            in_bucket: true,
+            snapshot: None,
+            virtual_prefixes: cloudify_icechunk::containers(&sources),
+            region: Some(cloudify_icechunk::s3_region()),
+        });
+    }
+    Some((location, sources))
 }
 
 /// Print each dataset's sources that changed or vanished since indexing; return their number.
@@ -360,6 +362,12 @@ pub(crate) async fn spec(bucket: &Bucket, path: &Path) -> anyhow::Result<SourceS
     let abs = path
         .canonicalize()
         .map_err(|e| anyhow!("{shown}: cannot open source: {e}"))?;
+    if abs.is_dir() {
+        return Err(anyhow!(
+            "{shown}: a folder, not a file (a Zarr store or Icechunk repository is a dataset \
+             alone, its one source)"
+        ));
+    }
     if !abs.is_file() {
         return Err(anyhow!("{shown}: not a file"));
     }

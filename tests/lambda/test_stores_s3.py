@@ -1,0 +1,104 @@
+"""Stores in S3 (moto's server stands in): an Icechunk repository and Zarr stores under an
+`s3://` prefix indexed as sources into an S3 bucket and served equal to the file they were made
+from; the STAC items of Icechunk-backed datasets (that repository, and the virtual one the
+indexer writes into the bucket) open through xpystac, as their users open them."""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import make_files
+from aws import s3_env
+from compare import datasets_equal
+from servers import ROOT, Server, make_stores
+
+READER = os.path.join(ROOT, "tests", "icechunk", "read_repos.py")
+PYTHON = os.path.join(ROOT, ".venv-ic", "bin", "python")
+# A bucket of their own: the sources under stores/ and files/, the index under INDEX/.
+BUCKET, INDEX = "cloudify-stores", "idx"
+
+
+def upload(s3, folder, prefix):
+    for base, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(base, name)
+            s3.upload_file(path, BUCKET, f"{prefix}/{os.path.relpath(path, folder)}")
+
+
+def index(cloudify, env, ds_id, *args):
+    r = subprocess.run([cloudify, "index", "--bucket", f"s3://{BUCKET}/{INDEX}", "--dataset",
+                        ds_id, *args], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def indexed(cloudify, moto, s3, tmp_path_factory):
+    """A NetCDF file in S3 and the stores made from it, each indexed as a dataset into an S3
+    bucket; `cloudify serve` on that bucket."""
+    s3.create_bucket(Bucket=BUCKET)
+    here = tmp_path_factory.mktemp("stores")
+    source = make_files.model_piece(str(here / "src.nc"), np.arange(24.0), chunks=(6, 4, 5))
+    make_stores(source, str(here / "stores"))
+    upload(s3, str(here / "stores"), "stores")
+    s3.upload_file(source, BUCKET, "files/src.nc")
+    env = s3_env(moto.url)
+    index(cloudify, env, "ice", f"s3://{BUCKET}/stores/native.icechunk", "--ref", "first")
+    index(cloudify, env, "v3", f"s3://{BUCKET}/stores/v3.zarr/")
+    index(cloudify, env, "v2", f"s3://{BUCKET}/stores/v2.zarr")
+    index(cloudify, env, "file", f"s3://{BUCKET}/files/src.nc")
+    # Sources outside the index prefix are named by URL, the repository among them.
+    server = Server(cloudify, f"s3://{BUCKET}/{INDEX}", "--error-detail", "internal",
+                    "--publish-sources", env=env)
+    yield server, source, env
+    server.stop()
+
+
+@pytest.mark.parametrize("ds_id", ["ice", "v3", "v2"])
+def test_stores_in_s3_are_served_equal_to_their_file(indexed, ds_id):
+    server, source, _ = indexed
+    with xr.open_dataset(source, engine="netcdf4") as expected:
+        for route, zarr_format in [("zarr", 2), ("zarr3", 3), ("kerchunk", 2)]:
+            with xr.open_dataset(f"{server.url}/datasets/{ds_id}/{route}", engine="zarr",
+                                 zarr_format=zarr_format, consolidated=True) as actual:
+                datasets_equal(actual, expected.load())
+
+
+def test_icechunk_items_open_through_xpystac(indexed):
+    """The repository indexed as a source (native, at its first snapshot) and the virtual one
+    the indexer wrote for the file: each item's `icechunk` asset, beside the function's."""
+    server, source, env = indexed
+    items = {ds_id: server.get(f"/datasets/{ds_id}/stac").json() for ds_id in ("ice", "file")}
+    for ds_id, item in items.items():
+        asset = item["assets"]["icechunk"]
+        assert asset["type"] == "application/vnd.zarr+icechunk", asset
+        assert {"zarr", "zarr3"} <= set(item["assets"]), item["assets"].keys()
+        assert item["storage:schemes"] == item["properties"]["storage:schemes"]
+        assert asset["storage:refs"] == [f"aws-s3-{BUCKET}"]
+    ice, virtual = items["ice"]["assets"]["icechunk"], items["file"]["assets"]["icechunk"]
+    assert ice["href"] == f"s3://{BUCKET}/stores/native.icechunk/"
+    assert ice["version"] == ice["icechunk:snapshot_id"] == tagged(env, "first"), ice
+    assert "virtual" not in ice["roles"]
+    assert virtual["href"] == f"s3://{BUCKET}/{INDEX}/icechunk/file/", virtual
+    assert "virtual" in virtual["roles"] and virtual["vrt:hrefs"][0]["key"] == "virtual-0"
+    assert items["file"]["assets"]["virtual-0"]["href"] == f"s3://{BUCKET}/files/"
+    jobs = [{"item": f"{server.url}/datasets/{ds_id}/stac", "asset": "icechunk",
+             "sources": source, "left_out": []} for ds_id in items]
+    out = subprocess.run([PYTHON, READER], input=json.dumps(jobs), capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert out.stdout.count("ok ") == 2, out.stdout
+
+
+def tagged(env, tag):
+    """The snapshot `tag` names in the repository in S3, as icechunk reads it."""
+    code = ("import icechunk, sys; r = icechunk.Repository.open(icechunk.s3_storage(bucket=sys."
+            "argv[1], prefix='stores/native.icechunk', from_env=True)); "
+            "print(r.lookup_tag(sys.argv[2]))")
+    out = subprocess.run([PYTHON, "-c", code, BUCKET, tag], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
