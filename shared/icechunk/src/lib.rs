@@ -584,8 +584,15 @@ mod tests {
         assert!(matches!(remote.checksum(), Some(Checksum::ETag(_))));
         let s3 = Source {
             url: "s3://bucket/c.nc".into(),
+            ..local.clone()
+        };
+        assert_eq!(unsupported(&[remote.clone(), s3.clone()]), None);
+        let gcs = Source {
+            url: "gs://bucket/d.nc".into(),
             ..local
         };
-        assert!(unsupported(&[remote, s3]).is_some_and(|why| why.contains("s3://bucket/c.nc")));
+        assert!(
+            unsupported(&[remote, s3, gcs]).is_some_and(|why| why.contains("gs://bucket/d.nc"))
+        );
     }
 }
