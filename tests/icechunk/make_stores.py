@@ -3,6 +3,10 @@ NetCDF file, for `cloudify index` to read as sources.
 
     make_stores.py SOURCE OUT     the stores below, in the folder OUT
     make_stores.py --commit REPO  one more commit on REPO's main: its `tas` plus one
+    make_stores.py --virtual-s3 SOURCE REPO
+                                  VirtualiZarr's repository of the S3 object SOURCE, written to
+                                  the S3 prefix REPO (both s3:// URLs; the endpoint, region and
+                                  credentials from the environment, as the AWS SDKs read them)
 
 In OUT: `native.icechunk` (xarray's to_zarr into an Icechunk session: native and inline
 chunks), `virtual.icechunk` (VirtualiZarr's to_icechunk: virtual chunks into SOURCE, its
@@ -21,7 +25,7 @@ import numcodecs
 import xarray as xr
 import zarr
 from obspec_utils.registry import ObjectStoreRegistry
-from obstore.store import LocalStore
+from obstore.store import LocalStore, S3Store
 from virtualizarr import open_virtual_dataset
 from virtualizarr.parsers import HDFParser
 
@@ -74,9 +78,39 @@ def virtual(source, path):
     return [session.commit("virtual")]
 
 
+def virtual_s3(source, repo_url):
+    bucket, key = source.removeprefix("s3://").split("/", 1)
+    prefix = source.rsplit("/", 1)[0] + "/"
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    local = bool(endpoint) and endpoint.startswith("http://")
+    store = S3Store(bucket, region=os.environ["AWS_REGION"], endpoint=endpoint,
+                    client_options={"allow_http": local})
+    registry = ObjectStoreRegistry({f"s3://{bucket}": store})
+    vds = open_virtual_dataset(source, registry=registry, parser=HDFParser())
+    config = icechunk.RepositoryConfig.default()
+    config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(
+        prefix, icechunk.s3_store(region=os.environ["AWS_REGION"], endpoint_url=endpoint,
+                                  allow_http=local, force_path_style=bool(endpoint))))
+    repo_bucket, repo_prefix = repo_url.removeprefix("s3://").split("/", 1)
+    storage = icechunk.s3_storage(bucket=repo_bucket, prefix=repo_prefix, from_env=True,
+                                  endpoint_url=endpoint, allow_http=local,
+                                  force_path_style=bool(endpoint))
+    repo = icechunk.Repository.create(
+        storage, config=config,
+        authorize_virtual_chunk_access=icechunk.containers_credentials(
+            {prefix: icechunk.s3_credentials(from_env=True)}))
+    session = repo.writable_session("main")
+    # S3 records each reference's ETag.
+    vds.vz.to_icechunk(session.store)
+    return [session.commit("virtual, of an S3 object")]
+
+
 def main():
     if sys.argv[1] == "--commit":
         print(json.dumps(one_more(sys.argv[2])))
+        return
+    if sys.argv[1] == "--virtual-s3":
+        print(json.dumps(virtual_s3(sys.argv[2], sys.argv[3])))
         return
     source, out = os.path.abspath(sys.argv[1]), sys.argv[2]
     os.makedirs(out, exist_ok=True)

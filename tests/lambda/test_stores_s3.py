@@ -46,7 +46,10 @@ def indexed(cloudify, moto, s3, tmp_path_factory):
     upload(s3, str(here / "stores"), "stores")
     s3.upload_file(source, BUCKET, "files/src.nc")
     env = s3_env(moto.url)
+    make_stores("--virtual-s3", f"s3://{BUCKET}/files/src.nc", f"s3://{BUCKET}/stores/vz.icechunk",
+                env=env)
     index(cloudify, env, "ice", f"s3://{BUCKET}/stores/native.icechunk", "--ref", "first")
+    index(cloudify, env, "vz", f"s3://{BUCKET}/stores/vz.icechunk")
     index(cloudify, env, "v3", f"s3://{BUCKET}/stores/v3.zarr/")
     index(cloudify, env, "v2", f"s3://{BUCKET}/stores/v2.zarr")
     index(cloudify, env, "file", f"s3://{BUCKET}/files/src.nc")
@@ -57,7 +60,7 @@ def indexed(cloudify, moto, s3, tmp_path_factory):
     server.stop()
 
 
-@pytest.mark.parametrize("ds_id", ["ice", "v3", "v2"])
+@pytest.mark.parametrize("ds_id", ["ice", "vz", "v3", "v2"])
 def test_stores_in_s3_are_served_equal_to_their_file(indexed, ds_id):
     server, source, _ = indexed
     with xr.open_dataset(source, engine="netcdf4") as expected:
@@ -68,10 +71,12 @@ def test_stores_in_s3_are_served_equal_to_their_file(indexed, ds_id):
 
 
 def test_icechunk_items_open_through_xpystac(indexed):
-    """The repository indexed as a source (native, at its first snapshot) and the virtual one
-    the indexer wrote for the file: each item's `icechunk` asset, beside the function's."""
+    """The repositories indexed as sources (a native one at its first snapshot, VirtualiZarr's
+    of the S3 file) and the virtual one the indexer wrote for the file: each item's `icechunk`
+    asset, beside the function's."""
     server, source, env = indexed
-    items = {ds_id: server.get(f"/datasets/{ds_id}/stac").json() for ds_id in ("ice", "file")}
+    items = {ds_id: server.get(f"/datasets/{ds_id}/stac").json()
+             for ds_id in ("ice", "vz", "file")}
     for ds_id, item in items.items():
         asset = item["assets"]["icechunk"]
         assert asset["type"] == "application/vnd.zarr+icechunk", asset
@@ -85,12 +90,16 @@ def test_icechunk_items_open_through_xpystac(indexed):
     assert virtual["href"] == f"s3://{BUCKET}/{INDEX}/icechunk/file/", virtual
     assert "virtual" in virtual["roles"] and virtual["vrt:hrefs"][0]["key"] == "virtual-0"
     assert items["file"]["assets"]["virtual-0"]["href"] == f"s3://{BUCKET}/files/"
+    made = items["vz"]["assets"]["icechunk"]
+    assert made["href"] == f"s3://{BUCKET}/stores/vz.icechunk/", made
+    assert "virtual" in made["roles"] and made["vrt:hrefs"][0]["key"] == "virtual-0", made
+    assert items["vz"]["assets"]["virtual-0"]["href"] == f"s3://{BUCKET}/files/"
     jobs = [{"item": f"{server.url}/datasets/{ds_id}/stac", "asset": "icechunk",
              "sources": source, "left_out": []} for ds_id in items]
     out = subprocess.run([PYTHON, READER], input=json.dumps(jobs), capture_output=True,
                          text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    assert out.stdout.count("ok ") == 2, out.stdout
+    assert out.stdout.count("ok ") == 3, out.stdout
 
 
 def tagged(env, tag):

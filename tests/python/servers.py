@@ -85,13 +85,13 @@ def indexed_bucket(cloudify, root, samples, leave_out=()):
     return generated, chosen
 
 
-def make_stores(*args):
-    """tests/icechunk/make_stores.py with `args`, in the Python 3.12 venv with icechunk
-    (.venv-ic); gives the snapshots it made."""
+def make_stores(*args, env=None):
+    """tests/icechunk/make_stores.py with `args` (and environment `env`), in the Python 3.12
+    venv with icechunk (.venv-ic); gives the snapshots it made."""
     python = os.path.join(ROOT, ".venv-ic", "bin", "python")
     assert os.path.exists(python), "no .venv-ic: scripts/test makes it"
     out = subprocess.run([python, os.path.join(ROOT, "tests", "icechunk", "make_stores.py"),
-                          *args], capture_output=True, text=True, timeout=600)
+                          *args], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
 

@@ -12,6 +12,7 @@ import xarray as xr
 
 import make_files
 from compare import datasets_equal
+from range_server import RangeServer
 from servers import index, make_stores
 
 ROUTES = [("zarr", 2), ("zarr3", 3), ("kerchunk", 2)]
@@ -69,6 +70,35 @@ def test_stores_are_served_equal_to_the_file_they_were_made_from(cloudify, made,
                 raise AssertionError(f"{ds_id} /{route}: {e}") from e
     info = server.get("/datasets/native/info").json()
     assert info["skipped"] == {}, info["skipped"]
+
+
+def test_stores_behind_http_are_served_equal(cloudify, made, start_server):
+    """Over HTTP nothing can be listed: a repository is read as Icechunk reads it, a Zarr store
+    through its consolidated metadata, each chunk key of its grid asked for."""
+    bucket, source, _ = made
+    web = RangeServer(os.path.join(bucket, "stores"))
+    try:
+        ids = {f"http-{ds_id}": (store, args) for ds_id, (store, args) in STORES.items()}
+        for ds_id, (store, args) in ids.items():
+            index(cloudify, bucket, ds_id, f"{web.url}/{store}/", *args)
+        server = start_server(bucket)
+        with xr.open_dataset(source, engine="netcdf4") as ds:
+            expected = ds.load()
+        for ds_id in ids:
+            want = expected.assign(tas=expected.tas + 1) if ds_id == "http-native" else expected
+            for route, zarr_format in ROUTES:
+                try:
+                    datasets_equal(opened(server, f"/datasets/{ds_id}/{route}", zarr_format),
+                                   want)
+                except AssertionError as e:
+                    raise AssertionError(f"{ds_id} /{route}: {e}") from e
+        version = json.load(open(os.path.join(bucket, "index.json")))["datasets"]["http-v3"][
+            "version"]
+        manifest = json.load(open(os.path.join(bucket, "datasets", "http-v3", version,
+                                               "manifest.json")))
+        assert all(s["url"].startswith(web.url) for s in manifest["sources"]), manifest["sources"]
+    finally:
+        web.stop()
 
 
 def test_a_new_commit_changes_the_unpinned_answer_and_not_the_pinned(cloudify, made,

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use icechunk::config::{Credentials, S3Credentials, S3Options};
+use icechunk::storage::new_http_storage;
 use icechunk::{Storage, new_local_filesystem_storage, new_s3_object_store_storage};
 
 use crate::{Error, fail};
@@ -42,8 +43,14 @@ pub(crate) fn s3_credentials() -> Credentials {
     Credentials::S3(S3Credentials::FromEnv)
 }
 
-/// The storage of the repository at `location`: a folder path, or `s3://bucket/prefix`.
+/// The storage of the repository at `location`: a folder path, `s3://bucket/prefix`, or an
+/// `http(s)://` URL (read only).
 pub(crate) async fn storage(location: &str) -> Result<Arc<dyn Storage + Send + Sync>, Error> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        let config = [("allow_http".to_owned(), "true".to_owned())];
+        let http = location.starts_with("http://").then(|| config.into());
+        return new_http_storage(location, http, None).map_err(|e| fail(location)(&e));
+    }
     match location.strip_prefix("s3://") {
         Some(rest) => {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));

@@ -41,6 +41,21 @@ impl ChunkKeys {
             .collect::<Option<_>>()?;
         (idx.len() == ndim).then_some(idx)
     }
+
+    /// The key (relative to the array's folder) of grid position `idx`: the inverse of
+    /// [`ChunkKeys::position`], for stores that cannot be listed.
+    pub fn key(&self, idx: &[u64]) -> String {
+        let joined = |sep: char| {
+            let parts: Vec<String> = idx.iter().map(u64::to_string).collect();
+            parts.join(&sep.to_string())
+        };
+        match self {
+            ChunkKeys::Default(_) if idx.is_empty() => "c".into(),
+            ChunkKeys::Default(sep) => format!("c{sep}{}", joined(*sep)),
+            ChunkKeys::V2(_) if idx.is_empty() => "0".into(),
+            ChunkKeys::V2(sep) => joined(*sep),
+        }
+    }
 }
 
 /// An array of a store: its manifest metadata (table fields left for the builder) and keys.
@@ -348,6 +363,23 @@ mod tests {
         assert_eq!(ChunkKeys::V2('.').position(".zarray", 1), None);
         assert_eq!(ChunkKeys::V2('/').position("4/x", 2), None);
         assert_eq!(ChunkKeys::V2('.').position("0", 0), Some(vec![]));
+    }
+
+    #[test]
+    fn chunk_keys_are_named_back_from_positions() {
+        for (keys, idx) in [
+            (ChunkKeys::Default('/'), vec![1, 20]),
+            (ChunkKeys::Default('.'), vec![3]),
+            (ChunkKeys::Default('/'), vec![]),
+            (ChunkKeys::V2('.'), vec![4, 0]),
+            (ChunkKeys::V2('/'), vec![4, 0, 7]),
+            (ChunkKeys::V2('.'), vec![]),
+        ] {
+            let key = keys.key(&idx);
+            assert_eq!(keys.position(&key, idx.len()), Some(idx), "{key}");
+        }
+        assert_eq!(ChunkKeys::Default('/').key(&[1, 20]), "c/1/20");
+        assert_eq!(ChunkKeys::V2('.').key(&[4, 0]), "4.0");
     }
 
     #[test]

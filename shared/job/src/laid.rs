@@ -26,12 +26,12 @@ pub enum Layout {
     ZarrV2,
 }
 
-/// The layout of `named` (a folder, or an `s3://` prefix) if it is a store.
+/// The layout of `named` (a folder, or an `s3://` or `http(s)://` prefix) if it is a store.
 ///
 /// # Errors
-/// When S3 does not answer.
+/// When a remote prefix cannot be addressed.
 pub async fn layout(named: &str, job: &Job) -> anyhow::Result<Option<Layout>> {
-    if !named.starts_with("s3://") && !Path::new(named).is_dir() {
+    if !crate::remote::is_remote(named) && !Path::new(named).is_dir() {
         return Ok(None);
     }
     let place = Place::new(job, named).await?;
@@ -48,8 +48,8 @@ pub async fn layout(named: &str, job: &Job) -> anyhow::Result<Option<Layout>> {
     Ok(None)
 }
 
-/// Where a store lives, its objects sources: a local folder or an `s3://` prefix, its objects
-/// named by bucket key when it lies in the bucket, else by URL.
+/// Where a store lives, its objects sources: a local folder or an `s3://` or `http(s)://`
+/// prefix, its objects named by bucket key when it lies in the bucket, else by URL.
 struct Place {
     /// Its objects, by key relative to it.
     store: Arc<dyn ReadStore>,
@@ -59,17 +59,20 @@ struct Place {
     in_bucket: Option<String>,
     /// Its folder, when local.
     local: Option<PathBuf>,
+    /// Whether its objects can be listed (not over HTTP).
+    listable: bool,
     job: Job,
 }
 
 impl Place {
     async fn new(job: &Job, named: &str) -> anyhow::Result<Self> {
-        if let Some(rest) = named.strip_prefix("s3://") {
-            let url = format!("s3://{}", rest.trim_end_matches('/'));
-            let s3 = Arc::new(cloudify_stores::s3_sources().await.clone());
+        if crate::remote::is_remote(named) {
+            let url = named.trim_end_matches('/').to_owned();
+            let (objects, prefix) = crate::remote::store_for(&url, job).await?;
             return Ok(Self {
-                store: Arc::new(PrefixStore::new(s3, rest)),
+                store: Arc::new(PrefixStore::new(objects, prefix)),
                 in_bucket: job.bucket.key_of(&url).map(str::to_owned),
+                listable: url.starts_with("s3://"),
                 url,
                 local: None,
                 job: job.clone(),
@@ -87,6 +90,7 @@ impl Place {
             url: format!("file://{}", abs.display()),
             in_bucket,
             local: Some(abs),
+            listable: true,
             job: job.clone(),
         })
     }
@@ -125,6 +129,7 @@ impl Place {
         })
     }
 
+    #[cfg(feature = "icechunk")]
     async fn meta(&self, key: &str) -> anyhow::Result<ObjectMeta> {
         self.store
             .head(key)
@@ -184,17 +189,16 @@ impl Sources {
     }
 }
 
-/// The Zarr store at `named` (a place, or an `s3://` prefix).
+/// The Zarr store at `named` (a folder, or an `s3://` or `http(s)://` prefix).
 ///
 /// # Errors
 /// When its metadata cannot be read; arrays that cannot be served are skipped with the reason.
 pub async fn zarr(job: &Job, named: &str, v3: bool) -> anyhow::Result<Laid> {
     let place = Place::new(job, named).await?;
-    let keys = place
-        .store
-        .list("")
-        .await
-        .map_err(|e| anyhow!("{}: {e}", place.shown()))?;
+    let listed = match place.listable {
+        true => Some((place.store.list("").await).map_err(|e| anyhow!("{}: {e}", place.shown()))?),
+        false => None,
+    };
     let mut laid = Laid {
         name: place.shown().to_owned(),
         store: Some(StoreSource {
@@ -204,10 +208,34 @@ pub async fn zarr(job: &Job, named: &str, v3: bool) -> anyhow::Result<Laid> {
         }),
         ..Laid::default()
     };
+    let keys = listed.as_deref().unwrap_or_default();
     let arrays = if v3 {
-        zarr_v3(&place, &keys, &mut laid).await?
+        zarr_v3(&place, keys, &mut laid).await?
     } else {
-        zarr_v2(&place, &keys, &mut laid).await?
+        zarr_v2(&place, keys, &mut laid).await?
+    };
+    let objects = match listed {
+        Some(keys) => objects(&place, keys, true).await?,
+        None if arrays.is_empty() && laid.skipped.is_empty() => {
+            return Err(anyhow!(
+                "{}: a Zarr store that cannot be listed (behind HTTP) is read through its \
+                 consolidated metadata, and it has none",
+                place.shown()
+            ));
+        }
+        // Every key of each array's grid is asked for: a missing one is a chunk never written.
+        None => {
+            let mut keys = vec![if v3 { "zarr.json" } else { ".zmetadata" }.to_owned()];
+            for (name, a) in &arrays {
+                let grid = a.meta.grid();
+                let count = a.meta.grid_records().unwrap_or(0);
+                keys.extend((0..count).map(|linear| {
+                    let idx = cloudify_core::manifest::grid_index(&grid, linear);
+                    format!("{name}/{}", a.keys.key(&idx))
+                }));
+            }
+            objects(&place, keys, false).await?
+        }
     };
     let by_name: HashMap<&str, usize> = arrays
         .iter()
@@ -216,8 +244,7 @@ pub async fn zarr(job: &Job, named: &str, v3: bool) -> anyhow::Result<Laid> {
         .collect();
     let mut stored: Vec<Vec<(u64, ChunkRef)>> = vec![Vec::new(); arrays.len()];
     let mut sources = Sources::default();
-    for key in &keys {
-        let meta = place.meta(key).await?;
+    for (key, meta) in objects {
         // Every object counts, metadata included: a rewritten array is a new state.
         let _ = writeln!(laid.state, "{key}\0{}\0{:?}", meta.size, meta.etag);
         let Some((i, rest)) = key
@@ -234,7 +261,7 @@ pub async fn zarr(job: &Job, named: &str, v3: bool) -> anyhow::Result<Laid> {
             continue;
         };
         let length = meta.size;
-        let source = sources.add(key.clone(), place.spec(key, meta).await?);
+        let source = sources.add(key.clone(), place.spec(&key, meta).await?);
         stored[i].push((
             linear,
             ChunkRef {
@@ -256,6 +283,34 @@ pub async fn zarr(job: &Job, named: &str, v3: bool) -> anyhow::Result<Laid> {
         .collect();
     laid.sources = sources.specs;
     Ok(laid)
+}
+
+/// Requests in flight while a store's objects are asked for their size and tag: enough to hide
+/// an object store's latency.
+const HEADS_AT_ONCE: usize = 32;
+
+/// The size and tag of each of `keys` that exists; a missing one is an error when `listed`
+/// (it vanished since the listing).
+async fn objects(
+    place: &Place,
+    keys: Vec<String>,
+    listed: bool,
+) -> anyhow::Result<Vec<(String, ObjectMeta)>> {
+    use futures_util::{StreamExt, TryStreamExt};
+    futures_util::stream::iter(keys)
+        .map(|key| async move {
+            let meta = (place.store.head(&key).await)
+                .map_err(|e| anyhow!("{}/{key}: {e}", place.shown()))?;
+            match (meta, listed) {
+                (Some(meta), _) => Ok(Some((key, meta))),
+                (None, false) => Ok(None),
+                (None, true) => Err(anyhow!("{}/{key}: vanished while indexing", place.shown())),
+            }
+        })
+        .buffered(HEADS_AT_ONCE)
+        .try_filter_map(|found| async move { Ok(found) })
+        .try_collect()
+        .await
 }
 
 /// A store array's outcome: served, or skipped with the reason.

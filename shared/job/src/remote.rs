@@ -123,7 +123,10 @@ pub fn http_store_for<'u>(
 }
 
 /// The store that reads `url` (`s3://` or `http(s)://`), and the key it knows `url` by.
-async fn store_for<'u>(url: &'u str, job: &Job) -> anyhow::Result<(Arc<dyn ReadStore>, &'u str)> {
+pub(crate) async fn store_for<'u>(
+    url: &'u str,
+    job: &Job,
+) -> anyhow::Result<(Arc<dyn ReadStore>, &'u str)> {
     match url.strip_prefix("s3://") {
         Some(key) => Ok((Arc::new(s3_sources().await.clone()), key)),
         None => http_store_for(url, &job.headers, job.timeouts)
