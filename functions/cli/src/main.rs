@@ -155,6 +155,25 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         keep: usize,
     },
+    /// Copy the bucket's STAC catalog (with --all, its whole index) to another bucket or a
+    /// folder (a static site), writing only objects whose bytes differ and deleting those gone.
+    Publish {
+        /// The bucket: a local folder, or s3://BUCKET[/PREFIX] (AWS_ENDPOINT_URL for
+        /// S3-compatible servers).
+        #[arg(long)]
+        bucket: String,
+        /// Where to: a folder (a GitHub Pages checkout) or s3://BUCKET[/PREFIX] (R2 through
+        /// its S3 endpoint).
+        #[arg(long)]
+        to: String,
+        /// The address the destination's root is served at: the root catalog's `self` link.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Copy the whole index (index.json, the datasets' versions, repositories), not only
+        /// the catalog.
+        #[arg(long)]
+        all: bool,
+    },
     /// Check that a store does what cloudify needs of it: whole, ranged and conditional reads,
     /// HEAD, listings and conditional writes. A folder or s3://BUCKET/PREFIX is written (a few
     /// objects below PREFIX/conformance/); an http(s):// prefix is only read, and must serve
@@ -228,6 +247,7 @@ fn progress() -> impl Fn(Progress<'_>) + Sync {
         (Progress::Done { line, .. }, None) => say!("{line}"),
         (Progress::Finished, Some(b)) => b.finish_with_message("done"),
         (Progress::Catalog(written), _) => say!("STAC catalog: {written} files written"),
+        (Progress::Note(line), _) => say!("{line}"),
         _ => {}
     }
 }
@@ -281,6 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { bucket, .. }
         | Command::Check { bucket, .. }
         | Command::Rm { bucket, .. }
+        | Command::Publish { bucket, .. }
         | Command::Gc { bucket, .. } => (bucket, false),
     };
     let bucket = Bucket::open(arg, create).await.map_err(|e| anyhow!(e))?;
@@ -408,6 +429,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{} versions and {} objects deleted (kept {keep} versions per dataset)",
                 c.versions,
                 c.objects
+            );
+            Ok(())
+        }
+        Command::Publish {
+            to,
+            public_url,
+            all,
+            ..
+        } => {
+            let public_url = (public_url.as_deref())
+                .map(cloudify_core::config::check_public_url)
+                .transpose()
+                .map_err(|e| anyhow!("--public-url: {e}"))?;
+            let dest = Bucket::open(&to, true).await.map_err(|e| anyhow!(e))?;
+            let p =
+                cloudify_job::publish::publish(&bucket, &dest, public_url.as_deref(), all).await?;
+            for key in &p.written {
+                say!("wrote {key}");
+            }
+            for key in &p.deleted {
+                say!("deleted {key}");
+            }
+            say!(
+                "{dest}: {} objects written, {} deleted, {} unchanged",
+                p.written.len(),
+                p.deleted.len(),
+                p.unchanged
             );
             Ok(())
         }

@@ -76,16 +76,51 @@ pub fn html(m: &Manifest, version: &str, base: &str) -> String {
         ));
     }
     let url = format!("{}/datasets/{id}/zarr", escape(base));
+    let first = first_field(m).map_or_else(String::new, |(name, timed)| {
+        let v = escape(name);
+        let mut links = format!(
+            "<a href=\"plot/{v}/map/viridis\">map</a> · \
+             <a href=\"reduce/{v}/{}/mean\">mean over the map</a>",
+            escape(&m.arrays[name].dims[1..].join(","))
+        );
+        if timed {
+            links.push_str(&format!(
+                " · <a href=\"plot/{v}/timeseries/viridis\">area-mean time series</a> · \
+                 <a href=\"groupby/{v}/time.month/mean\">monthly climatology</a> · \
+                 <a href=\"groupby/{v}/time.season/mean\">seasonal means</a>"
+            ));
+        }
+        format!(
+            "<h2><code>{v}</code></h2>\n<img src=\"plot/{v}/map/viridis?width=720\" \
+             alt=\"map of {v}\" width=\"720\">\n<p>{links}</p>\n"
+        )
+    });
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
          <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:left}}</style></head>\n\
          <body><h1>{title}</h1><p>Dataset <code>{id}</code>, version <code>{}</code>.</p>\n\
          <pre>import xarray as xr\nds = xr.open_dataset(\"{url}\", engine=\"zarr\")</pre>\n\
-         <table><tr><th>variable</th><th>dimensions</th><th>type</th><th>description</th><th>units</th></tr>\n{rows}</table>\n\
+         {first}<table><tr><th>variable</th><th>dimensions</th><th>type</th><th>description</th><th>units</th></tr>\n{rows}</table>\n\
          <p><a href=\"info\">info</a> · <a href=\"stac\">STAC item</a> · <a href=\"zarr/.zmetadata\">Zarr v2</a> · \
          <a href=\"zarr3/zarr.json\">Zarr v3</a> · <a href=\"kerchunk/.zmetadata\">source chunks</a></p></body></html>\n",
         escape(version)
     )
+}
+
+/// The variable the summary page maps: the first numeric data variable of two or more
+/// dimensions (the map is of its last two; not a coordinate, nor a coordinate's bounds), and
+/// whether its first dimension is a CF time.
+fn first_field(m: &Manifest) -> Option<(&str, bool)> {
+    let mut auxiliary = m.coordinate_names();
+    auxiliary
+        .extend((m.arrays.values()).filter_map(|a| a.attrs.get("bounds").and_then(Value::as_str)));
+    let (name, a) = m.arrays.iter().find(|(n, a)| {
+        a.dims.len() >= 2 && a.dtype.is_numeric() && !auxiliary.contains(&n.as_str())
+    })?;
+    let timed = (m.arrays.get(&a.dims[0]))
+        .and_then(|t| t.attrs.get("units")?.as_str())
+        .is_some_and(|u| crate::cftime::Units::parse(u).is_some());
+    Some((name, timed))
 }
 
 /// A YAML string scalar (JSON's quoting is valid YAML).

@@ -57,6 +57,12 @@ impl Default for Registry {
     }
 }
 
+/// The record of which datasets each discovery prefix gave (`cloudify index --config`).
+pub const DISCOVERED_KEY: &str = "discovered.json";
+
+/// Hex digits of the content hash that names a dataset's version.
+pub const VERSION_LEN: usize = 20;
+
 /// Folder of one dataset version in the bucket.
 pub fn version_dir(id: &str, version: &str) -> String {
     format!("datasets/{id}/{version}")

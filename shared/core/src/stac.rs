@@ -143,12 +143,14 @@ fn wrap(lon: f64) -> f64 {
 }
 
 /// `[west, south, east, north]` from the lat/lon coordinates, `None` without them. Longitudes
-/// in 0-360 map to -180-180; a grid covering the whole circle is [-180, 180].
+/// in 0-360 map to -180-180; a grid covering the whole circle is [-180, 180]; latitudes past
+/// a pole (a staggered grid's edges) stop at it, as map clients (STAC Browser) require.
 pub fn bbox(m: &Manifest) -> Option<[f64; 4]> {
     let (_, lon) = horizontal(m, Axis::X)?;
     let (_, lat) = horizontal(m, Axis::Y)?;
     let (west, east) = west_east(lon);
-    Some([west, lat.min, east, lat.max])
+    let pole = |v: f64| v.clamp(-90.0, 90.0);
+    Some([west, pole(lat.min), east, pole(lat.max)])
 }
 
 /// West and east bounds of longitudes in -180-180 (west > east when crossing 180).

@@ -1,7 +1,7 @@
 //! Writing an indexed dataset into a bucket: new objects first, `index.json` last.
 
 use bytes::Bytes;
-use cloudify_core::registry::{Registry, manifest_key, version_dir};
+use cloudify_core::registry::{Registry, VERSION_LEN, manifest_key, version_dir};
 use cloudify_core::store::{Precondition, ReadStore, ReadStoreExt, WriteStore};
 use cloudify_core::zarr_v2;
 use sha2::{Digest, Sha256};
@@ -12,9 +12,6 @@ use crate::kept::KEPT_FILE;
 use crate::netcdf4::{Indexed, ServeOptions};
 use crate::parquet_refs::kerchunk_parquet;
 use crate::source::SourceSpec;
-
-/// Hex digits of the content hash kept as a version.
-const VERSION_LEN: usize = 20;
 
 /// The outcome of a publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

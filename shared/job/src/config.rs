@@ -20,9 +20,10 @@
 //! ```
 //!
 //! A top-level `targets = ["lambda", "worker-free"]` names the platforms the bucket is served
-//! from, as `--target` does.
+//! from, as `--target` does. `[[discover]]` tables find datasets under prefixes (see
+//! [`crate::discover`]); a dataset a prefix no longer holds leaves `index.json` and the catalog.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
@@ -34,6 +35,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::Job;
+use crate::discover::{Found, Record, Rule, discover};
+use cloudify_core::registry::Registry;
 
 /// Datasets indexed at once: each reads its sources on a blocking thread.
 const CONCURRENT: usize = 2;
@@ -50,6 +53,9 @@ pub struct ConfigFile {
     targets: Option<Vec<String>>,
     #[serde(default)]
     datasets: BTreeMap<String, Dataset>,
+    /// Prefixes whose stores and grouped files are datasets too.
+    #[serde(default)]
+    discover: Vec<Rule>,
 }
 
 /// One dataset's table.
@@ -63,6 +69,24 @@ struct Dataset {
     collection: Option<String>,
     #[serde(rename = "ref")]
     reference: Option<String>,
+}
+
+impl Dataset {
+    /// A dataset `rule` found.
+    fn found(rule: &Rule, found: Found) -> Self {
+        let concat_dim = match found.store || found.sources.len() < 2 {
+            true => None,
+            false => Some(rule.concat_dim.clone().unwrap_or_else(|| "time".into())),
+        };
+        Self {
+            sources: found.sources,
+            concat_dim,
+            codec: rule.codec.clone(),
+            chunks: rule.chunks.clone(),
+            collection: rule.collection.clone(),
+            reference: None,
+        }
+    }
 }
 
 impl ConfigFile {
@@ -131,6 +155,8 @@ pub enum Progress<'a> {
     },
     /// Every dataset is done.
     Finished,
+    /// A line beside the datasets': a discovery that failed, a dataset a prefix lost.
+    Note(&'a str),
     /// The catalog is updated: this many files written.
     Catalog(usize),
 }
@@ -176,13 +202,54 @@ pub async fn run_config(
     options: RunOptions<'_>,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> anyhow::Result<Vec<String>> {
-    if let Some(only) = options.only {
-        config.datasets.retain(|id, _| only.contains(id));
-    }
     let targets = match options.targets {
         Some(t) => t,
         None => config.targets()?.unwrap_or_else(|| vec![Platform::Native]),
     };
+    let store = job.bucket.store();
+    let mut record = Record::load(store).await?;
+    let mut gone: Vec<(String, String)> = Vec::new();
+    let mut discovery_failed = Vec::new();
+    for rule in &config.discover {
+        let found = match discover(rule, base).await {
+            Ok(found) => found,
+            Err(e) => {
+                // Nothing found is nothing gone: the last run's datasets stay.
+                progress(Progress::Note(&format!(
+                    "discover {}: error: {e:#}",
+                    rule.under
+                )));
+                discovery_failed.push(rule.under.clone());
+                continue;
+            }
+        };
+        let ids: BTreeSet<String> = found.iter().map(|f| f.id.clone()).collect();
+        let before = record.found.insert(rule.under.clone(), ids.clone());
+        gone.extend(
+            (before.unwrap_or_default().difference(&ids))
+                .map(|id| (id.clone(), rule.under.clone())),
+        );
+        for f in found {
+            // A dataset the file lists is the file's.
+            if !config.datasets.contains_key(&f.id) {
+                config
+                    .datasets
+                    .insert(f.id.clone(), Dataset::found(rule, f));
+            }
+        }
+    }
+    // A rule taken out of the file takes its datasets with it.
+    let dropped: Vec<String> = (record.found.keys())
+        .filter(|under| !config.discover.iter().any(|r| &r.under == *under))
+        .cloned()
+        .collect();
+    for under in dropped {
+        let ids = record.found.remove(&under).unwrap_or_default();
+        gone.extend(ids.into_iter().map(|id| (id, under.clone())));
+    }
+    if let Some(only) = options.only {
+        config.datasets.retain(|id, _| only.contains(id));
+    }
     progress(Progress::Started(config.datasets.len()));
     let jobs = config.datasets.iter().map(|(id, d)| {
         let targets = targets.clone();
@@ -208,8 +275,21 @@ pub async fn run_config(
         .filter_map(std::future::ready)
         .collect()
         .await;
+    failed.extend(discovery_failed);
     failed.sort();
     progress(Progress::Finished);
+    if options.only.is_none() && (!gone.is_empty() || !config.discover.is_empty()) {
+        for (id, under) in gone {
+            if config.datasets.contains_key(&id) || !Registry::remove(store, &id).await? {
+                continue;
+            }
+            progress(Progress::Note(&format!(
+                "dataset {id}: no longer under {under}: out of index.json and the catalog (its \
+                 objects are left for cloudify gc)"
+            )));
+        }
+        record.save(store).await?;
+    }
     // The catalog's public URL: --public-url, else the file's, else the one stored before.
     let file_url = config
         .catalog

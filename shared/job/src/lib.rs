@@ -14,7 +14,9 @@ macro_rules! say {
 }
 
 pub mod config;
+pub mod discover;
 pub mod laid;
+pub mod publish;
 pub mod remote;
 pub mod sources;
 

@@ -106,11 +106,12 @@ impl Bucket {
             .filter(|k| !k.is_empty())
     }
 
-    /// Whether `url` is an object the indexer writes here (`index.json`, `datasets/`,
-    /// `stac/`): a change to it is never a change of a source.
+    /// Whether `url` is an object the indexer writes here (`index.json`, `discovered.json`,
+    /// `datasets/`, `stac/`): a change to it is never a change of a source.
     pub fn is_index_object(&self, url: &str) -> bool {
         self.key_of(url).is_some_and(|k| {
             k == cloudify_core::registry::INDEX_KEY
+                || k == cloudify_core::registry::DISCOVERED_KEY
                 || k.starts_with("datasets/")
                 || k.starts_with("stac/")
         })

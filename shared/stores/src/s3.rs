@@ -305,15 +305,47 @@ impl ReadStore for S3Store {
     }
 }
 
+/// The content type and cache policy of an object, for clients that read the bucket directly
+/// (STAC Browser on a public bucket or a copy `cloudify publish` made, a CDN in front of it):
+/// JSON as JSON, and the objects of a dataset's version, never rewritten, cached for good.
+fn headers_for(key: &str) -> (&'static str, &'static str) {
+    let kind = match key.rsplit_once('.').map_or("", |(_, ext)| ext) {
+        "json" => "application/json",
+        "parquet" => "application/vnd.apache.parquet",
+        "html" => "text/html; charset=utf-8",
+        "png" => "image/png",
+        _ => "application/octet-stream",
+    };
+    // `datasets/{id}/{version}/…` and `datasets/{id}/values/{digest}.bin`, below any prefix:
+    // a version is named by its content's hash, a stored value by its digest.
+    let parts: Vec<&str> = key.split('/').collect();
+    let named_by_content = |p: &str| {
+        p == "values"
+            || (p.len() == cloudify_core::registry::VERSION_LEN
+                && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let immutable = parts
+        .windows(4)
+        .any(|w| w[0] == "datasets" && named_by_content(w[2]));
+    let cache = match immutable {
+        true => "public, max-age=31536000, immutable",
+        false => "public, max-age=60",
+    };
+    (kind, cache)
+}
+
 #[async_trait]
 impl WriteStore for S3Store {
     async fn put(&self, key: &str, bytes: Bytes, precondition: Precondition) -> Result<bool> {
         let (bucket, object) = self.locate(key)?;
+        let (content_type, cache_control) = headers_for(object);
         let mut req = self
             .client
             .put_object()
             .bucket(bucket)
             .key(object)
+            .content_type(content_type)
+            .cache_control(cache_control)
             .body(bytes.into());
         req = match precondition {
             Precondition::None => req,
@@ -349,6 +381,51 @@ impl WriteStore for S3Store {
                 Failure::Missing | Failure::Precondition | Failure::NotModified => Ok(false),
                 Failure::Err(e) => Err(e),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::headers_for;
+
+    #[test]
+    fn objects_are_typed_and_only_versions_cached_for_good() {
+        let forever = "public, max-age=31536000, immutable";
+        for (key, kind, cache) in [
+            (
+                "stac/catalog.json",
+                "application/json",
+                "public, max-age=60",
+            ),
+            ("index.json", "application/json", "public, max-age=60"),
+            (
+                "idx/datasets/tas/0194d809fdab45611bf8/manifest.json",
+                "application/json",
+                forever,
+            ),
+            (
+                "datasets/tas/0194d809fdab45611bf8/tables/tas",
+                "application/octet-stream",
+                forever,
+            ),
+            (
+                "datasets/tas/values/00ff.bin",
+                "application/octet-stream",
+                forever,
+            ),
+            (
+                "datasets/idx/stac/c/x/x.json",
+                "application/json",
+                "public, max-age=60",
+            ),
+            (
+                "icechunk/tas/refs/branch.main/ref.json",
+                "application/json",
+                "public, max-age=60",
+            ),
+        ] {
+            assert_eq!(headers_for(key), (kind, cache), "{key}");
         }
     }
 }

@@ -74,7 +74,7 @@ async fn reindex(config: &Config, job: &Job, event: &Value) -> Result<Value, Err
         ..RunOptions::default()
     };
     let log = |p: Progress<'_>| {
-        if let Progress::Done { line, .. } = p {
+        if let Progress::Done { line, .. } | Progress::Note(line) = p {
             println!("{line}");
         }
     };
