@@ -60,3 +60,8 @@ def test_the_catalog_alone_names_nothing_it_did_not_copy(cloudify, tmp_path):
     catalog = pystac.Catalog.from_file(str(site / "stac" / "catalog.json"))
     assert [i.id for i in catalog.get_items(recursive=True)] == ["t"]
     assert (site / ".git" / "HEAD").exists()
+    # A bucket no indexer wrote is named as such, and nothing is written.
+    out = subprocess.run([cloudify, "publish", "--bucket", str(tmp_path / "typo"), "--to",
+                          str(site)], capture_output=True, text=True)
+    assert out.returncode != 0 and "no stac/catalog.json to publish" in out.stderr, out.stderr
+    assert (site / "stac" / "catalog.json").exists()

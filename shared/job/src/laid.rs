@@ -31,7 +31,13 @@ pub enum Layout {
 /// # Errors
 /// When a remote prefix cannot be addressed.
 pub async fn layout(named: &str, job: &Job) -> anyhow::Result<Option<Layout>> {
-    if !crate::remote::is_remote(named) && !Path::new(named).is_dir() {
+    let remote = crate::remote::is_remote(named);
+    if !remote && !Path::new(named).is_dir() {
+        return Ok(None);
+    }
+    // A store's keys are appended to its path: a URL with a query, or one that is itself an
+    // object (unless it ends in `/`, which a web server may answer with a listing), is a file.
+    if remote && (named.contains('?') || !named.ends_with('/') && is_object(named, job).await) {
         return Ok(None);
     }
     let place = Place::new(job, named).await?;
@@ -46,6 +52,15 @@ pub async fn layout(named: &str, job: &Job) -> anyhow::Result<Option<Layout>> {
         }
     }
     Ok(None)
+}
+
+/// Whether the remote `url` names an object (an unanswered HEAD says no: the checks for a
+/// store's objects then say why it is neither).
+async fn is_object(url: &str, job: &Job) -> bool {
+    match crate::remote::store_for(url, job).await {
+        Ok((store, key)) => matches!(store.head(key).await, Ok(Some(_))),
+        Err(_) => false,
+    }
 }
 
 /// Where a store lives, its objects sources: a local folder or an `s3://` or `http(s)://`

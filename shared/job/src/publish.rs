@@ -75,6 +75,11 @@ pub async fn publish(
         }
     };
     let wanted = listed(from).await?;
+    if !wanted.contains(CATALOG_KEY) {
+        return Err(anyhow!(
+            "{from}: no {CATALOG_KEY} to publish; is it a bucket `cloudify index` wrote?"
+        ));
+    }
     let there = listed(to).await?;
     let mut order: Vec<&String> = wanted.iter().collect();
     order.sort_by_key(|k| rank(k));
