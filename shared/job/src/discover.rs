@@ -188,57 +188,72 @@ fn store_roots(keys: &[String]) -> BTreeSet<String> {
     roots
 }
 
-/// A filename pattern as a regular expression, and its fields in order.
-fn compile(pattern: &str) -> anyhow::Result<(regex::Regex, Vec<String>)> {
-    let mut re = String::from("^");
-    let mut names = Vec::new();
-    let mut rest = pattern;
+/// A piece of a pattern or template: literal text, or a `{field}`.
+enum Piece<'t> {
+    Text(&'t str),
+    Field(&'t str),
+}
+
+/// The pieces of `template`, in order.
+fn pieces(template: &str) -> anyhow::Result<Vec<Piece<'_>>> {
+    let mut out = Vec::new();
+    let mut rest = template;
     while let Some(open) = rest.find('{') {
-        re.push_str(&regex::escape(&rest[..open]));
+        out.push(Piece::Text(&rest[..open]));
         let close = rest[open..]
             .find('}')
-            .ok_or_else(|| anyhow!("discover files {pattern:?}: a `{{` is never closed"))?;
-        let name = &rest[open + 1..open + close];
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(anyhow!(
-                "discover files {pattern:?}: {{{name}}} is not a field name (letters, digits, _)"
-            ));
-        }
-        if names.iter().any(|n| n == name) {
-            return Err(anyhow!("discover files {pattern:?}: {{{name}}} twice"));
-        }
-        // A field is one or more characters of a path segment, as few as the rest allows.
-        re.push_str(&format!("(?P<{name}>[^/]+?)"));
-        names.push(name.to_owned());
+            .ok_or_else(|| anyhow!("{template:?}: a `{{` is never closed"))?;
+        out.push(Piece::Field(&rest[open + 1..open + close]));
         rest = &rest[open + close + 1..];
     }
-    re.push_str(&regex::escape(rest));
+    out.push(Piece::Text(rest));
+    Ok(out)
+}
+
+/// A filename pattern as a regular expression, and its fields in order.
+fn compile(pattern: &str) -> anyhow::Result<(regex::Regex, Vec<String>)> {
+    let fail = |why: String| anyhow!("discover files {pattern:?}: {why}");
+    let mut re = String::from("^");
+    let mut names: Vec<String> = Vec::new();
+    for piece in pieces(pattern).map_err(|e| anyhow!("discover files {e}"))? {
+        match piece {
+            Piece::Text(text) => re.push_str(&regex::escape(text)),
+            Piece::Field(name) => {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(fail(format!(
+                        "{{{name}}} is not a field name (letters, digits, _)"
+                    )));
+                }
+                if names.iter().any(|n| n == name) {
+                    return Err(fail(format!("{{{name}}} twice")));
+                }
+                // A field is one or more characters of a path segment, as few as the rest
+                // allows.
+                re.push_str(&format!("(?P<{name}>[^/]+?)"));
+                names.push(name.to_owned());
+            }
+        }
+    }
     re.push('$');
-    let matcher = regex::Regex::new(&re).map_err(|e| anyhow!("discover files {pattern:?}: {e}"))?;
+    let matcher = regex::Regex::new(&re).map_err(|e| fail(e.to_string()))?;
     Ok((matcher, names))
 }
 
 /// `template` with each `{field}` replaced by its value.
 fn fill(template: &str, fields: &BTreeMap<&str, &str>) -> anyhow::Result<String> {
     let mut out = String::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let close = rest[open..]
-            .find('}')
-            .ok_or_else(|| anyhow!("{template:?}: a `{{` is never closed"))?;
-        let name = &rest[open + 1..open + close];
-        let value = fields.get(name).ok_or_else(|| {
-            let known: Vec<&str> = fields.keys().copied().filter(|k| *k != "_").collect();
-            anyhow!(
-                "{template:?}: no field {{{name}}} (there are {})",
-                known.join(", ")
-            )
-        })?;
-        out.push_str(value);
-        rest = &rest[open + close + 1..];
+    for piece in pieces(template)? {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Field(name) => out.push_str(fields.get(name).ok_or_else(|| {
+                let known: Vec<&str> = fields.keys().copied().filter(|k| *k != "_").collect();
+                anyhow!(
+                    "{template:?}: no field {{{name}}} (there are {})",
+                    known.join(", ")
+                )
+            })?),
+        }
     }
-    out.push_str(rest);
     Ok(out)
 }
 

@@ -74,8 +74,6 @@ struct Place {
     in_bucket: Option<String>,
     /// Its folder, when local.
     local: Option<PathBuf>,
-    /// Whether its objects can be listed (not over HTTP).
-    listable: bool,
     job: Job,
 }
 
@@ -87,7 +85,6 @@ impl Place {
             return Ok(Self {
                 store: Arc::new(PrefixStore::new(objects, prefix)),
                 in_bucket: job.bucket.key_of(&url).map(str::to_owned),
-                listable: url.starts_with("s3://"),
                 url,
                 local: None,
                 job: job.clone(),
@@ -105,9 +102,13 @@ impl Place {
             url: format!("file://{}", abs.display()),
             in_bucket,
             local: Some(abs),
-            listable: true,
             job: job.clone(),
         })
+    }
+
+    /// Whether its objects can be listed: not over HTTP.
+    fn listable(&self) -> bool {
+        !self.url.starts_with("http")
     }
 
     /// How errors and messages name it: its path or URL.
@@ -210,7 +211,7 @@ impl Sources {
 /// When its metadata cannot be read; arrays that cannot be served are skipped with the reason.
 pub async fn zarr(job: &Job, named: &str, v3: bool) -> anyhow::Result<Laid> {
     let place = Place::new(job, named).await?;
-    let listed = match place.listable {
+    let listed = match place.listable() {
         true => Some((place.store.list("").await).map_err(|e| anyhow!("{}: {e}", place.shown()))?),
         false => None,
     };
