@@ -2,7 +2,8 @@
 (JSON: [{"repo", "sources", "left_out"}], sources null: only read every value) at `main` with
 icechunk and xarray, every virtual chunk container authorised, and compare it with its sources
 read by netCDF4. A job {"item", "asset", ...} instead opens a STAC item's asset as its users do:
-`xr.open_dataset(item.assets[asset])` through xpystac (S3 settings from the environment).
+`xr.open_dataset(item.assets[asset])` through xpystac (S3 settings from the environment), a
+folder's Icechunk repository at the asset's snapshot.
 Prints one line per repository or item; exits 1 when one differs or fails to open."""
 import json
 import os
@@ -29,7 +30,13 @@ def open_main(repo):
 def opened(job):
     if "item" in job:
         item = pystac.Item.from_file(job["item"])
-        return xr.open_dataset(item.assets[job["asset"]])
+        asset = item.assets[job["asset"]]
+        if asset.media_type == "application/vnd.zarr+icechunk" and asset.href.startswith("file://"):
+            # xpystac opens S3 repositories only: a folder's, as its users would, by hand.
+            repo, _ = open_main(asset.href.removeprefix("file://"))
+            session = repo.readonly_session(snapshot_id=asset.extra_fields["version"])
+            return xr.open_zarr(session.store, zarr_format=3, consolidated=False)
+        return xr.open_dataset(asset)
     _, session = open_main(job["repo"])
     return xr.open_zarr(session.store, zarr_format=3, consolidated=False)
 

@@ -53,6 +53,9 @@ def indexed(cloudify, moto, s3, tmp_path_factory):
     index(cloudify, env, "v3", f"s3://{BUCKET}/stores/v3.zarr/")
     index(cloudify, env, "v2", f"s3://{BUCKET}/stores/v2.zarr")
     index(cloudify, env, "file", f"s3://{BUCKET}/files/src.nc")
+    index(cloudify, env, "ice-cat", f"s3://{BUCKET}/stores/native.icechunk", "--ref", "first",
+          "--catalog-only")
+    index(cloudify, env, "v3-cat", f"s3://{BUCKET}/stores/v3.zarr/", "--catalog-only")
     # Sources outside the index prefix are named by URL, the repository among them.
     server = Server(cloudify, f"s3://{BUCKET}/{INDEX}", "--error-detail", "internal",
                     "--publish-sources", env=env)
@@ -111,3 +114,29 @@ def tagged(env, tag):
                          env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip()
+
+
+def test_catalogued_only_stores_in_s3_name_themselves(indexed):
+    """`--catalog-only`: the items of a repository and a Zarr store in S3 name them with their
+    storage scheme and nothing of the function's; the repository's opens through xpystac at the
+    snapshot indexed, and the function serves neither."""
+    server, source, env = indexed
+    assert not {"ice-cat", "v3-cat"} & set(server.get("/datasets").json())
+    assert server.get("/datasets/v3-cat/zarr3/zarr.json").status_code == 404
+    scheme = {"type": "aws-s3", "platform": f"https://{BUCKET}.s3.us-east-1.amazonaws.com",
+              "bucket": BUCKET, "region": "us-east-1"}
+    items = {i: server.get(f"/datasets/{i}/stac").json() for i in ("ice-cat", "v3-cat")}
+    for item in items.values():
+        assert not {"zarr", "zarr3", "references"} & set(item["assets"]), item["assets"]
+        assert item["storage:schemes"] == {f"aws-s3-{BUCKET}": scheme}, item
+    store = items["v3-cat"]["assets"]["source"]
+    assert store["href"] == f"s3://{BUCKET}/stores/v3.zarr", store
+    assert store["storage:refs"] == [f"aws-s3-{BUCKET}"] and store["zarr:zarr_format"] == 3
+    repo = items["ice-cat"]["assets"]["icechunk"]
+    assert repo["href"] == f"s3://{BUCKET}/stores/native.icechunk/"
+    assert repo["version"] == tagged(env, "first"), repo
+    jobs = [{"item": f"{server.url}/datasets/ice-cat/stac", "asset": "icechunk",
+             "sources": source, "left_out": []}]
+    out = subprocess.run([PYTHON, READER], input=json.dumps(jobs), capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert out.returncode == 0 and out.stdout.startswith("ok "), out.stdout[-4000:] + out.stderr

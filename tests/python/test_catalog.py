@@ -303,3 +303,72 @@ def test_summary_page_shows_a_map_and_links_that_answer(catalog, start_server):
         assert r.status_code == 200, (link, r.text[:300])
         if "plot/" in link:
             assert r.headers["content-type"] == "image/png" and r.content[:4] == b"\x89PNG"
+
+
+def test_catalogued_only_datasets_name_their_stores_and_are_not_served(cloudify, tmp_path,
+                                                                       start_server):
+    """`serve = false`: a Zarr store, an Icechunk repository and a NetCDF file are catalogued
+    with items whose assets are the originals (a store's opening arguments, a repository's
+    snapshot), each opening to the source's values; the function lists none of them and
+    answers 404 naming the item for their data routes; served again, they are served."""
+    from servers import make_stores
+    import make_files
+    source = make_files.model_piece(str(tmp_path / "src.nc"), np.arange(24.0), chunks=(6, 4, 5))
+    snapshots = make_stores(source, str(tmp_path / "stores"))
+    config = tmp_path / "cloudify.toml"
+    tables = {"v2": "stores/v2.zarr", "virtual": "stores/virtual.icechunk", "file": "src.nc"}
+    text = "".join(f'[datasets.{i}]\nsources = ["{s}"]\nserve = false\n' for i, s in tables.items())
+    config.write_text(text)
+    bucket = str(tmp_path / "bucket")
+    run(cloudify, "index", "--bucket", bucket, "--config", str(config))
+    registry = json.load(open(os.path.join(bucket, "index.json")))["datasets"]
+    assert all(registry[i]["catalog_only"] for i in tables), registry
+    server = start_server(bucket, "--index-ttl", "0")
+    assert server.get("/datasets").json() == []
+    assert "virtual" not in server.get("/intake.yaml").text
+    for i in tables:
+        for path in (f"/datasets/{i}/zarr/.zmetadata", f"/datasets/{i}/zarr3/zarr.json",
+                     f"/datasets/{i}/", f"/datasets/{i}/info"):
+            r = server.get(path)
+            assert r.status_code == 404, (path, r.status_code)
+            assert f"/datasets/{i}/stac" in r.json()["detail"] and "serve = false" in r.json()["detail"]
+    root = pystac.Catalog.from_file(os.path.join(bucket, "stac", "catalog.json"))
+    assert root.validate_all() == len(tables)
+    schemas = extension_schemas()
+    items = {i.id: i for i in root.get_items(recursive=True)}
+    for item in items.values():
+        d = item.to_dict(include_self_link=False)
+        for uri in d["stac_extensions"]:
+            jsonschema.validate(d, schemas[uri])
+        assert not {"zarr", "zarr3", "references"} & set(item.assets), item.assets
+        function_item = server.get(f"/datasets/{item.id}/stac").json()
+        assert function_item["assets"] == d["assets"]
+    with xr.open_dataset(source, engine="netcdf4") as ds:
+        expected = ds.load()
+    store = items["v2"].assets["source"]
+    assert store.href == "file://" + str(tmp_path / "stores" / "v2.zarr")
+    assert "data" in store.roles and store.extra_fields["zarr:zarr_format"] == 2
+    with xr.open_dataset(store.href, **store.extra_fields["xarray:open_kwargs"]) as actual:
+        datasets_equal(actual.load(), expected)
+    assert items["file"].assets["source"].href.endswith("/src.nc")
+    with xr.open_dataset(items["file"].assets["source"].href.removeprefix("file://"),
+                         engine="netcdf4") as actual:
+        datasets_equal(actual.load(), expected)
+    repo = items["virtual"].assets["icechunk"]
+    assert repo.media_type == "application/vnd.zarr+icechunk"
+    assert repo.href == "file://" + str(tmp_path / "stores" / "virtual.icechunk") + "/"
+    assert repo.extra_fields["version"] == snapshots["virtual"][-1]
+    # The repository through icechunk at the item's snapshot, as read_repos.py opens an asset.
+    python = os.path.join(ROOT, ".venv-ic", "bin", "python")
+    jobs = [{"item": os.path.join(bucket, "stac", "datasets", "virtual", "virtual.json"),
+             "asset": "icechunk", "sources": source, "left_out": []}]
+    out = subprocess.run([python, os.path.join(ROOT, "tests", "icechunk", "read_repos.py")],
+                         input=json.dumps(jobs), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.startswith("ok "), out.stdout + out.stderr
+    # Served again: the same sources, now listed and answering.
+    config.write_text(text.replace("serve = false\n", ""))
+    run(cloudify, "index", "--bucket", bucket, "--config", str(config))
+    assert sorted(server.get("/datasets").json()) == sorted(tables)
+    with xr.open_dataset(server.url + "/datasets/virtual/zarr3", engine="zarr", zarr_format=3,
+                         consolidated=True) as actual:
+        datasets_equal(actual.load(), expected)

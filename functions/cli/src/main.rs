@@ -67,6 +67,10 @@ enum Command {
         /// (default: the main branch).
         #[arg(long = "ref", value_name = "REF")]
         reference: Option<String>,
+        /// Catalogue the dataset without serving it: its STAC item names the store or files
+        /// themselves, and the function's routes of it answer 404 (a config's `serve = false`).
+        #[arg(long, conflicts_with = "config")]
+        catalog_only: bool,
         #[command(flatten)]
         catalog: CatalogArgs,
         /// Source files, glob patterns ('data/tas_*.nc'), http(s):// URLs (read by range), and
@@ -320,6 +324,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sources,
             target,
             reference,
+            catalog_only,
             ..
         } => {
             let targets = target
@@ -352,6 +357,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 codec: ServedCodec::parse(&codec)?,
                 chunks: ServeOptions::parse_chunks(&chunks)?,
                 targets: targets.unwrap_or_else(|| ServeOptions::default().targets),
+                serve: !catalog_only,
             };
             let p = sources::index(
                 &job,

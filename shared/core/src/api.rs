@@ -63,9 +63,12 @@ pub fn service_info(config: &Config, in_flight: Counts) -> ServiceInfo {
     }
 }
 
-/// `GET /datasets`: every dataset id.
+/// `GET /datasets`: the id of every dataset the function serves.
 pub fn datasets(registry: &Registry) -> Vec<&str> {
-    registry.datasets.keys().map(String::as_str).collect()
+    (registry.datasets.iter())
+        .filter(|(_, e)| !e.catalog_only)
+        .map(|(id, _)| id.as_str())
+        .collect()
 }
 
 /// One variable of `/info`: xpublish's fields, then how it is stored and served.
@@ -314,8 +317,8 @@ pub fn collection_all(
 
 /// `GET /intake.yaml`.
 pub fn intake(all: &[Resolved], base: &str) -> String {
-    let ids: Vec<(String, Option<String>)> = all
-        .iter()
+    let ids: Vec<(String, Option<String>)> = (all.iter())
+        .filter(|r| !r.manifest.catalog_only)
         .map(|r| {
             let title = r.manifest.attrs.get("title").and_then(Value::as_str);
             (r.id.clone(), title.map(str::to_owned))

@@ -66,6 +66,10 @@ pub struct Manifest {
     /// or the virtual one the indexer writes into an S3 bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icechunk: Option<IcechunkRepo>,
+    /// Catalogued, not served: its STAC item names the original store or files, and the
+    /// function's routes of the dataset answer 404 (`serve = false` in `cloudify.toml`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub catalog_only: bool,
 }
 
 /// A Zarr store or Icechunk repository named as a dataset's source.
@@ -77,6 +81,9 @@ pub struct StoreSource {
     pub kind: String,
     /// The Zarr format of its metadata (2 or 3).
     pub zarr_format: u8,
+    /// The AWS region of an `s3://` store, for catalogs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 impl StoreSource {
@@ -125,6 +132,7 @@ impl Manifest {
             inputs: None,
             store: None,
             icechunk: None,
+            catalog_only: false,
         }
     }
 

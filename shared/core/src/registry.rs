@@ -39,6 +39,9 @@ pub struct Entry {
     /// Versions it replaced, newest first (at most [`PREVIOUS_KEPT`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous: Vec<String>,
+    /// Catalogued, not served ([`crate::Manifest::catalog_only`]): `/datasets` leaves it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub catalog_only: bool,
 }
 
 /// The collection of datasets indexed without naming one.
@@ -136,6 +139,7 @@ impl Registry {
         id: &str,
         version: &str,
         collection: &str,
+        catalog_only: bool,
     ) -> Result<bool> {
         Self::update(store, id, |current| {
             let mut previous = Vec::new();
@@ -153,6 +157,7 @@ impl Registry {
                 version: version.to_owned(),
                 collection: collection.to_owned(),
                 previous,
+                catalog_only,
             }))
         })
         .await
@@ -204,9 +209,9 @@ mod tests {
     fn publish_merges_and_is_idempotent() {
         block_on(async {
             let s = MemoryStore::new();
-            assert!(Registry::publish(&s, "a", "v1", "c").await.unwrap());
-            assert!(Registry::publish(&s, "b", "v2", "c").await.unwrap());
-            assert!(!Registry::publish(&s, "b", "v2", "c").await.unwrap());
+            assert!(Registry::publish(&s, "a", "v1", "c", false).await.unwrap());
+            assert!(Registry::publish(&s, "b", "v2", "c", false).await.unwrap());
+            assert!(!Registry::publish(&s, "b", "v2", "c", false).await.unwrap());
             let r = Registry::load(&s).await.unwrap();
             assert_eq!(r.version("a").unwrap(), "v1");
             assert_eq!(r.version("b").unwrap(), "v2");
@@ -219,9 +224,9 @@ mod tests {
         block_on(async {
             let s = MemoryStore::new();
             for v in ["v1", "v2", "v3", "v2"] {
-                assert!(Registry::publish(&s, "a", v, "c").await.unwrap());
+                assert!(Registry::publish(&s, "a", v, "c", false).await.unwrap());
             }
-            Registry::publish(&s, "b", "w1", "c").await.unwrap();
+            Registry::publish(&s, "b", "w1", "c", false).await.unwrap();
             let r = Registry::load(&s).await.unwrap();
             assert_eq!(r.datasets["a"].version, "v2");
             assert_eq!(r.datasets["a"].previous, vec!["v3", "v1"]);

@@ -355,6 +355,13 @@ impl App {
     /// The answer of a route of one dataset, `r`.
     async fn dataset_route(&self, cx: &Cx<'_>, r: &Resolved, route: Route) -> Result<Reply> {
         let m = &*r.manifest;
+        if m.catalog_only && !matches!(route, Route::Item(_)) {
+            return Err(Error::NotFound(format!(
+                "dataset {:?} is catalogued, not served (serve = false): its STAC item, \
+                 /datasets/{}/stac, names where to read it",
+                r.id, r.id
+            )));
+        }
         match route {
             Route::Zarr(_, view, Some(key)) => {
                 let reader = self.reader(cx);

@@ -20,6 +20,8 @@ const XARRAY_ASSETS: &str = "https://stac-extensions.github.io/xarray-assets/v1.
 const STORAGE: &str = "https://stac-extensions.github.io/storage/v2.0.0/schema.json";
 /// The media type of an Icechunk repository, as xpystac opens it.
 pub const ICECHUNK: &str = "application/vnd.zarr+icechunk";
+/// The region of an `s3://` URL whose store named none.
+const DEFAULT_REGION: &str = "us-east-1";
 
 /// Key of the catalog configuration kept in the bucket.
 pub const CONFIG_KEY: &str = "stac/config.json";
@@ -416,11 +418,18 @@ pub fn item(
     };
     let mut item = Item::new(id.clone());
     item.extensions = [DATACUBE, ZARR, XARRAY_ASSETS].map(str::to_owned).to_vec();
-    item.assets.insert("zarr".into(), zarr_asset(2, "zarr"));
-    item.assets.insert("zarr3".into(), zarr_asset(3, "zarr3"));
+    // A catalogued-only dataset is read where it lies: its item names the store or files,
+    // which its owner published by cataloguing it, and nothing of the function's.
+    let served = !m.catalog_only;
+    let publish_sources = hrefs.publish_sources || !served;
+    if served {
+        item.assets.insert("zarr".into(), zarr_asset(2, "zarr"));
+        item.assets.insert("zarr3".into(), zarr_asset(3, "zarr3"));
+    }
     let dir = format!("{}datasets/{id}/{version}", hrefs.bucket);
     // Parquet references name the sources as stored, so they are published only with them.
     let references = match crate::zarr_v2::kerchunk_as_parquet(m) {
+        _ if !served => None,
         true if !hrefs.publish_sources => None,
         true => Some(asset(
             format!("{dir}/refs.parq"),
@@ -441,9 +450,21 @@ pub fn item(
     let sources = match &m.store {
         // A store's chunk objects are no one's sources: the store is.
         Some(store) if store.kind == "zarr" => {
-            let mut a = asset(String::new(), "application/vnd+zarr", None, &["source"]);
-            a.additional_fields
-                .insert("zarr:zarr_format".into(), json!(store.zarr_format));
+            let roles: &[&str] = if served {
+                &["source"]
+            } else {
+                &["data", "source"]
+            };
+            let mut a = asset(String::new(), "application/vnd+zarr", None, roles);
+            let f = &mut a.additional_fields;
+            f.insert("zarr:zarr_format".into(), json!(store.zarr_format));
+            if !served {
+                a.title = Some(format!("Zarr v{} store", store.zarr_format));
+                f.insert(
+                    "xarray:open_kwargs".into(),
+                    json!({ "engine": "zarr", "zarr_format": store.zarr_format }),
+                );
+            }
             vec![(store.info(), a)]
         }
         Some(_) => Vec::new(),
@@ -455,8 +476,11 @@ pub fn item(
             .collect(),
     };
     let only = sources.len() == 1;
+    let region = (m.store.as_ref())
+        .and_then(|s| s.region.as_deref())
+        .unwrap_or(DEFAULT_REGION);
     for (i, (s, mut a)) in sources.into_iter().enumerate() {
-        let Some(url) = s.published_url(hrefs.publish_sources) else {
+        let Some(url) = s.published_url(publish_sources) else {
             continue;
         };
         let href = match s.in_bucket() {
@@ -468,11 +492,16 @@ pub fn item(
         } else {
             format!("source-{i}")
         };
+        if !served && let Some((name, scheme)) = s3_scheme(&href, region) {
+            a.additional_fields
+                .insert("storage:refs".into(), json!([name.clone()]));
+            add_schemes(&mut item, [(name, scheme)].into_iter().collect());
+        }
         a.href = href;
         item.assets.insert(key, a);
     }
-    if let Some(repo) = (m.icechunk.as_ref()).filter(|r| r.in_bucket || hrefs.publish_sources) {
-        icechunk_assets(&mut item, repo, version);
+    if let Some(repo) = (m.icechunk.as_ref()).filter(|r| r.in_bucket || publish_sources) {
+        icechunk_assets(&mut item, repo, version, !served);
     }
     let p = &mut item.properties;
     let dates = interval(m).and_then(|(a, b)| Some((datetime(&a)?, datetime(&b)?)));
@@ -523,13 +552,20 @@ fn s3_scheme(url: &str, region: &str) -> Option<(String, Value)> {
 /// and in the properties, where the extension puts them), the snapshot as `version` (for the
 /// indexer's own repository, the tag named after the dataset `version`), and for a virtual
 /// repository the `virtual` role with `vrt:hrefs` naming an asset per source prefix.
-fn icechunk_assets(item: &mut stac::Item, repo: &IcechunkRepo, version: &str) {
-    let region = repo.region.as_deref().unwrap_or("us-east-1");
-    let Some((key, scheme)) = s3_scheme(&repo.href, region) else {
+///
+/// Another repository (a folder, `https://`) is named only where the item is all there is
+/// (`anywhere`, a catalogued-only dataset), without a storage scheme.
+fn icechunk_assets(item: &mut stac::Item, repo: &IcechunkRepo, version: &str, anywhere: bool) {
+    let region = repo.region.as_deref().unwrap_or(DEFAULT_REGION);
+    let scheme = s3_scheme(&repo.href, region);
+    if scheme.is_none() && !anywhere {
         return;
-    };
+    }
     let mut schemes = Map::new();
-    schemes.insert(key.clone(), scheme);
+    let key = scheme.map(|(key, scheme)| {
+        schemes.insert(key.clone(), scheme);
+        key
+    });
     let mut roles = vec!["data", "references", "latest-version"];
     let mut virtual_hrefs = Vec::new();
     for (i, prefix) in repo.virtual_prefixes.iter().enumerate() {
@@ -553,7 +589,9 @@ fn icechunk_assets(item: &mut stac::Item, repo: &IcechunkRepo, version: &str) {
         &roles,
     );
     let f = &mut a.additional_fields;
-    f.insert("storage:refs".into(), json!([key]));
+    if let Some(key) = key {
+        f.insert("storage:refs".into(), json!([key]));
+    }
     f.insert(
         "version".into(),
         json!(repo.snapshot.as_deref().unwrap_or(version)),
@@ -565,12 +603,29 @@ fn icechunk_assets(item: &mut stac::Item, repo: &IcechunkRepo, version: &str) {
         f.insert("vrt:hrefs".into(), Value::Array(virtual_hrefs));
     }
     item.assets.insert("icechunk".into(), a);
-    item.extensions.push(STORAGE.to_owned());
-    item.additional_fields
-        .insert("storage:schemes".into(), Value::Object(schemes.clone()));
-    item.properties
-        .additional_fields
-        .insert("storage:schemes".into(), Value::Object(schemes));
+    if !schemes.is_empty() {
+        add_schemes(item, schemes);
+    }
+}
+
+/// Storage schemes (storage extension v2) assets of `item` refer to: at the top level, where
+/// xpystac 0.5 reads them, and in the properties, where the extension puts them.
+fn add_schemes(item: &mut stac::Item, schemes: Map<String, Value>) {
+    if !item.extensions.iter().any(|e| e == STORAGE) {
+        item.extensions.push(STORAGE.to_owned());
+    }
+    let places = [
+        &mut item.additional_fields,
+        &mut item.properties.additional_fields,
+    ];
+    for fields in places {
+        let entry = fields
+            .entry("storage:schemes")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(all) = entry {
+            all.extend(schemes.clone());
+        }
+    }
 }
 
 /// A collection over `items` (each with the href the collection links it by), extents

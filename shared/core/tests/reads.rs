@@ -106,7 +106,7 @@ fn bucket_with(
         )
         .await;
         put(manifest_key("d", "v1"), serde_json::to_vec(&m).unwrap()).await;
-        Registry::publish(store.as_ref(), "d", "v1", "c")
+        Registry::publish(store.as_ref(), "d", "v1", "c", false)
             .await
             .unwrap();
     });

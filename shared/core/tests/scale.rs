@@ -76,7 +76,7 @@ fn bucket() -> Arc<CountingStore<MemoryStore>> {
                 .await
                 .unwrap();
         }
-        Registry::publish(store.as_ref(), "big", "v1", "c")
+        Registry::publish(store.as_ref(), "big", "v1", "c", false)
             .await
             .unwrap();
     });

@@ -7,7 +7,6 @@
 mod place;
 mod read;
 
-pub use place::s3_region;
 pub use read::{Array, Payload, Referenced, Snapshot, read};
 
 use std::collections::HashMap;

@@ -8,15 +8,9 @@ use icechunk::config::{Credentials, S3Credentials, S3Options};
 use icechunk::storage::new_http_storage;
 use icechunk::{Storage, new_local_filesystem_storage, new_s3_object_store_storage};
 
-use crate::{Error, fail};
+use cloudify_stores::s3_region;
 
-/// The AWS region of this process's environment (`us-east-1` when it names none).
-pub fn s3_region() -> String {
-    ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "us-east-1".into())
-}
+use crate::{Error, fail};
 
 /// S3 options from the environment: region, and a custom endpoint (an S3-compatible server)
 /// addressed by path, over HTTP where it says so.

@@ -110,6 +110,9 @@ pub struct ServeOptions {
     /// The platforms the bucket is served from: a served chunk over the smallest of their
     /// budgets is refused at index time.
     pub targets: Vec<Platform>,
+    /// Whether the function serves it; `false` catalogues it only, its STAC item naming the
+    /// original store or files.
+    pub serve: bool,
 }
 
 impl Default for ServeOptions {
@@ -118,6 +121,7 @@ impl Default for ServeOptions {
             codec: ServedCodec::default(),
             chunks: BTreeMap::new(),
             targets: vec![Platform::Native],
+            serve: true,
         }
     }
 }
@@ -259,6 +263,7 @@ pub fn read_dataset(
     apply(&mut indexed, options)?;
     crate::coords::summarise(&mut indexed, &specs)?;
     indexed.manifest.inputs = Some(crate::publish::inputs(sources, options, concat));
+    indexed.manifest.catalog_only = !options.serve;
     Ok(indexed)
 }
 

@@ -86,6 +86,10 @@ fn hashed(
         "\0{:?}\0{:?}\0{:?}\0{:?}",
         options.codec, options.chunks, concat, options.targets
     ));
+    // Only when set, so the datasets indexed before the option keep their inputs.
+    if !options.serve {
+        h.update("\0catalog-only");
+    }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -178,7 +182,8 @@ pub async fn publish(
             objects_written += 1;
         }
     }
-    let registry_changed = Registry::publish(bucket, &m.id, &version, collection).await?;
+    let registry_changed =
+        Registry::publish(bucket, &m.id, &version, collection, m.catalog_only).await?;
     Ok(Published {
         version,
         objects_written,

@@ -191,7 +191,7 @@ async fn index_json_is_revalidated_once_its_lifetime_is_over() {
     let timing = resp.headers()["server-timing"].to_str().unwrap();
     assert!(timing.contains(", 0 bytes"), "{timing}");
     // A reindex (a new index.json) is seen at once.
-    cloudify_core::Registry::publish(store.as_ref(), "other", "v0", "c")
+    cloudify_core::Registry::publish(store.as_ref(), "other", "v0", "c", false)
         .await
         .unwrap();
     store.take_ops();

@@ -17,6 +17,10 @@
 //! [datasets.gfs]
 //! sources = ["stores/gfs.icechunk"] # one Zarr store or Icechunk repository folder
 //! ref = "v2"                      # optional, as --ref: a branch, tag or snapshot id
+//!
+//! [datasets.era5]
+//! sources = ["s3://public/era5.zarr/"]
+//! serve = false                   # catalogued only: its STAC item names the store itself
 //! ```
 //!
 //! A top-level `targets = ["lambda", "worker-free"]` names the platforms the bucket is served
@@ -69,6 +73,8 @@ struct Dataset {
     collection: Option<String>,
     #[serde(rename = "ref")]
     reference: Option<String>,
+    /// `false`: catalogued only, its item naming the store or files (default `true`).
+    serve: Option<bool>,
 }
 
 impl Dataset {
@@ -85,6 +91,7 @@ impl Dataset {
             chunks: rule.chunks.clone(),
             collection: rule.collection.clone(),
             reference: None,
+            serve: rule.serve,
         }
     }
 }
@@ -320,6 +327,7 @@ async fn one(
             .map_or(Ok(ServedCodec::default()), ServedCodec::parse)?,
         chunks: ServeOptions::parse_chunks(d.chunks.as_deref().unwrap_or(""))?,
         targets,
+        serve: d.serve.unwrap_or(true),
     };
     if d.sources.is_empty() {
         return Err(anyhow!("no sources listed"));

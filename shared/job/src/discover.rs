@@ -9,6 +9,7 @@
 //! id = "{model}.{experiment}.{variable}"   # optional; default: every field but the last
 //! concat_dim = "time"                # the files of one dataset follow each other along it
 //! collection = "cmip6"               # optional
+//! serve = false                      # optional: catalogued only (as a dataset's `serve`)
 //! ```
 //!
 //! A store's dataset id is its folder's name without `.zarr` or `.icechunk`; `store_id`
@@ -44,6 +45,8 @@ pub struct Rule {
     pub codec: Option<String>,
     /// Their served chunks.
     pub chunks: Option<String>,
+    /// `false`: catalogued only (as a dataset's `serve`).
+    pub serve: Option<bool>,
 }
 
 /// A dataset found.

@@ -111,6 +111,13 @@ impl Place {
         !self.url.starts_with("http")
     }
 
+    /// The AWS region of an `s3://` place.
+    fn region(&self) -> Option<String> {
+        self.url
+            .starts_with("s3://")
+            .then(cloudify_stores::s3_region)
+    }
+
     /// How errors and messages name it: its path or URL.
     fn shown(&self) -> &str {
         self.url.strip_prefix("file://").unwrap_or(&self.url)
@@ -221,6 +228,7 @@ pub async fn zarr(job: &Job, named: &str, v3: bool) -> anyhow::Result<Laid> {
             url: place.name(),
             kind: "zarr".into(),
             zarr_format: if v3 { 3 } else { 2 },
+            region: place.region(),
         }),
         ..Laid::default()
     };
@@ -457,6 +465,7 @@ pub async fn icechunk(
             url: place.name(),
             kind: "icechunk".into(),
             zarr_format: 3,
+            region: place.region(),
         }),
         ..Laid::default()
     };
@@ -545,10 +554,7 @@ pub async fn icechunk(
         in_bucket: place.in_bucket.is_some(),
         snapshot: Some(snapshot.id),
         virtual_prefixes: prefixes.into_iter().collect(),
-        region: place
-            .url
-            .starts_with("s3://")
-            .then(cloudify_icechunk::s3_region),
+        region: place.region(),
     });
     laid.sources = sources.specs;
     Ok(laid)

@@ -163,6 +163,8 @@ async fn publish(
         eprintln!("warning: {w}");
     }
     let bucket = &job.bucket;
+    // A catalogued-only dataset is read where it lies: no repository is made for it.
+    let repository = repository && !indexed.manifest.catalog_only;
     #[cfg(feature = "icechunk")]
     let repo = match repository {
         true => icechunk_sources(bucket, &mut indexed),
@@ -218,7 +220,7 @@ fn icechunk_sources(
             in_bucket: true,
             snapshot: None,
             virtual_prefixes: cloudify_icechunk::containers(&sources),
-            region: Some(cloudify_icechunk::s3_region()),
+            region: Some(cloudify_stores::s3_region()),
         });
     }
     Some((location, sources))

@@ -18,7 +18,7 @@ use cloudify_core::{App, Config, HttpHeaders, ReadStore, Timeouts};
 pub use bucket::Bucket;
 pub use http::{Ureq, http_source};
 pub use local::LocalStore;
-pub use s3::{DEFAULT_TIMEOUT, S3Store};
+pub use s3::{DEFAULT_TIMEOUT, S3Store, s3_region};
 
 /// The reader of every `s3://` source of this process, configured once from the environment.
 pub async fn s3_sources() -> &'static S3Store {

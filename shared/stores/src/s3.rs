@@ -22,6 +22,15 @@ use cloudify_core::{Error, Result};
 /// Default time one S3 operation may take, retries included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The AWS region of this process's environment (`us-east-1` when it names none), as
+/// catalogs and Icechunk's own S3 client name it.
+pub fn s3_region() -> String {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "us-east-1".into())
+}
+
 /// A bucket, or with [`S3Store::any_bucket`] every bucket (keys are then `bucket/key`).
 #[derive(Clone, Debug)]
 pub struct S3Store {
