@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import jsonschema
 import numpy as np
@@ -372,3 +373,41 @@ def test_catalogued_only_datasets_name_their_stores_and_are_not_served(cloudify,
     with xr.open_dataset(server.url + "/datasets/virtual/zarr3", engine="zarr", zarr_format=3,
                          consolidated=True) as actual:
         datasets_equal(actual.load(), expected)
+
+
+def test_the_published_catalog_walks_from_a_static_file_server(catalog, cloudify, tmp_path):
+    """`cloudify publish` into a folder served by a plain static file server (not the
+    function): pystac walks it from its root URL, validates every document (core and extension
+    schemas), and every self, root and parent link answers."""
+    _, bucket, sources = catalog
+    site = tmp_path / "site"
+    site.mkdir()
+    server = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind",
+                               "127.0.0.1", "--directory", str(site)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = "http://127.0.0.1:{}".format(re.search(r"port (\d+)", server.stdout.readline())[1])
+        run(cloudify, "publish", "--bucket", bucket, "--to", str(site), "--public-url", url)
+        root = pystac.Catalog.from_file(url + "/stac/catalog.json")
+        assert root.get_self_href() == url + "/stac/catalog.json"
+        assert root.validate_all() == len(sources)
+        schemas = extension_schemas()
+        checked = set()
+        for parent, children, items in root.walk():
+            for obj in [parent, *children, *items]:
+                for link in obj.links:
+                    if link.rel in ("self", "root", "parent"):
+                        href = link.get_absolute_href()
+                        assert href.startswith(url), (obj.id, link.rel, href)
+                        checked.add(href)
+            for item in items:
+                d = item.to_dict(include_self_link=False)
+                for uri in d["stac_extensions"]:
+                    jsonschema.validate(d, schemas[uri])
+        for href in checked:
+            r = requests.get(href, timeout=30)
+            assert r.status_code == 200 and r.json()["type"] in ("Catalog", "Collection",
+                                                                 "Feature"), href
+    finally:
+        server.terminate()
+        server.wait()
