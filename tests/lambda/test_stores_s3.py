@@ -140,3 +140,57 @@ def test_catalogued_only_stores_in_s3_name_themselves(indexed):
     out = subprocess.run([PYTHON, READER], input=json.dumps(jobs), capture_output=True,
                          text=True, timeout=600, env=env)
     assert out.returncode == 0 and out.stdout.startswith("ok "), out.stdout[-4000:] + out.stderr
+
+
+def test_discovery_lists_an_http_prefix_that_answers_s3_listings(indexed, moto, s3, cloudify,
+                                                                 tmp_path):
+    """`[[discover]]` under an `http://` prefix of an S3-compatible server (path style, its
+    objects public, read anonymously): its Zarr store and its CMIP6-style files, found by ListObjectsV2 over HTTP,
+    indexed by URL and served equal to their sources; a prefix that answers no listing is an
+    error naming it."""
+    _, source, env = indexed
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="stores/v3.zarr/")["Contents"]
+    for o in listed:
+        s3.copy_object(Bucket=BUCKET, Key="listed/" + o["Key"].removeprefix("stores/"),
+                       CopySource={"Bucket": BUCKET, "Key": o["Key"]}, ACL="public-read")
+    tas = "tas_Amon_M1_historical_r1i1p1f1_gn"
+    parts = []
+    for period, times in (("185001-185012", np.arange(0.0, 12)),
+                          ("185101-185112", np.arange(12.0, 24))):
+        path = make_files.model_piece(str(tmp_path / f"{tas}_{period}.nc"), times)
+        s3.upload_file(path, BUCKET, f"listed/cmip6/{tas}_{period}.nc",
+                       ExtraArgs={"ACL": "public-read"})
+        parts.append(path)
+    config = tmp_path / "cloudify.toml"
+    config.write_text(f'[[discover]]\nunder = "{moto.url}/{BUCKET}/listed/"\n'
+                      'files = "cmip6/{variable}_{table}_{model}_{experiment}_{member}_{grid}_'
+                      '{period}.nc"\n')
+    bucket = str(tmp_path / "bucket")
+    out = subprocess.run([cloudify, "index", "--bucket", bucket, "--config", str(config)],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    registry = json.load(open(os.path.join(bucket, "index.json")))["datasets"]
+    assert sorted(registry) == sorted(["v3", tas]), registry
+    server = Server(cloudify, bucket, "--publish-sources", env=env)
+    try:
+        info = server.get(f"/datasets/{tas}/info").json()
+        # The files by URL (beside the values the index assembled, in the bucket).
+        assert [s["url"] for s in info["sources"] if s["url"].endswith(".nc")] == \
+            [f"{moto.url}/{BUCKET}/listed/cmip6/{tas}_{p}.nc" for p in ("185001-185012", "185101-185112")]
+        with xr.open_dataset(source, engine="netcdf4") as expected, \
+                xr.open_dataset(f"{server.url}/datasets/v3/zarr3", engine="zarr", zarr_format=3,
+                                consolidated=True) as actual:
+            datasets_equal(actual, expected.load())
+        expected = xr.concat([xr.open_dataset(p, engine="netcdf4").load() for p in parts],
+                             dim="time", data_vars="minimal", coords="minimal", compat="override")
+        with xr.open_dataset(f"{server.url}/datasets/{tas}/zarr", engine="zarr", zarr_format=2,
+                             consolidated=True) as actual:
+            datasets_equal(actual, expected)
+    finally:
+        server.stop()
+    # A prefix nothing lists (no such bucket): an error naming it.
+    config.write_text(f'[[discover]]\nunder = "{moto.url}/no-such-bucket/x/"\n')
+    out = subprocess.run([cloudify, "index", "--bucket", bucket, "--config", str(config)],
+                         capture_output=True, text=True, env=env)
+    said = out.stdout + out.stderr
+    assert f"{moto.url}/no-such-bucket/x/: cannot be listed" in said, said

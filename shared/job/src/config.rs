@@ -218,7 +218,7 @@ pub async fn run_config(
     let mut gone: Vec<(String, String)> = Vec::new();
     let mut discovery_failed = Vec::new();
     for rule in &config.discover {
-        let found = match discover(rule, base).await {
+        let found = match discover(rule, base, job).await {
             Ok(found) => found,
             Err(e) => {
                 // Nothing found is nothing gone: the last run's datasets stay.

@@ -1,10 +1,10 @@
 //! Datasets found rather than listed: every Icechunk repository and Zarr store under a prefix
-//! (an `s3://` prefix, listed page by page, or a folder), and NetCDF files there grouped into
-//! datasets by a filename pattern.
+//! (an `s3://` prefix, listed page by page, an `http(s)://` one whose server answers S3
+//! listings, or a folder), and NetCDF files there grouped into datasets by a filename pattern.
 //!
 //! ```toml
 //! [[discover]]
-//! under = "s3://bucket/models/"      # or a folder, relative to the config file
+//! under = "s3://bucket/models/"      # or https://…/models/, or a folder (relative to this file)
 //! files = "{variable}_{table}_{model}_{experiment}_{member}_{grid}_{period}.nc"
 //! id = "{model}.{experiment}.{variable}"   # optional; default: every field but the last
 //! concat_dim = "time"                # the files of one dataset follow each other along it
@@ -23,6 +23,8 @@ use cloudify_core::ReadStore;
 use cloudify_core::registry::DISCOVERED_KEY as RECORD_KEY;
 use cloudify_core::store::{Precondition, ReadStoreExt, WriteStore};
 use serde::{Deserialize, Serialize};
+
+use crate::Job;
 
 /// One `[[discover]]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,8 +67,8 @@ pub struct Found {
 /// # Errors
 /// When the prefix cannot be listed, a pattern or id template is malformed, an id is not a
 /// valid dataset id, or two datasets get one id.
-pub async fn discover(rule: &Rule, base: &Path) -> anyhow::Result<Vec<Found>> {
-    let (root, keys) = list(&rule.under, base).await?;
+pub async fn discover(rule: &Rule, base: &Path, job: &Job) -> anyhow::Result<Vec<Found>> {
+    let (root, keys) = list(&rule.under, base, job).await?;
     let stores = store_roots(&keys);
     let mut found = Vec::new();
     for dir in &stores {
@@ -80,9 +82,11 @@ pub async fn discover(rule: &Rule, base: &Path) -> anyhow::Result<Vec<Found>> {
             ("parent", parent.rsplit('/').next().unwrap_or("")),
         ]);
         let id = fill(rule.store_id.as_deref().unwrap_or("{name}"), &fields)?;
+        // Over HTTP a store is a prefix only by its slash (the name alone is asked for as a file).
+        let slash = if root.starts_with("http") { "/" } else { "" };
         found.push(Found {
             id,
-            sources: vec![format!("{root}{dir}")],
+            sources: vec![format!("{root}{dir}{slash}")],
             store: true,
         });
     }
@@ -142,7 +146,7 @@ pub async fn discover(rule: &Rule, base: &Path) -> anyhow::Result<Vec<Found>> {
 }
 
 /// Every key below `under` (relative to it), and the prefix that makes a key a source again.
-async fn list(under: &str, base: &Path) -> anyhow::Result<(String, Vec<String>)> {
+async fn list(under: &str, base: &Path, job: &Job) -> anyhow::Result<(String, Vec<String>)> {
     if let Some(rest) = under.strip_prefix("s3://") {
         let prefix = format!("{}/", rest.trim_end_matches('/'));
         let keys = (cloudify_stores::s3_sources().await.list(&prefix).await)
@@ -153,9 +157,15 @@ async fn list(under: &str, base: &Path) -> anyhow::Result<(String, Vec<String>)>
             .collect();
         return Ok((format!("s3://{prefix}"), relative));
     }
+    if under.starts_with("http://") || under.starts_with("https://") {
+        let root = format!("{}/", under.trim_end_matches('/'));
+        let keys = crate::listing::list(&root, job).await?;
+        return Ok((root, keys));
+    }
     if under.contains("://") {
         return Err(anyhow!(
-            "{under}: discovery lists a folder or an s3:// prefix (HTTP cannot be listed)"
+            "{under}: discovery lists a folder, an s3:// prefix or an http(s):// one that \
+             answers S3 listings"
         ));
     }
     let dir = base.join(under);

@@ -16,6 +16,7 @@ macro_rules! say {
 pub mod config;
 pub mod discover;
 pub mod laid;
+pub mod listing;
 pub mod publish;
 pub mod remote;
 pub mod sources;
