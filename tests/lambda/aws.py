@@ -89,16 +89,21 @@ class Moto:
 class FaultProxy:
     """Forwards every request to `upstream` unchanged, except for objects named FORBIDDEN
     (403 AccessDenied, as S3 answers a role without s3:GetObject) and SLOW (answered after
-    SLOW_SECONDS). Path-style S3 requests name the object in the path. It counts the body bytes
-    it sends per path, answered at `/__proxy__/sent`. It runs in its own process, so the tests'
-    threads do not slow it."""
+    SLOW_SECONDS), each after `latency_ms` (an object store's time to first byte). Path-style
+    S3 requests name the object in the path. It counts the body bytes it sends per path,
+    answered at `/__proxy__/sent`, and the requests it forwarded by method, at
+    `/__proxy__/requests`. It runs in its own process, so the tests' threads do not slow it."""
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, latency_ms=0):
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([sys.executable, __file__, "proxy", str(port), upstream],
-                                     start_new_session=True)
+        self.proc = subprocess.Popen([sys.executable, __file__, "proxy", str(port), upstream,
+                                      str(latency_ms)], start_new_session=True)
         wait_for(self.url + "/")
+
+    def requests(self):
+        """Requests forwarded so far, by method."""
+        return requests.get(self.url + "/__proxy__/requests", timeout=10).json()
 
     def sent(self, path):
         """Body bytes sent so far for GETs of `path` (`/bucket/key`)."""
@@ -108,9 +113,10 @@ class FaultProxy:
         stop(self.proc)
 
 
-def serve_proxy(port, upstream):
+def serve_proxy(port, upstream, latency_ms=0):
     local = threading.local()
     sent, lock = {}, threading.Lock()
+    methods = {}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -136,6 +142,13 @@ def serve_proxy(port, upstream):
                 with lock:
                     body = json.dumps(sent).encode()
                 return self.answer(200, [("Content-Type", "application/json")], body)
+            if path == "/__proxy__/requests":
+                with lock:
+                    body = json.dumps(methods).encode()
+                return self.answer(200, [("Content-Type", "application/json")], body)
+            with lock:
+                methods[self.command] = methods.get(self.command, 0) + 1
+            time.sleep(latency_ms / 1000)
             if path.endswith("/" + FORBIDDEN):
                 body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied"
                         b"</Code><Message>Access Denied</Message></Error>")
@@ -298,4 +311,4 @@ class LambdaWatch:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["proxy"]:
-    serve_proxy(int(sys.argv[2]), sys.argv[3])
+    serve_proxy(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))

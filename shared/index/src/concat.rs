@@ -18,6 +18,7 @@
 //!   file by the re-encoding routes ([`Unpack`]); `/kerchunk` leaves them out.
 
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 
 use cloudify_core::cftime::{Calendar, Units};
 use cloudify_core::manifest::{self, Irregular, encode_table};
@@ -31,8 +32,13 @@ use crate::kept::Kept;
 use crate::netcdf4::{ArrayTable, Indexed};
 use crate::source::SourceSpec;
 
+/// Sources read at once. A remote source's reads wait on the network far longer than on a
+/// core (tens of milliseconds per request to an object store), so this is sized for latency.
+const READERS: usize = 16;
+
 /// Largest array along the dimension stored whole in the bucket when its chunks do not line up.
 const MAX_INLINE: u64 = 16 << 20;
+
 /// Attributes that change how stored values decode: they must agree across files, but for the
 /// packing (the first two) of variables along the dimension, which are unpacked per source.
 const DECODING: [&str; 3] = ["scale_factor", "add_offset", "calendar"];
@@ -111,19 +117,38 @@ pub(crate) fn concat(
     sources: &[SourceSpec],
     how: &Concat,
     kept: &Kept,
-    read_one: impl Fn(&SourceSpec, u32) -> Result<Indexed>,
+    read_one: impl Fn(&SourceSpec, u32) -> Result<Indexed> + Sync,
 ) -> Result<(Indexed, Vec<SourceSpec>)> {
     let dim = how.dim.as_str();
     let mut parts = Vec::with_capacity(sources.len());
     let mut keep = kept.only(sources);
-    for (i, spec) in sources.iter().enumerate() {
-        let (indexed, spec) = match kept.get(spec, i as u32) {
-            Some(known) => known,
-            None => {
-                let indexed = read_one(spec, i as u32)?;
-                let names = coordinates_and_bounds(&indexed.manifest);
-                let spec = keep.keep(spec, &indexed, &names)?;
+    let known: Vec<Option<(Indexed, SourceSpec)>> = (sources.iter().enumerate())
+        .map(|(i, spec)| kept.get(spec, i as u32))
+        .collect();
+    let fresh = read_many(
+        sources,
+        |i| known[i].is_none(),
+        |spec, i| {
+            let indexed = read_one(spec, i)?;
+            let names = coordinates_and_bounds(&indexed.manifest);
+            let ranges = Kept::coordinate_chunks(spec, &indexed, &names)?;
+            Ok((indexed, ranges))
+        },
+    );
+    for ((spec, known), fresh) in sources.iter().zip(known).zip(fresh) {
+        let (indexed, spec) = match (known, fresh) {
+            (Some(known), _) => known,
+            (None, Some(read)) => {
+                let (indexed, ranges) = read?;
+                let spec = keep.insert(spec, &indexed, ranges);
                 (indexed, spec)
+            }
+            // Reads stop at a failure, which comes earlier in this order (or a reader died).
+            (None, None) => {
+                return Err(IndexError::Source {
+                    file: spec.url.clone(),
+                    fault: "not read: its reader stopped".into(),
+                });
             }
         };
         parts.push(Part { indexed, spec });
@@ -212,6 +237,46 @@ pub(crate) fn concat(
     out.kept = Some(keep);
     out.sources_read = parts.iter().map(|p| p.indexed.sources_read).sum();
     Ok((out, specs))
+}
+
+/// `read(source, position)` of each source `wanted(position)` says, [`READERS`] at a time on
+/// scoped threads, taken in order; the results by position, `None` where not wanted or not
+/// started because a read had failed.
+fn read_many<T: Send>(
+    sources: &[SourceSpec],
+    wanted: impl Fn(usize) -> bool + Sync,
+    read: impl Fn(&SourceSpec, u32) -> Result<T> + Sync,
+) -> Vec<Option<Result<T>>> {
+    let todo: Vec<usize> = (0..sources.len()).filter(|&i| wanted(i)).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let mut out: Vec<Option<Result<T>>> = (0..sources.len()).map(|_| None).collect();
+    let work = || {
+        let mut done = Vec::new();
+        while !failed.load(AtomicOrdering::Relaxed) {
+            let Some(&i) = todo.get(next.fetch_add(1, AtomicOrdering::Relaxed)) else {
+                break;
+            };
+            let result = read(&sources[i], i as u32);
+            if result.is_err() {
+                failed.store(true, AtomicOrdering::Relaxed);
+            }
+            done.push((i, result));
+        }
+        done
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..READERS.min(todo.len()))
+            .map(|_| scope.spawn(work))
+            .collect();
+        for w in workers {
+            // A reader that panicked leaves its sources unread, reported as such.
+            for (i, result) in w.join().unwrap_or_default() {
+                out[i] = Some(result);
+            }
+        }
+    });
+    out
 }
 
 /// How each part packs the numbers of array `name`, when not every part packs them alike.
@@ -628,6 +693,44 @@ fn inline(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sources are read many at a time (counted, not timed), in order of position, only those
+    /// wanted; after a failure no more start, and the first failure by position is reported.
+    #[test]
+    fn sources_are_read_at_once_and_a_failure_stops_the_reads() {
+        use std::sync::atomic::AtomicUsize;
+        use std::time::Duration;
+
+        let sources: Vec<SourceSpec> = (0..400)
+            .map(|i| SourceSpec::in_memory(format!("s{i}"), format!("file:///s{i}"), vec![]))
+            .collect();
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let read = |spec: &SourceSpec, i: u32| {
+            let n = now.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+            most.fetch_max(n, AtomicOrdering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            now.fetch_sub(1, AtomicOrdering::SeqCst);
+            match i {
+                40 => Err(IndexError::Invalid(format!("{} is bad", spec.url))),
+                _ => Ok(i),
+            }
+        };
+        let out = read_many(&sources, |i| i % 2 == 0, read);
+        assert!(most.load(AtomicOrdering::SeqCst) > 1, "one read at a time");
+        assert!(most.load(AtomicOrdering::SeqCst) <= READERS);
+        for (i, r) in out.iter().enumerate() {
+            match (i % 2, i) {
+                (1, _) => assert!(r.is_none(), "{i} was not wanted"),
+                (_, 0..40) => assert!(matches!(r, Some(Ok(n)) if *n == i as u32), "{i}"),
+                (_, 40) => {
+                    assert!(matches!(r, Some(Err(IndexError::Invalid(m))) if m == "s40 is bad"))
+                }
+                _ => {}
+            }
+        }
+        // Readers stop taking sources after the failure: fewer than all were started.
+        assert!(out.iter().filter(|r| r.is_some()).count() < 100);
+    }
 
     #[test]
     fn rows_cut_a_contiguous_array_into_byte_ranges() {

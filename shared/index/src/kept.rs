@@ -82,19 +82,17 @@ impl Kept {
         Some((indexed, remembering(spec, kept.ranges.clone())))
     }
 
-    /// Keep source `spec`, just indexed alone as `indexed`: its coordinate chunks are read
-    /// (coordinates are `names`). Returns the reader the concatenation should read it
-    /// through, which answers those chunks from memory; a source with more than
-    /// [`MAX_KEPT`] bytes of them is not kept.
+    /// The stored bytes of the coordinate chunks (`names`) of `spec`, just indexed alone as
+    /// `indexed`, by offset; `None` for a source with more than [`MAX_KEPT`] bytes of them.
+    /// The reading half of keeping a source, which sources do at once.
     ///
     /// # Errors
     /// [`IndexError::Source`] when a chunk cannot be read.
-    pub(crate) fn keep(
-        &mut self,
+    pub(crate) fn coordinate_chunks(
         spec: &SourceSpec,
         indexed: &Indexed,
         names: &[String],
-    ) -> Result<SourceSpec> {
+    ) -> Result<Option<BTreeMap<u64, Vec<u8>>>> {
         let m = &indexed.manifest;
         let chunks: Vec<ChunkRef> = names
             .iter()
@@ -102,7 +100,7 @@ impl Kept {
             .flat_map(|t| t.stored.iter().map(|(_, c)| *c))
             .collect();
         if chunks.iter().map(|c| c.length).sum::<u64>() > MAX_KEPT {
-            return Ok(spec.clone());
+            return Ok(None);
         }
         let mut ranges = BTreeMap::new();
         for c in chunks {
@@ -115,6 +113,21 @@ impl Kept {
                 })?;
             ranges.insert(c.offset, buf);
         }
+        Ok(Some(ranges))
+    }
+
+    /// Keep source `spec`, indexed alone as `indexed`, with its coordinate chunks `ranges`
+    /// ([`Self::coordinate_chunks`]). Returns the reader the concatenation should read it
+    /// through, which answers those chunks from memory; a source without them is not kept.
+    pub(crate) fn insert(
+        &mut self,
+        spec: &SourceSpec,
+        indexed: &Indexed,
+        ranges: Option<BTreeMap<u64, Vec<u8>>>,
+    ) -> SourceSpec {
+        let Some(ranges) = ranges else {
+            return spec.clone();
+        };
         let ranges = Arc::new(ranges);
         self.0.insert(
             identity(spec),
@@ -123,7 +136,7 @@ impl Kept {
                 ranges: ranges.clone(),
             },
         );
-        Ok(remembering(spec, ranges))
+        remembering(spec, ranges)
     }
 
     /// What is kept of the sources `specs` (those of the new version).

@@ -42,8 +42,9 @@ use crate::Job;
 use crate::discover::{Found, Record, Rule, discover};
 use cloudify_core::registry::Registry;
 
-/// Datasets indexed at once: each reads its sources on a blocking thread.
-const CONCURRENT: usize = 2;
+/// Datasets indexed at once, each reading its sources on blocking threads: sized for an
+/// object store's latency (an archive of many small datasets waits on requests, not cores).
+const CONCURRENT: usize = 8;
 
 /// The file.
 #[derive(Debug, Deserialize)]
@@ -215,6 +216,7 @@ pub async fn run_config(
     };
     let store = job.bucket.store();
     let mut record = Record::load(store).await?;
+    let recorded = record.clone();
     let mut gone: Vec<(String, String)> = Vec::new();
     let mut discovery_failed = Vec::new();
     for rule in &config.discover {
@@ -295,7 +297,9 @@ pub async fn run_config(
                  objects are left for cloudify gc)"
             )));
         }
-        record.save(store).await?;
+        if record != recorded {
+            record.save(store).await?;
+        }
     }
     // The catalog's public URL: --public-url, else the file's, else the one stored before.
     let file_url = config

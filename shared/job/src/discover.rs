@@ -149,12 +149,16 @@ pub async fn discover(rule: &Rule, base: &Path, job: &Job) -> anyhow::Result<Vec
 async fn list(under: &str, base: &Path, job: &Job) -> anyhow::Result<(String, Vec<String>)> {
     if let Some(rest) = under.strip_prefix("s3://") {
         let prefix = format!("{}/", rest.trim_end_matches('/'));
-        let keys = (cloudify_stores::s3_sources().await.list(&prefix).await)
+        let listed = (cloudify_stores::s3_sources().await.list_meta(&prefix).await)
             .map_err(|e| anyhow!("{under}: {}", e.internal()))?;
-        let relative = keys
-            .into_iter()
-            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+        let relative = (listed.iter())
+            .filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_owned))
             .collect();
+        job.remember(
+            listed
+                .into_iter()
+                .map(|(k, meta)| (format!("s3://{k}"), meta)),
+        );
         return Ok((format!("s3://{prefix}"), relative));
     }
     if under.starts_with("http://") || under.starts_with("https://") {
@@ -273,7 +277,7 @@ fn fill(template: &str, fields: &BTreeMap<&str, &str>) -> anyhow::Result<String>
 /// The datasets found under each prefix, as the last run recorded them (at
 /// [`RECORD_KEY`]): the ones a prefix no longer gives are taken out of `index.json`, their
 /// objects left for `cloudify gc`.
-#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Record {
     /// Dataset ids by the `under` that found them.
     pub found: BTreeMap<String, BTreeSet<String>>,

@@ -13,7 +13,7 @@ use cloudify_index::{Laid, LaidArray, RangeRead, SourceSpec, StoreArray};
 use cloudify_stores::LocalStore;
 use serde_json::{Map, Value};
 
-use crate::Job;
+use crate::{HEADS_AT_ONCE, Job};
 
 /// What a store named as a source is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +55,21 @@ pub async fn layout(named: &str, job: &Job) -> anyhow::Result<Option<Layout>> {
 }
 
 /// Whether the remote `url` names an object (an unanswered HEAD says no: the checks for a
-/// store's objects then say why it is neither).
+/// store's objects then say why it is neither). A listed one is; what a HEAD says of one is
+/// remembered, so indexing it asks no more.
 async fn is_object(url: &str, job: &Job) -> bool {
-    match crate::remote::store_for(url, job).await {
-        Ok((store, key)) => matches!(store.head(key).await, Ok(Some(_))),
-        Err(_) => false,
+    if job.listed(url).is_some() {
+        return true;
+    }
+    let Ok((store, key)) = crate::remote::store_for(url, job).await else {
+        return false;
+    };
+    match store.head(key).await {
+        Ok(Some(meta)) => {
+            job.remember([(url.to_owned(), meta)]);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -308,10 +318,6 @@ pub async fn zarr(job: &Job, named: &str, v3: bool) -> anyhow::Result<Laid> {
     laid.sources = sources.specs;
     Ok(laid)
 }
-
-/// Requests in flight while a store's objects are asked for their size and tag: enough to hide
-/// an object store's latency.
-const HEADS_AT_ONCE: usize = 32;
 
 /// The size and tag of each of `keys` that exists; a missing one is an error when `listed`
 /// (it vanished since the listing).

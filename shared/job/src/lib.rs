@@ -21,14 +21,15 @@ pub mod publish;
 pub mod remote;
 pub mod sources;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use cloudify_core::store::ObjectMeta;
 use cloudify_core::{HttpHeaders, Timeouts};
 use cloudify_stores::Bucket;
 
 /// What every step of a job needs: the bucket it writes, and the request headers and timeouts
 /// of HTTP(S) sources.
-#[derive(Clone)]
 pub struct Job {
     /// The bucket the index is written into.
     pub bucket: Bucket,
@@ -36,6 +37,26 @@ pub struct Job {
     pub headers: Arc<HttpHeaders>,
     /// How long HTTP(S) sources may take to connect and to answer.
     pub timeouts: Timeouts,
+    /// What listings said of remote objects (size, tag) by URL: a listed source is not asked
+    /// again, so an unchanged one costs its listing entry alone.
+    listed: Mutex<HashMap<String, ObjectMeta>>,
+}
+
+/// Requests in flight while remote objects are asked for their size and tag: enough to hide
+/// an object store's latency.
+pub(crate) const HEADS_AT_ONCE: usize = 32;
+
+/// A clone is the job of another run (a warm Lambda's next event): it remembers no listing,
+/// what a listing said being true of its own run only.
+impl Clone for Job {
+    fn clone(&self) -> Self {
+        Self {
+            bucket: self.bucket.clone(),
+            headers: self.headers.clone(),
+            timeouts: self.timeouts,
+            listed: Mutex::default(),
+        }
+    }
 }
 
 impl Job {
@@ -45,7 +66,20 @@ impl Job {
             bucket,
             headers: Arc::default(),
             timeouts: Timeouts::default(),
+            listed: Mutex::default(),
         }
+    }
+
+    /// Remember what a listing said of the objects at these URLs.
+    pub(crate) fn remember(&self, listed: impl IntoIterator<Item = (String, ObjectMeta)>) {
+        if let Ok(mut known) = self.listed.lock() {
+            known.extend(listed);
+        }
+    }
+
+    /// What a listing said of the object at `url`.
+    pub(crate) fn listed(&self, url: &str) -> Option<ObjectMeta> {
+        self.listed.lock().ok()?.get(url).cloned()
     }
 
     /// Send `headers` to the HTTP(S) sources under their prefixes.

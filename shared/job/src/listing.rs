@@ -5,7 +5,7 @@
 
 use anyhow::anyhow;
 use cloudify_core::ReadStore;
-use cloudify_core::store::ReadStoreExt;
+use cloudify_core::store::{ObjectMeta, ReadStoreExt};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
@@ -30,9 +30,13 @@ struct Page {
 #[serde(rename_all = "PascalCase")]
 struct Entry {
     key: String,
+    #[serde(default)]
+    size: u64,
+    e_tag: Option<String>,
 }
 
-/// Every key below `url` (ending in `/`), relative to it. The bucket is either the host
+/// Every key below `url` (ending in `/`), relative to it; what the listing says of each object
+/// is remembered by the job. The bucket is either the host
 /// (virtual-hosted style) or the first path segment (path style): the first of the two whose
 /// answer is a listing is the one.
 ///
@@ -59,10 +63,18 @@ pub async fn list(url: &str, job: &Job) -> anyhow::Result<Vec<String>> {
         let mut next = Some(first);
         for _ in 0..MAX_PAGES {
             let Some(p) = next.take() else { break };
-            keys.extend(
-                (p.contents.into_iter())
-                    .filter_map(|e| e.key.strip_prefix(prefix).map(str::to_owned)),
-            );
+            for e in p.contents {
+                let Some(relative) = e.key.strip_prefix(prefix) else {
+                    continue;
+                };
+                let meta = ObjectMeta {
+                    size: e.size,
+                    etag: e.e_tag,
+                    last_modified: None,
+                };
+                job.remember([(format!("{url}{relative}"), meta)]);
+                keys.push(relative.to_owned());
+            }
             next = match (p.is_truncated, p.next_continuation_token) {
                 (true, Some(token)) => Some(
                     page(store.as_ref(), &root, prefix, Some(&token))

@@ -140,6 +140,9 @@ pub(crate) async fn store_for<'u>(
 /// # Errors
 /// When the object does not answer or is missing.
 pub async fn spec(url: &str, job: &Job) -> anyhow::Result<SourceSpec> {
+    if let Some(meta) = job.listed(url) {
+        return spec_as(url, meta, job).await;
+    }
     let (store, key) = store_for(url, job).await?;
     let meta = store
         .head(key)
@@ -186,7 +189,7 @@ pub async fn spec_as(url: &str, meta: ObjectMeta, job: &Job) -> anyhow::Result<S
 ///
 /// # Errors
 /// When the listing fails, the pattern is malformed or matches nothing.
-pub async fn expand_s3(url: &str) -> anyhow::Result<Vec<String>> {
+pub async fn expand_s3(url: &str, job: &Job) -> anyhow::Result<Vec<String>> {
     let Some(rest) = url.strip_prefix("s3://") else {
         return Ok(vec![url.to_owned()]);
     };
@@ -201,17 +204,19 @@ pub async fn expand_s3(url: &str) -> anyhow::Result<Vec<String>> {
     };
     let listed = s3_sources()
         .await
-        .list(&rest[..literal])
+        .list_meta(&rest[..literal])
         .await
         .map_err(|e| anyhow!("{url}: {}", e.internal()))?;
-    let matched: Vec<String> = listed
+    let matched: Vec<(String, ObjectMeta)> = listed
         .into_iter()
-        .filter(|k| !k.ends_with('/'))
-        .filter(|k| literal == rest.len() || pattern.matches_with(k, options))
-        .map(|k| format!("s3://{k}"))
+        .filter(|(k, _)| !k.ends_with('/'))
+        .filter(|(k, _)| literal == rest.len() || pattern.matches_with(k, options))
+        .map(|(k, meta)| (format!("s3://{k}"), meta))
         .collect();
     if matched.is_empty() {
         return Err(anyhow!("{url}: no object matches"));
     }
-    Ok(matched)
+    let urls = matched.iter().map(|(u, _)| u.clone()).collect();
+    job.remember(matched);
+    Ok(urls)
 }

@@ -8,6 +8,7 @@ use cloudify_core::ReadStore;
 use cloudify_core::stac::CatalogInfo;
 use cloudify_index::{Concat, LocalFile, Published, ServeOptions, SourceSpec, SourceState};
 use cloudify_stores::{Bucket, LocalStore, s3_sources};
+use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::laid::{self, Layout};
 use crate::{Job, remote};
@@ -61,13 +62,17 @@ async fn index_files(
     collection: &str,
 ) -> anyhow::Result<Published> {
     let bucket = &job.bucket;
-    let mut specs = Vec::new();
-    for named in expand(sources).await? {
-        specs.push(match remote::is_remote(&named) {
-            true => remote::spec(&named, job).await?,
-            false => spec(bucket, Path::new(&named)).await?,
-        });
-    }
+    // Asked for their size and tag many at a time (a listed one is not asked again), in order.
+    let specs: Vec<SourceSpec> = stream::iter(expand(sources, job).await?)
+        .map(|named| async move {
+            match remote::is_remote(&named) {
+                true => remote::spec(&named, job).await,
+                false => spec(bucket, Path::new(&named)).await,
+            }
+        })
+        .buffered(crate::HEADS_AT_ONCE)
+        .try_collect()
+        .await?;
     let concat = concat_dim.map(|dim| Concat {
         dim: dim.to_owned(),
         bucket_url: bucket.url().to_owned(),
@@ -317,12 +322,12 @@ pub async fn catalog_with(
 
 /// The sources `sources` name: each a path or URL, a local glob pattern matching at least one
 /// file (in sorted order), or an `s3://` prefix or pattern. The same source twice is an error.
-async fn expand(sources: &[impl AsRef<str>]) -> anyhow::Result<Vec<String>> {
+async fn expand(sources: &[impl AsRef<str>], job: &Job) -> anyhow::Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for s in sources {
         let text = s.as_ref();
         if text.starts_with("s3://") {
-            out.extend(remote::expand_s3(text).await?);
+            out.extend(remote::expand_s3(text, job).await?);
             continue;
         }
         if text.contains("://") || Path::new(text).exists() || !text.contains(['*', '?', '[']) {

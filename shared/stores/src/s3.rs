@@ -72,6 +72,48 @@ fn env_timeout() -> Duration {
 }
 
 impl S3Store {
+    /// Every object below `prefix` with its size, tag and time as the listing gives them (what
+    /// a HEAD of each would say), sorted by key, page by page.
+    ///
+    /// # Errors
+    /// When a page cannot be read, naming the bucket.
+    pub async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let (bucket, object_prefix) = match &self.bucket {
+            Some(b) => (b.as_str(), prefix),
+            None => prefix.split_once('/').unwrap_or((prefix, "")),
+        };
+        let mut objects = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(object_prefix)
+            .set_request_payer(self.payer())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| match self.error(&e, bucket, object_prefix) {
+                Failure::Err(e) => e,
+                _ => Error::storage(format!("s3://{bucket}"), "cannot be listed"),
+            })?;
+            for o in page.contents() {
+                if let Some(k) = o.key() {
+                    let key = match self.bucket {
+                        Some(_) => k.to_owned(),
+                        None => format!("{bucket}/{k}"),
+                    };
+                    let meta = ObjectMeta {
+                        size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                        etag: o.e_tag().map(str::to_owned),
+                        last_modified: o.last_modified().and_then(millis),
+                    };
+                    objects.push((key, meta));
+                }
+            }
+        }
+        objects.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(objects)
+    }
     /// The store of `bucket`, configured from the environment.
     pub async fn new(bucket: &str) -> Self {
         Self::configured(Some(bucket.to_owned())).await
@@ -282,35 +324,12 @@ impl ReadStore for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let (bucket, object_prefix) = match &self.bucket {
-            Some(b) => (b.as_str(), prefix),
-            None => prefix.split_once('/').unwrap_or((prefix, "")),
-        };
-        let mut keys = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(object_prefix)
-            .set_request_payer(self.payer())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| match self.error(&e, bucket, object_prefix) {
-                Failure::Err(e) => e,
-                _ => Error::storage(format!("s3://{bucket}"), "cannot be listed"),
-            })?;
-            for o in page.contents() {
-                if let Some(k) = o.key() {
-                    keys.push(match self.bucket {
-                        Some(_) => k.to_owned(),
-                        None => format!("{bucket}/{k}"),
-                    });
-                }
-            }
-        }
-        keys.sort();
-        Ok(keys)
+        Ok(self
+            .list_meta(prefix)
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
     }
 }
 
