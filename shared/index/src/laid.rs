@@ -141,6 +141,5 @@ pub fn read_laid(id: &str, laid: Laid, options: &ServeOptions) -> Result<Indexed
     crate::netcdf4::apply(&mut indexed, options)?;
     crate::coords::summarise(&mut indexed, &sources)?;
     indexed.manifest.inputs = Some(crate::publish::laid_inputs(&state, options));
-    indexed.manifest.catalog_only = !options.serve;
     Ok(indexed)
 }

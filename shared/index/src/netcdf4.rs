@@ -165,9 +165,11 @@ impl ServeOptions {
     }
 }
 
-/// Set the served codec and grid of every array (`--chunks`, else the reader's choice); refuse
-/// a served chunk that one of the platforms served from would refuse on every request.
+/// Set whether the dataset is served and the served codec and grid of every array
+/// (`--chunks`, else the reader's choice); refuse a served chunk that one of the platforms
+/// served from would refuse on every request.
 pub(crate) fn apply(indexed: &mut Indexed, options: &ServeOptions) -> Result<()> {
+    indexed.manifest.catalog_only = !options.serve;
     let presets: Vec<_> = options.targets.iter().map(|p| p.preset()).collect();
 
     // Variables no request could name are left out, with the reason.
@@ -263,7 +265,6 @@ pub fn read_dataset(
     apply(&mut indexed, options)?;
     crate::coords::summarise(&mut indexed, &specs)?;
     indexed.manifest.inputs = Some(crate::publish::inputs(sources, options, concat));
-    indexed.manifest.catalog_only = !options.serve;
     Ok(indexed)
 }
 

@@ -63,6 +63,7 @@ pub async fn list(url: &str, job: &Job) -> anyhow::Result<Vec<String>> {
         let mut next = Some(first);
         for _ in 0..MAX_PAGES {
             let Some(p) = next.take() else { break };
+            let mut listed = Vec::with_capacity(p.contents.len());
             for e in p.contents {
                 let Some(relative) = e.key.strip_prefix(prefix) else {
                     continue;
@@ -72,9 +73,10 @@ pub async fn list(url: &str, job: &Job) -> anyhow::Result<Vec<String>> {
                     etag: e.e_tag,
                     last_modified: None,
                 };
-                job.remember([(format!("{url}{relative}"), meta)]);
+                listed.push((format!("{url}{relative}"), meta));
                 keys.push(relative.to_owned());
             }
+            job.remember(listed);
             next = match (p.is_truncated, p.next_continuation_token) {
                 (true, Some(token)) => Some(
                     page(store.as_ref(), &root, prefix, Some(&token))
