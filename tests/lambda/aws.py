@@ -2,6 +2,7 @@
 of it that turns chosen objects into faults, and `cargo lambda watch` emulating the functions."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -224,6 +225,31 @@ async def retrying_client(**kwargs):
     return aiohttp.ClientSession(middlewares=(_retry_lost_invocation,), **kwargs)
 
 
+def prebuilt_functions(folder):
+    """A folder to put first on `cargo lambda watch`'s PATH, whose `cargo` starts each function
+    instance (`cargo run --release … --bin NAME`) from the release build the other tiers share,
+    and passes every other command to cargo. `cargo run -p cloudify-lambda` alone resolves
+    other dependency features than that build of the whole workspace, and would rebuild
+    everything (minutes) on the first request. The build is made here when missing or stale."""
+    release = os.path.join(ROOT, "target", "release")
+    subprocess.run(["cargo", "build", "--release", "--workspace"], cwd=ROOT, check=True)
+    cargo = shutil.which("cargo")
+    shim = os.path.join(folder, "prebuilt")
+    os.makedirs(shim, exist_ok=True)
+    with open(os.path.join(shim, "cargo"), "w") as f:
+        f.write(f"""#!/bin/sh
+if [ "$1" = run ]; then
+  while [ $# -gt 0 ]; do
+    if [ "$1" = --bin ]; then exec "{release}/$2"; fi
+    shift
+  done
+fi
+exec "{cargo}" "$@"
+""")
+    os.chmod(os.path.join(shim, "cargo"), 0o755)
+    return shim
+
+
 class LambdaWatch:
     """`cargo lambda watch`: both functions of cloudify-lambda, the serving one behind an
     emulated Function URL at `{url}` (…/lambda-url/cloudify-serve). Up to INSTANCES, each
@@ -243,7 +269,8 @@ class LambdaWatch:
                "--ignore-changes", "--concurrency", str(INSTANCES),
                "--env-file", env_file]
         env = s3_env(endpoint)
-        env["PATH"] = TOOLS + os.pathsep + env["PATH"]
+        shim = prebuilt_functions(os.path.dirname(env_file))
+        env["PATH"] = os.pathsep.join((shim, TOOLS, env["PATH"]))
         self.log = open(env_file + ".log", "w")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

@@ -383,7 +383,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_local_store_passes_the_conformance_suite_and_stays_in_its_folder() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TempDir::new();
         let s = LocalStore::new(dir.path());
         let fixture = check_writes(&s, "conformance").await.unwrap();
         check_reads(&s, &fixture).await.unwrap();
@@ -394,9 +394,9 @@ mod tests {
 
     #[tokio::test]
     async fn symlinks_stay_inside_and_folders_are_not_objects() {
-        let outside = tempfile::tempdir().unwrap();
+        let outside = TempDir::new();
         std::fs::write(outside.path().join("secret"), b"s").unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TempDir::new();
         let s = LocalStore::new(dir.path());
         s.put("data/a.bin", Bytes::from_static(b"abc"), Precondition::None)
             .await
@@ -418,7 +418,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rewrite_with_the_same_size_and_time_changes_the_tag() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TempDir::new();
         let path = dir.path().join("f");
         std::fs::write(&path, b"one").unwrap();
         let s = LocalStore::new(dir.path());
@@ -450,7 +450,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lock_left_by_an_exited_process_is_broken_at_once() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TempDir::new();
         let s = LocalStore::new(dir.path());
         s.put("index.json", Bytes::from_static(b"{}"), Precondition::None)
             .await
@@ -479,8 +479,35 @@ mod tests {
         assert!(!owner_exited_text(&me));
     }
 
+    /// A fresh folder, removed with everything in it when dropped. Written here rather than
+    /// taken from the tempfile crate, whose rustix would give the test build other features
+    /// of shared dependencies than the release build, which `cargo test --release` reuses.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("cloudify-stores-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     fn owner_exited_text(owner: &str) -> bool {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TempDir::new();
         let p = dir.path().join("x.lock");
         std::fs::write(&p, owner).unwrap();
         owner_exited(&p)
