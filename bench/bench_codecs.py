@@ -32,6 +32,9 @@ CANDIDATES = {
     "zlib:1": numcodecs.Zlib(1),
     "zlib:3": numcodecs.Zlib(3),
     "zlib:6": numcodecs.Zlib(6),
+    "zstd:-5": numcodecs.Zstd(-5),
+    "zstd:-3": numcodecs.Zstd(-3),
+    "zstd:-1": numcodecs.Zstd(-1),
     "zstd:1": numcodecs.Zstd(1),
     "zstd:3": numcodecs.Zstd(3),
     "lz4": numcodecs.LZ4(1),
@@ -39,7 +42,7 @@ CANDIDATES = {
     "blosc zstd:1 shuffle": numcodecs.Blosc("zstd", 1, numcodecs.Blosc.SHUFFLE),
 }
 # What the core encodes, as `--codec` names it.
-SERVED = ["zlib:1", "zlib:3", "zlib:6", "zstd:1", "zstd:3"]
+SERVED = ["zlib:1", "zlib:3", "zlib:6", "zstd:-5", "zstd:-3", "zstd:-1", "zstd:1", "zstd:3"]
 
 
 def per_chunk(chunk):

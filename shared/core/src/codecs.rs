@@ -98,7 +98,8 @@ impl ServedCodec {
         };
         let bad = || {
             Error::BadRequest(format!(
-                "codec {s:?}: use auto, none, zlib[:0-9] or zstd[:1-22]"
+                "codec {s:?}: use auto, none, zlib[:0-9] or zstd[:LEVEL] (1 to 22, or -7 to -1 for \
+                 zstd's fast levels)"
             ))
         };
         let level_in = |lo: i32, hi: i32, default: i32| -> Result<i32> {
@@ -117,9 +118,11 @@ impl ServedCodec {
             "zlib" => Ok(ServedCodec::Zlib {
                 level: level_in(0, 9, 1)?.unsigned_abs(),
             }),
-            "zstd" => Ok(ServedCodec::Zstd {
-                level: level_in(1, 22, 3)?,
-            }),
+            // Level 0 would be libzstd's default, which ruzstd (wasm32) has no name for.
+            "zstd" => match level_in(-7, 22, 3)? {
+                0 => Err(bad()),
+                level => Ok(ServedCodec::Zstd { level }),
+            },
             _ => Err(bad()),
         }
     }
@@ -480,7 +483,13 @@ mod tests {
             data
         );
         assert_eq!(ServedCodec::parse("auto").unwrap(), ServedCodec::default());
-        for bad in ["lz4", "zlib:10", "zstd:0", "none:1", "auto:1"] {
+        assert_eq!(
+            ServedCodec::parse("zstd:-3").unwrap(),
+            ServedCodec::Zstd { level: -3 }
+        );
+        for bad in [
+            "lz4", "zlib:10", "zstd:0", "zstd:-8", "zstd:23", "none:1", "auto:1",
+        ] {
             assert!(ServedCodec::parse(bad).is_err(), "{bad}");
         }
     }
