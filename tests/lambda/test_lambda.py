@@ -172,7 +172,7 @@ def test_reindex_adds_a_new_file_and_a_repeated_event_writes_nothing(lam, s3, tm
 
 def test_the_serving_function_carries_no_indexing_code(lam):
     """The linker keeps none of the HDF5 reader or the indexer in cloudify-serve (the release
-    build `cargo lambda watch --release` ran), while cloudify-reindex has them."""
+    build `cargo lambda watch` runs the functions from), while cloudify-reindex has them."""
     from aws import ROOT
 
     def symbols(name):
