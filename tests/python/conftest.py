@@ -1,14 +1,13 @@
 """Shared fixtures: the cloudify binary, the test sources, one bucket holding all of them, and
 `cloudify serve` processes on free loopback ports."""
 import os
-import subprocess
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import make_files  # noqa: E402
-from servers import Server, binary, sample_files, sample_id  # noqa: E402
+from servers import Server, binary, index_many, sample_files, sample_id  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -27,11 +26,7 @@ def datasets(cloudify, generated, tmp_path_factory):
     bucket = str(tmp_path_factory.mktemp("bucket"))
     all_sources = dict(generated)
     all_sources.update({sample_id(p): p for p in sample_files()})
-    for ds_id, path in all_sources.items():
-        subprocess.run(
-            [cloudify, "index", "--bucket", bucket, "--dataset", ds_id, path],
-            check=True, capture_output=True,
-        )
+    index_many(cloudify, bucket, {ds_id: ([path], {}) for ds_id, path in all_sources.items()})
     return bucket, all_sources
 
 

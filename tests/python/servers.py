@@ -46,6 +46,24 @@ def index(cloudify, root, ds_id, *args):
                           check=True, capture_output=True, text=True).stdout
 
 
+def index_many(cloudify, root, datasets):
+    """`cloudify index --config` of `datasets` ({id: (sources, {option: value})}, the options
+    as cloudify.toml names them) into the bucket folder `root`: one run, which indexes eight
+    datasets at a time and writes the catalog once (a run per dataset rewrites it each time)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "cloudify.toml")
+        with open(config, "w") as f:
+            for ds_id, (sources, options) in datasets.items():
+                # JSON strings and arrays of them are TOML's too.
+                f.write(f"[datasets.{json.dumps(ds_id)}]\nsources = {json.dumps(list(sources))}\n")
+                f.writelines(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
+        r = subprocess.run([cloudify, "index", "--bucket", root, "--config", config],
+                           capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"cloudify index --config failed: {r.stderr}")
+    return r.stdout
+
+
 def indexed_bucket(cloudify, root, samples, leave_out=()):
     """A bucket folder whose `sources/` hold the generated test files (but `leave_out`) and
     `samples` CMIP6 sample files, each indexed as a dataset by key, so a function reads them

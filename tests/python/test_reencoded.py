@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 from compare import datasets_equal
-from servers import OPERATOR, sample_files, sample_id
+from servers import OPERATOR, index_many, sample_files, sample_id
 import make_files
 
 IDS = list(make_files.GENERATORS) + [sample_id(p) for p in sample_files()]
@@ -53,18 +53,19 @@ def variants(cloudify, generated, tmp_path_factory, start_server_module):
     """One bucket with mixed and many_chunks indexed under every codec, with and without
     --chunks, plus a few CMIP6 samples re-chunked along time."""
     bucket = str(tmp_path_factory.mktemp("variants"))
-    ids = {}
+    ids, config = {}, {}
     for name, chunks in STRADDLING.items():
         for codec in CODECS:
             for rechunk in (False, True):
                 ds_id = f"{name}-{codec.split(':')[0]}-{'rechunked' if rechunk else 'native'}"
-                opts = ["--codec", codec] + (["--chunks", chunks] if rechunk else [])
-                index(cloudify, bucket, ds_id, generated[name], *opts)
+                config[ds_id] = ([generated[name]],
+                                 {"codec": codec} | ({"chunks": chunks} if rechunk else {}))
                 ids[ds_id] = (generated[name], codec.split(":")[0])
     for path in sample_files()[:6]:
         ds_id = "rechunked-" + sample_id(path)
-        index(cloudify, bucket, ds_id, path, "--chunks", "time=7")
+        config[ds_id] = ([path], {"chunks": "time=7"})
         ids[ds_id] = (path, "zstd")
+    index_many(cloudify, bucket, config)
     return start_server_module(bucket), ids
 
 
@@ -103,8 +104,8 @@ def test_codecs_and_grids(variants, ds_id, view):
 
 # Every sample under the other codecs, each on a grid that straddles its source chunks (CMIP6
 # samples are contiguous: served chunks of 7 time steps read parts of them).
-SAMPLE_VARIANTS = {"zstd": ["--codec", "zstd", "--chunks", "time=7"],
-                   "none": ["--codec", "none", "--chunks", "time=5,lat=16"]}
+SAMPLE_VARIANTS = {"zstd": {"codec": "zstd", "chunks": "time=7"},
+                   "none": {"codec": "none", "chunks": "time=5,lat=16"}}
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +113,7 @@ def sample_variants(cloudify, tmp_path_factory, start_server_module):
     servers = {}
     for codec, opts in SAMPLE_VARIANTS.items():
         bucket = str(tmp_path_factory.mktemp(f"samples-{codec}"))
-        for path in sample_files():
-            index(cloudify, bucket, sample_id(path), path, *opts)
+        index_many(cloudify, bucket, {sample_id(p): ([p], opts) for p in sample_files()})
         servers[codec] = start_server_module(bucket)
     return servers
 
@@ -165,9 +165,9 @@ def test_auto_passes_source_chunks_through(server, datasets, variants):
                                 use_consolidated=True)
         for name, values in expected.items():
             np.testing.assert_array_equal(group[name][:], values, err_msg=f"{view} {name}")
-    # Fletcher-32 is checked here, so those chunks are re-encoded with zstd:1 (little-endian);
+    # Fletcher-32 is checked here, so those chunks are re-encoded with zstd:-5 (little-endian);
     # an explicit codec is honoured even where auto would pass the chunks through.
-    assert v2["fletcher_i2/.zarray"]["compressor"] == {"id": "zstd", "level": 1}
+    assert v2["fletcher_i2/.zarray"]["compressor"] == {"id": "zstd", "level": -5}
     assert server.get("/datasets/mixed/zarr/fletcher_i2/0.0.0").content.startswith(MAGIC["zstd"][0])
     vserver, _ = variants
     for codec, magic in [("zstd", MAGIC["zstd"][1]), ("none", None)]:
