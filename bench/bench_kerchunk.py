@@ -28,6 +28,7 @@ def big_file(path):
 
     if os.path.exists(path):
         return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     rng = np.random.default_rng(0)
     nt, ny, nx = 730, 180, 360
     with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:

@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["dataset", "sources", "concat_dim", "reference"])]
         config: Option<PathBuf>,
         /// Codec of the re-encoding routes: auto (the source's chunks as stored where clients
-        /// decode them, else zstd:1), none, zlib[:LEVEL] (gzip in Zarr v3), zstd[:LEVEL].
+        /// decode them, else zstd:-5), none, zlib[:LEVEL] (gzip in Zarr v3), zstd[:LEVEL].
         #[arg(long, default_value = "auto")]
         codec: String,
         /// Served chunk lengths of the re-encoding routes, e.g. time=12,lat=90.

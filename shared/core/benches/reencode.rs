@@ -54,7 +54,9 @@ fn reencode(c: &mut Criterion) {
     g.bench_function("decode source shuffle+zlib", |b| {
         b.iter(|| decode_source(&chain, 0, black_box(&stored), raw.len(), "bench").unwrap())
     });
-    for name in ["none", "zlib:1", "zlib:5", "zstd:1", "zstd:3"] {
+    for name in [
+        "none", "zlib:1", "zlib:5", "zstd:-5", "zstd:-3", "zstd:-1", "zstd:1", "zstd:3",
+    ] {
         let codec = ServedCodec::parse(name).unwrap();
         g.bench_function(format!("encode {name}"), |b| {
             b.iter(|| codec.encode(black_box(&raw), false).unwrap())

@@ -30,7 +30,7 @@ pub enum ServedCodec {
     },
     /// Zstandard (numcodecs `zstd` in v2, core `zstd` in v3).
     Zstd {
-        /// Compression level, 1-22.
+        /// Compression level: 1-22, or -7 to -1 (zstd's fast levels).
         level: i32,
     },
 }
@@ -42,10 +42,11 @@ impl Default for ServedCodec {
     }
 }
 
-/// What [`ServedCodec::Auto`] re-encodes with: zstd at level 1, the fastest of the codecs
-/// stock zarr-python decodes that the core encodes natively and in wasm32 (`bench_codecs.py`
-/// in bench/RESULTS.md). A Worker's bytes are ruzstd's, not libzstd's: the same values.
-pub const AUTO_REENCODE: ServedCodec = ServedCodec::Zstd { level: 1 };
+/// What [`ServedCodec::Auto`] re-encodes with: zstd's fast level -5, the fastest of the codecs
+/// stock zarr-python decodes that the core encodes natively and in wasm32, end to end
+/// (`bench_codecs.py` in bench/RESULTS.md: it compresses less than level 1, but the server
+/// encodes and clients decode it faster). A Worker's bytes are ruzstd's, not libzstd's: the same values.
+pub const AUTO_REENCODE: ServedCodec = ServedCodec::Zstd { level: -5 };
 
 /// Whether the re-encoding routes may serve `a` (as [`crate::unpack::served`] gives it) with
 /// its source bytes and codecs: each served chunk is one source chunk, compressed under a
