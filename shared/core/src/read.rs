@@ -492,7 +492,7 @@ impl Reader<'_> {
         name: &str,
         a: &ArrayMeta,
         idx: &[u64],
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Bytes> {
         self.check_served_size(name, a)?;
         let (_, linear) = source_chunks(name, a, &Region::served(a, idx))?;
         let records = self.records(m, version, a, &linear).await?;
@@ -523,7 +523,7 @@ impl Reader<'_> {
         a: &ArrayMeta,
         idx: &[u64],
         records: &BTreeMap<u64, Option<ChunkRef>>,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Bytes> {
         self.check_served_size(name, a)?;
         let item = u64::from(a.dtype.item_size());
         // Sources that pack values differently store another type than the one served.
@@ -604,7 +604,6 @@ impl Reader<'_> {
             .sum();
         let need = (reads + shared_reads + decoded + out_len).max(2 * out_len);
         self.admit(need, &what).await?;
-        let mut out = filled(&a.dtype.fill_bytes(&a.fill_value), out_len as usize);
         let fetched = self.source_ranges(m, ranges, &what).await?;
         let slice = |source: u32, r: Range<u64>| -> Result<Bytes> {
             let i = fetched.partition_point(|(s, fr, _)| (*s, fr.start) <= (source, r.start));
@@ -635,6 +634,24 @@ impl Reader<'_> {
             .await?
             .into_iter();
         let big_endian = a.dtype.is_big_endian();
+        // A served chunk that is one run of one decoded source chunk, its bytes as served
+        // (little-endian, not unpacked): that run of the decoded chunk, not a copy of it.
+        if let [(_, rows, false, ..)] = plans.as_slice()
+            && let [Row { src, dst: 0, len }] = rows.as_slice()
+            && a.unpack.is_none()
+            && !big_endian
+            && len * item == out_len
+        {
+            let decoded = decodes.next().unwrap_or_default();
+            let run = (src * item) as usize..((src + len) * item) as usize;
+            if decoded.get(run.clone()).is_none() {
+                return Err(Error::corrupt_data(format!(
+                    "{what}: a decoded chunk is short"
+                )));
+            }
+            return Ok(decoded.slice(run));
+        }
+        let mut out = filled(&a.dtype.fill_bytes(&a.fill_value), out_len as usize);
         for (c, rows, raw, ..) in plans {
             let kept;
             let decoded: Option<&[u8]> = if raw {
@@ -669,7 +686,7 @@ impl Reader<'_> {
                 }
             }
         }
-        Ok(out)
+        Ok(Bytes::from(out))
     }
 }
 
