@@ -634,6 +634,8 @@ impl Reader<'_> {
             .await?
             .into_iter();
         let big_endian = a.dtype.is_big_endian();
+        let missing = || Error::corrupt_data(format!("{what}: a planned decode is missing"));
+        let short = || Error::corrupt_data(format!("{what}: a decoded chunk is short"));
         // A served chunk that is one run of one decoded source chunk, its bytes as served
         // (little-endian, not unpacked): that run of the decoded chunk, not a copy of it.
         if let [(_, rows, false, ..)] = plans.as_slice()
@@ -642,13 +644,9 @@ impl Reader<'_> {
             && !big_endian
             && len * item == out_len
         {
-            let decoded = decodes.next().unwrap_or_default();
+            let decoded = decodes.next().ok_or_else(missing)?;
             let run = (src * item) as usize..((src + len) * item) as usize;
-            if decoded.get(run.clone()).is_none() {
-                return Err(Error::corrupt_data(format!(
-                    "{what}: a decoded chunk is short"
-                )));
-            }
+            decoded.get(run.clone()).ok_or_else(short)?;
             return Ok(decoded.slice(run));
         }
         let mut out = filled(&a.dtype.fill_bytes(&a.fill_value), out_len as usize);
@@ -657,9 +655,7 @@ impl Reader<'_> {
             let decoded: Option<&[u8]> = if raw {
                 None
             } else {
-                kept = decodes.next().ok_or_else(|| {
-                    Error::corrupt_data(format!("{what}: a planned decode is missing"))
-                })?;
+                kept = decodes.next().ok_or_else(missing)?;
                 Some(&kept)
             };
             for Row { src, dst, len } in rows {
@@ -670,9 +666,7 @@ impl Reader<'_> {
                         read = slice(c.source, c.offset + src..c.offset + src + n)?;
                         &read[..]
                     }
-                    Some(d) => d.get(src as usize..(src + n) as usize).ok_or_else(|| {
-                        Error::corrupt_data(format!("{what}: a decoded chunk is short"))
-                    })?,
+                    Some(d) => d.get(src as usize..(src + n) as usize).ok_or_else(short)?,
                 };
                 let target = &mut out[(dst * item) as usize..((dst + len) * item) as usize];
                 match &a.unpack {
