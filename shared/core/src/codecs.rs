@@ -1,6 +1,7 @@
 //! Decoding source chunks (the HDF5 filter pipeline) and encoding served chunks.
 //!
-//! zlib/gzip go through flate2 and zstd through the zstd crate natively, ruzstd on wasm32.
+//! Natively, zlib streams inflate through libdeflate, gzip through flate2 and zstd through the
+//! zstd crate; on wasm32, where C codecs do not build, flate2 inflates both and ruzstd does zstd.
 //! The HDF5 shuffle and Fletcher-32 filters are written here by hand: each is a dozen lines,
 //! and zarrs' versions are tied to its array and codec-chain types (and its fletcher32 rejects
 //! odd-length payloads, zarrs#460), which would be more code to adapt than to write.
@@ -223,6 +224,21 @@ fn decode_chain(
     Ok(data.into_owned())
 }
 
+/// A zlib stream inflated whole into a buffer of `max` bytes by libdeflate, which refuses a
+/// stream decoding past it. Inflating is the largest part of a re-encoding server's work, and
+/// libdeflate's one-shot inflate takes a fifth less time than zlib-rs's streaming one
+/// (`cargo bench -p cloudify-core --bench reencode`, bench/RESULTS.md).
+#[cfg(not(target_arch = "wasm32"))]
+fn inflate(data: &[u8], max: usize) -> std::result::Result<Vec<u8>, String> {
+    let mut out = vec![0; max];
+    let len = libdeflater::Decompressor::new()
+        .zlib_decompress(data, &mut out)
+        .map_err(|e| format!("zlib stream does not inflate: {e}"))?;
+    out.truncate(len);
+    Ok(out)
+}
+
+#[cfg(target_arch = "wasm32")]
 fn inflate(data: &[u8], max: usize) -> std::result::Result<Vec<u8>, String> {
     read_at_most(
         flate2::read::ZlibDecoder::new(data),
@@ -425,11 +441,15 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
         e.write_all(&raw).unwrap();
         let gzip = e.finish().unwrap();
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(1));
+        e.write_all(&raw).unwrap();
+        let zlib = e.finish().unwrap();
         let shuffled = [Codec::Shuffle { elementsize: 4 }, Codec::Zstd { level: 3 }];
         let zstd_shuffled = zstd::bulk::compress(&shuffle(&raw, 4), 3).unwrap();
         for (chain, stored) in [
             (vec![Codec::Zstd { level: 3 }], &zstd),
             (vec![Codec::Gzip { level: 1 }], &gzip),
+            (vec![Codec::Zlib { level: 1 }], &zlib),
             (shuffled.to_vec(), &zstd_shuffled),
         ] {
             assert_eq!(
