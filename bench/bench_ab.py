@@ -4,11 +4,10 @@ zlib+shuffle dataset on the default grid (source chunks passed through) and on a
 interleaved on one bucket. Reported per build: the median wall time of a load and the server's
 CPU seconds for it (from /proc), and the time=10 grid's time over the default grid's.
 
-Run: .venv/bin/python bench/bench_ab.py BEFORE_BINARY AFTER_BINARY
+Run: .venv/bin/python bench/bench_ab.py BEFORE_BINARY AFTER_BINARY 2>/dev/null
 (e.g. a `git worktree` of the commit before, built with its own CARGO_TARGET_DIR).
 """
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -19,21 +18,15 @@ import xarray as xr
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_kerchunk import BIN, ROOT, big_file  # noqa: E402
-from bench_reencoded import load  # noqa: E402
+from bench_reencoded import load, serve  # noqa: E402
+from load_connections import proc_figures  # noqa: E402
 
 ROUNDS = 7
 LOADS = [("big", "zarr", 2), ("big", "zarr3", 3), ("big10", "zarr", 2), ("big10", "zarr3", 3)]
 
 
 def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def serve(binary, bucket):
-    proc = subprocess.Popen([binary, "serve", "--bucket", bucket, "--addr", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    return proc, re.search(r"http://[0-9.:]+", proc.stdout.readline()).group(0)
+    return proc_figures(pid)[1]
 
 
 def main(builds):
@@ -47,7 +40,7 @@ def main(builds):
                            check=True, capture_output=True)
         for _ in range(ROUNDS):
             for build, binary in builds.items():
-                proc, url = serve(binary, bucket)
+                proc, url = serve(bucket, binary=binary)
                 try:
                     for ds, view, fmt in LOADS:
                         before = cpu_seconds(proc.pid)

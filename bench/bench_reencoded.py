@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from bench_kerchunk import BIN, ROOT, big_file  # noqa: E402
 
 
-def serve(bucket, *extra):
-    proc = subprocess.Popen([BIN, "serve", "--bucket", bucket, "--addr", "127.0.0.1:0", *extra],
+def serve(bucket, *extra, binary=BIN):
+    proc = subprocess.Popen([binary, "serve", "--bucket", bucket, "--addr", "127.0.0.1:0", *extra],
                             stdout=subprocess.PIPE, text=True)
     return proc, re.search(r"http://[0-9.:]+", proc.stdout.readline()).group(0)
 

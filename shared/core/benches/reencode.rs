@@ -1,5 +1,6 @@
 //! Re-encode throughput per codec, one core: decoding a source chunk (HDF5 shuffle + deflate,
-//! as netCDF writes it; and its inflate alone) and encoding it with each served codec. Throughput is in decoded bytes.
+//! as netCDF writes it; and its inflate alone) and encoding it with each served codec.
+//! Throughput is in decoded bytes.
 //! Run: cargo bench -p cloudify-core --bench reencode
 #![allow(clippy::unwrap_used, missing_docs)]
 
