@@ -206,11 +206,20 @@ def lost_invocation(status, body):
 # Tries of a request whose invocation the emulator lost; under load it loses two in a row now
 # and then.
 TRIES = 3
+# Seconds without a byte of an answer after which a request counts as lost: now and then the
+# emulator drops the answer of an invocation the function did answer (its log shows the 200),
+# and the client would otherwise wait for aiohttp's five-minute total.
+LOST_AFTER = 30
 
 
 async def _retry_lost_invocation(request, handler):
+    import asyncio
+
     for _ in range(TRIES - 1):
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except asyncio.TimeoutError:  # the session's `sock_read`: no answer
+            continue
         if not (response.status == 500 and lost_invocation(500, await response.read())):
             return response
         response.release()
@@ -218,10 +227,11 @@ async def _retry_lost_invocation(request, handler):
 
 
 async def retrying_client(**kwargs):
-    """fsspec's `get_client`: its default aiohttp session, asking once more after a lost
-    invocation."""
+    """fsspec's `get_client`: its default aiohttp session, asking again after a lost
+    invocation, a 500 or no answer at all, as `LambdaWatch.get` does."""
     import aiohttp
 
+    kwargs.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_read=LOST_AFTER))
     return aiohttp.ClientSession(middlewares=(_retry_lost_invocation,), **kwargs)
 
 
@@ -294,12 +304,12 @@ class LambdaWatch:
         the core's, or no answer at all (the emulator once held a request no instance took)."""
         for _ in range(TRIES - 1):
             try:
-                r = requests.get(self.url + path, timeout=30, **kw)
+                r = requests.get(self.url + path, timeout=LOST_AFTER, **kw)
             except requests.exceptions.ReadTimeout:
                 continue
             if not lost_invocation(r.status_code, r.content):
                 return r
-        return requests.get(self.url + path, timeout=30, **kw)
+        return requests.get(self.url + path, timeout=LOST_AFTER, **kw)
 
     # fsspec's HTTP client for xarray on the function URL (`storage_options=`): it asks once
     # more after a lost invocation, as `get` does.
