@@ -1,5 +1,6 @@
 """The local AWS the Lambda tests run against: moto's S3 server on 127.0.0.1, a proxy in front
 of it that turns chosen objects into faults, and `cargo lambda watch` emulating the functions."""
+import asyncio
 import json
 import os
 import shutil
@@ -213,8 +214,6 @@ LOST_AFTER = 30
 
 
 async def _retry_lost_invocation(request, handler):
-    import asyncio
-
     for _ in range(TRIES - 1):
         try:
             response = await handler(request)
@@ -311,8 +310,8 @@ class LambdaWatch:
                 return r
         return requests.get(self.url + path, timeout=LOST_AFTER, **kw)
 
-    # fsspec's HTTP client for xarray on the function URL (`storage_options=`): it asks once
-    # more after a lost invocation, as `get` does.
+    # fsspec's HTTP client for xarray on the function URL (`storage_options=`): it asks again
+    # after a lost invocation, as `get` does.
     storage_options = {"get_client": retrying_client}
 
     def start_every_instance(self, slow_path):
